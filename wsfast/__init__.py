@@ -1,13 +1,41 @@
-"""wsfast: a fast, correct WebSocket client and server for Python that mirrors Node's ws."""
+"""wsfast: a fast, correct WebSocket client and server for Python that mirrors Node's ws.
+
+The public names are re-exported here; ``tests/test_public_api.py`` checks the list.
+"""
 
 from __future__ import annotations
 
 from . import buffer_util, validation
-from .exceptions import ConnectionClosed, WebSocketError
+from .constants import CLOSED, CLOSING, CONNECTING, OPEN
+from .exceptions import ConnectionClosed, HandshakeError, InvalidURL, WebSocketError
+from .handshake import Headers, Request, Response
+from .sender import generate_mask
+from .websocket import WebSocket, connect
+from .websocket_server import VerifyInfo, WebSocketServer, serve
 
 __version__ = "0.1.0"
 
-__all__ = ["ConnectionClosed", "WebSocketError", "speedups", "__version__"]
+__all__ = [
+    "CLOSED",
+    "CLOSING",
+    "CONNECTING",
+    "OPEN",
+    "ConnectionClosed",
+    "HandshakeError",
+    "Headers",
+    "InvalidURL",
+    "Request",
+    "Response",
+    "VerifyInfo",
+    "WebSocket",
+    "WebSocketError",
+    "WebSocketServer",
+    "__version__",
+    "connect",
+    "generate_mask",
+    "serve",
+    "speedups",
+]
 
 
 def speedups() -> dict[str, str | None]:

@@ -1,0 +1,131 @@
+"""A small synchronous event emitter with Node's ``on``/``once``/``off``/``emit`` semantics."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["EventEmitter"]
+
+logger = logging.getLogger("wsfast")
+
+Listener = Callable[..., Any]
+
+
+class EventEmitter:
+    """Node-style events. ``on`` doubles as a decorator when given only the event name.
+
+    Listeners run synchronously in registration order. A listener that is a coroutine function
+    is scheduled as a task on the running loop. An exception raised by a listener is logged and
+    never propagates into the protocol code that emitted the event, so a bug in user code cannot
+    corrupt a connection's state; an ``'error'`` with no listener is logged too (a Node process
+    would crash there; a server must not).
+    """
+
+    __slots__ = ("_events", "__weakref__")
+
+    def __init__(self) -> None:
+        self._events: dict[str, list[Listener]] = {}
+
+    def on(self, event: str, listener: Listener | None = None) -> Any:
+        """Add ``listener`` for ``event``; without ``listener``, return a decorator."""
+        if listener is None:
+
+            def decorator(func: Listener) -> Listener:
+                self.on(event, func)
+                return func
+
+            return decorator
+        self._events.setdefault(event, []).append(listener)
+        self._listeners_changed(event)
+        return self
+
+    add_listener = on
+
+    def once(self, event: str, listener: Listener | None = None) -> Any:
+        """Add a listener that is removed before its first call."""
+        if listener is None:
+
+            def decorator(func: Listener) -> Listener:
+                self.once(event, func)
+                return func
+
+            return decorator
+        func = listener
+
+        def wrapper(*args: Any) -> Any:
+            self.off(event, wrapper)
+            return func(*args)
+
+        wrapper.listener = func  # type: ignore[attr-defined]
+        return self.on(event, wrapper)
+
+    def off(self, event: str, listener: Listener) -> EventEmitter:
+        """Remove one registration of ``listener`` (or of a ``once`` wrapper around it)."""
+        listeners = self._events.get(event)
+        if listeners:
+            for i in range(len(listeners) - 1, -1, -1):
+                item = listeners[i]
+                if item is listener or getattr(item, "listener", None) is listener:
+                    del listeners[i]
+                    break
+            if not listeners:
+                del self._events[event]
+            self._listeners_changed(event)
+        return self
+
+    remove_listener = off
+
+    def remove_all_listeners(self, event: str | None = None) -> EventEmitter:
+        """Remove every listener of ``event``, or of every event."""
+        if event is None:
+            names = list(self._events)
+            self._events.clear()
+        else:
+            names = [event]
+            self._events.pop(event, None)
+        for name in names:
+            self._listeners_changed(name)
+        return self
+
+    def listeners(self, event: str) -> list[Listener]:
+        """A copy of the listeners of ``event``."""
+        return [getattr(f, "listener", f) for f in self._events.get(event, ())]
+
+    def listener_count(self, event: str) -> int:
+        """How many listeners ``event`` has."""
+        return len(self._events.get(event, ()))
+
+    def emit(self, event: str, *args: Any) -> bool:
+        """Call the listeners of ``event``; returns whether there were any."""
+        listeners = self._events.get(event)
+        if not listeners:
+            if event == "error":
+                logger.error("unhandled 'error' event on %r: %s", self, args[0] if args else None)
+            return False
+        for listener in listeners[:] if len(listeners) > 1 else listeners:
+            try:
+                result = listener(*args)
+            except Exception:
+                logger.exception("a %r listener of %r raised", event, self)
+                continue
+            if result is not None and inspect.isawaitable(result):
+                _schedule(result)
+        return True
+
+    def _listeners_changed(self, event: str) -> None:
+        """Hook for subclasses (the message queue of ``recv`` depends on 'message' listeners)."""
+
+
+def _schedule(awaitable: Any) -> None:
+    import asyncio
+
+    async def run() -> None:
+        try:
+            await awaitable
+        except Exception:
+            logger.exception("an async listener raised")
+
+    asyncio.ensure_future(run())

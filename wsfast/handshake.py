@@ -1,0 +1,336 @@
+"""The opening handshake (RFC 6455 section 4), sans-I/O.
+
+HTTP/1.1 heads are parsed here with explicit limits, requests are validated in ws' order with
+ws' status codes, and responses are validated as ws' client validates them. Nothing here touches
+a socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from . import extension, subprotocol
+from .constants import GUID
+from .exceptions import HandshakeError
+
+__all__ = [
+    "Headers",
+    "Request",
+    "Response",
+    "RequestError",
+    "parse_head",
+    "generate_key",
+    "accept_key",
+    "build_request",
+    "build_response",
+    "abort_response",
+    "validate_request",
+    "validate_response",
+    "MAX_HEAD_SIZE",
+    "MAX_HEADERS",
+]
+
+# Node's default --max-http-header-size is 16 KiB; requests beyond it get 431.
+MAX_HEAD_SIZE = 16 * 1024
+MAX_HEADERS = 100
+
+_KEY_RE = re.compile(r"^[+/0-9A-Za-z]{22}==$")
+_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive HTTP headers keeping every value; ``h[name]`` joins repeats with ", "."""
+
+    __slots__ = ("raw", "_index")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self.raw: list[tuple[str, str]] = list(items)
+        index: dict[str, list[str]] = {}
+        for name, value in self.raw:
+            index.setdefault(name.lower(), []).append(value)
+        self._index = index
+
+    def __getitem__(self, name: str) -> str:
+        return ", ".join(self._index[name.lower()])
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in order."""
+        return list(self._index.get(name.lower(), ()))
+
+    def __repr__(self) -> str:
+        return f"Headers({self.raw!r})"
+
+
+@dataclass
+class Request:
+    """An HTTP request head as the server saw it (ws' ``http.IncomingMessage``)."""
+
+    method: str
+    path: str
+    headers: Headers
+    http_version: str = "HTTP/1.1"
+    remote_address: Any = None
+    secure: bool = False
+
+    @property
+    def url(self) -> str:
+        """The request target (ws' ``req.url``)."""
+        return self.path
+
+
+@dataclass
+class Response:
+    """An HTTP response head as the client saw it; ``body`` is filled for unexpected answers."""
+
+    status: int
+    reason: str
+    headers: Headers
+    http_version: str = "HTTP/1.1"
+    body: bytes = b""
+    _extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def status_code(self) -> int:
+        """Alias of ``status`` (ws' ``res.statusCode``)."""
+        return self.status
+
+    async def read(self) -> bytes:
+        """The body of a non-101 response (up to its Content-Length or the connection's end)."""
+        return self.body
+
+
+class RequestError(Exception):
+    """A request the server refuses, with the status code and body to answer it with."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def parse_head(
+    data: bytes | bytearray, max_size: int = MAX_HEAD_SIZE, max_headers: int = MAX_HEADERS
+) -> tuple[str, list[tuple[str, str]], int] | None:
+    """Split an HTTP/1.1 head into (start line, header list, bytes consumed).
+
+    Returns None while the head is incomplete. Raises :class:`RequestError` (431 or 400) when it
+    is too large or malformed, so a server can answer at once.
+    """
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        if len(data) > max_size:
+            raise RequestError(431, "Request Header Fields Too Large")
+        return None
+    if end + 4 > max_size:
+        raise RequestError(431, "Request Header Fields Too Large")
+    try:
+        text = bytes(data[:end]).decode("latin-1")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
+        raise RequestError(400, "Bad Request") from None
+    lines = text.split("\r\n")
+    start = lines[0]
+    headers: list[tuple[str, str]] = []
+    if len(lines) - 1 > max_headers:
+        raise RequestError(431, "Request Header Fields Too Large")
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not _TOKEN_RE.match(name):
+            raise RequestError(400, "Bad Request")
+        value = value.strip(" \t")
+        if "\n" in value or "\r" in value or "\x00" in value:
+            raise RequestError(400, "Bad Request")
+        headers.append((name, value))
+    return start, headers, end + 4
+
+
+def parse_request_line(line: str) -> tuple[str, str, str]:
+    """(method, target, version) of a request line; RequestError 400 when malformed."""
+    parts = line.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not _TOKEN_RE.match(parts[0]):
+        raise RequestError(400, "Bad Request")
+    return parts[0], parts[1], parts[2]
+
+
+def parse_status_line(line: str) -> tuple[str, int, str]:
+    """(version, status, reason) of a status line; HandshakeError when malformed."""
+    version, _, rest = line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise HandshakeError(f"Invalid HTTP status line: {line!r}", "WS_ERR_INVALID_RESPONSE")
+    return version, int(code), reason
+
+
+def generate_key() -> str:
+    """A fresh Sec-WebSocket-Key: 16 random bytes, base64 (RFC 6455 4.1)."""
+    return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+def accept_key(key: str) -> str:
+    """The Sec-WebSocket-Accept value for ``key`` (RFC 6455 4.2.2)."""
+    digest = hashlib.sha1((key + GUID).encode("ascii")).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def build_request(
+    host: str,
+    target: str,
+    key: str,
+    *,
+    version: int = 13,
+    protocols: Iterable[str] = (),
+    extensions_header: str | None = None,
+    origin: str | None = None,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+) -> bytes:
+    """The client's upgrade request."""
+    lines = [
+        f"GET {target} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        f"Sec-WebSocket-Version: {version}",
+    ]
+    protocols = list(protocols)
+    if protocols:
+        lines.append(f"Sec-WebSocket-Protocol: {','.join(protocols)}")
+    if extensions_header:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions_header}")
+    if origin:
+        # Version 8 (HyBi drafts 7-12) used Sec-WebSocket-Origin.
+        lines.append(f"{'Sec-WebSocket-Origin' if version < 13 else 'Origin'}: {origin}")
+    if headers:
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        for name, value in items:
+            if not _TOKEN_RE.match(name) or "\r" in str(value) or "\n" in str(value):
+                raise ValueError(f"invalid header {name!r}")
+            lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def build_response(status: int, headers: Iterable[str]) -> bytes:
+    """A response head from ws-style header lines (``"Name: value"``)."""
+    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    head = [f"HTTP/1.1 {status} {reason}", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+
+
+def abort_response(status: int, message: str = "", headers: Mapping[str, str] | None = None) -> bytes:
+    """A complete error response that closes the connection (ws' ``abortHandshake``)."""
+    if not message:
+        message = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    body = message.encode("utf-8")
+    lines = ["Connection: close", "Content-Type: text/html", f"Content-Length: {len(body)}"]
+    for name, value in (headers or {}).items():
+        lines.append(f"{name}: {value}")
+    return build_response(status, lines) + body
+
+
+def _has_token(value: str, token: str) -> bool:
+    return any(part.strip().lower() == token for part in value.split(","))
+
+
+def validate_request(request: Request) -> tuple[str, int]:
+    """Check an upgrade request in ws' order; returns (key, version) or raises RequestError.
+
+    ws' ``handleUpgrade``: 405 for a method other than GET, 400 for a bad Upgrade header, key or
+    version (the latter with ``Sec-WebSocket-Version: 13, 8``). A plain HTTP request (no
+    ``Upgrade`` at all) to a WebSocket-only port gets 426, as ws' internal server answers.
+    """
+    if request.method != "GET":
+        raise RequestError(405, "Invalid HTTP method")
+    headers = request.headers
+    upgrade = headers.get("upgrade")
+    if upgrade is None:
+        raise RequestError(426, "Upgrade Required", {"Upgrade": "websocket"})
+    if upgrade.strip().lower() != "websocket":
+        raise RequestError(400, "Invalid Upgrade header")
+    if not _has_token(headers.get("connection", ""), "upgrade"):
+        raise RequestError(400, "Invalid Connection header")
+    key = headers.get_all("sec-websocket-key")
+    if len(key) != 1 or not _KEY_RE.match(key[0]):
+        raise RequestError(400, "Missing or invalid Sec-WebSocket-Key header")
+    version = headers.get("sec-websocket-version", "")
+    if version not in ("8", "13"):
+        raise RequestError(
+            400,
+            "Missing or invalid Sec-WebSocket-Version header",
+            {"Sec-WebSocket-Version": "13, 8"},
+        )
+    return key[0], int(version)
+
+
+def request_protocols(request: Request) -> list[str]:
+    """The subprotocols a request offers, in order; RequestError 400 when the header is bad."""
+    values = request.headers.get_all("sec-websocket-protocol")
+    if not values:
+        return []
+    try:
+        return subprotocol.parse(", ".join(values))
+    except ValueError:
+        raise RequestError(400, "Invalid Sec-WebSocket-Protocol header") from None
+
+
+def request_extensions(request: Request) -> dict[str, Any]:
+    """The parsed Sec-WebSocket-Extensions offers; RequestError 400 when unparseable."""
+    values = request.headers.get_all("sec-websocket-extensions")
+    if not values:
+        return {}
+    try:
+        return extension.parse(", ".join(values))
+    except ValueError:
+        raise RequestError(
+            400, "Invalid or unacceptable Sec-WebSocket-Extensions header"
+        ) from None
+
+
+def validate_response(
+    response: Response, key: str, protocols: Iterable[str]
+) -> tuple[str, dict[str, Any]]:
+    """Check a 101 answer as ws' client does; returns (protocol, parsed extensions)."""
+    headers = response.headers
+    upgrade = headers.get("upgrade")
+    if upgrade is None or upgrade.strip().lower() != "websocket":
+        raise HandshakeError("Invalid Upgrade header", "WS_ERR_INVALID_UPGRADE_HEADER")
+    if not _has_token(headers.get("connection", ""), "upgrade"):
+        raise HandshakeError("Invalid Connection header", "WS_ERR_INVALID_CONNECTION_HEADER")
+    if headers.get("sec-websocket-accept") != accept_key(key):
+        raise HandshakeError("Invalid Sec-WebSocket-Accept header", "WS_ERR_INVALID_ACCEPT")
+    offered = list(protocols)
+    protocol = headers.get("sec-websocket-protocol")
+    if protocol is not None:
+        if not offered:
+            raise HandshakeError(
+                "Server sent a subprotocol but none was requested", "WS_ERR_INVALID_PROTOCOL"
+            )
+        if protocol not in offered:
+            raise HandshakeError("Server sent an invalid subprotocol", "WS_ERR_INVALID_PROTOCOL")
+    elif offered:
+        raise HandshakeError("Server sent no subprotocol", "WS_ERR_INVALID_PROTOCOL")
+    ext_values = headers.get_all("sec-websocket-extensions")
+    extensions: dict[str, Any] = {}
+    if ext_values:
+        try:
+            extensions = extension.parse(", ".join(ext_values))
+        except ValueError:
+            raise HandshakeError(
+                "Invalid Sec-WebSocket-Extensions header", "WS_ERR_INVALID_EXTENSIONS"
+            ) from None
+    return protocol or "", extensions

@@ -1,0 +1,475 @@
+"""The frame parser (the twin of ws' ``lib/receiver.js``), sans-I/O.
+
+Bytes go in through :meth:`Receiver.feed`; complete messages and control frames come out through
+the callbacks given to the constructor. Protocol violations raise :class:`WebSocketError` with
+ws' ``WS_ERR_*`` code and the close code to send; once that happens the receiver ignores all
+further input. Python's zlib is synchronous, so ws' ``INFLATING`` state does not exist here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .buffer_util import unmask
+from .constants import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+)
+from .exceptions import WebSocketError
+from .validation import Utf8Validator, is_valid_status_code
+
+__all__ = [
+    "Receiver",
+    "GET_INFO",
+    "GET_PAYLOAD_LENGTH_16",
+    "GET_PAYLOAD_LENGTH_64",
+    "GET_MASK",
+    "GET_DATA",
+    "DONE",
+]
+
+GET_INFO = 0
+GET_PAYLOAD_LENGTH_16 = 1
+GET_PAYLOAD_LENGTH_64 = 2
+GET_MASK = 3
+GET_DATA = 4
+# Terminal state: a close frame was received or a protocol error raised; input is ignored.
+DONE = 5
+
+_from_bytes = int.from_bytes
+
+
+def _error(message: str, code: str, status_code: int) -> WebSocketError:
+    return WebSocketError(message, code, status_code)
+
+
+MessageCallback = Callable[[Any, bool], None]
+ControlCallback = Callable[[bytes], None]
+CloseCallback = Callable[[int, str], None]
+
+
+def _ignore(*args: Any) -> None:
+    return None
+
+
+class Receiver:
+    """Parses WebSocket frames from a byte stream.
+
+    ``is_server`` enforces the masking direction (RFC 6455 5.1: a server must refuse unmasked
+    frames, a client must refuse masked ones). ``max_payload`` (0 = unlimited) is checked against
+    the frame header, before any payload is buffered. ``deflate`` is the negotiated
+    :class:`~wsfast.permessage_deflate.PerMessageDeflate` or None.
+    """
+
+    __slots__ = (
+        "is_server",
+        "max_payload",
+        "deflate",
+        "skip_utf8_validation",
+        "binary_type",
+        "on_message",
+        "on_ping",
+        "on_pong",
+        "on_close",
+        "paused",
+        "state",
+        "_pending",
+        "_fin",
+        "_rsv1",
+        "_opcode",
+        "_masked",
+        "_mask",
+        "_payload_length",
+        "_payload_chunks",
+        "_payload_needed",
+        "_message_opcode",
+        "_compressed",
+        "_fragments",
+        "_message_length",
+        "_utf8",
+        "_validated",
+    )
+
+    def __init__(
+        self,
+        *,
+        is_server: bool,
+        max_payload: int = 0,
+        deflate: Any = None,
+        skip_utf8_validation: bool = False,
+        binary_type: str = "bytes",
+        on_message: MessageCallback = _ignore,
+        on_ping: ControlCallback = _ignore,
+        on_pong: ControlCallback = _ignore,
+        on_close: CloseCallback = _ignore,
+    ) -> None:
+        self.is_server = is_server
+        self.max_payload = max_payload
+        self.deflate = deflate
+        self.skip_utf8_validation = skip_utf8_validation
+        self.binary_type = binary_type
+        self.on_message = on_message
+        self.on_ping = on_ping
+        self.on_pong = on_pong
+        self.on_close = on_close
+        #: Set by a listener (``WebSocket.pause``) to stop parsing after the current frame; the
+        #: rest of the input stays buffered until :meth:`feed` is called again.
+        self.paused = False
+        self.state = GET_INFO
+        self._pending = b""
+        self._fin = False
+        self._rsv1 = False
+        self._opcode = 0
+        self._masked = False
+        self._mask = b""
+        self._payload_length = 0
+        self._payload_chunks: list[bytes] = []
+        self._payload_needed = 0
+        self._message_opcode = 0
+        self._compressed = False
+        self._fragments: list[Any] = []
+        self._message_length = 0
+        self._utf8: Any = None
+        self._validated = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not parsed yet (non-zero while paused)."""
+        return len(self._pending)
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; calls the callbacks for every complete message or control frame.
+
+        Raises :class:`WebSocketError` on a protocol violation; the receiver is then done.
+        """
+        state = self.state
+        if state == DONE:
+            return
+        if self._pending:
+            data = self._pending + data
+            self._pending = b""
+        size = len(data)
+        pos = 0
+        try:
+            while not self.paused:
+                if state == GET_DATA:
+                    needed = self._payload_needed
+                    available = size - pos
+                    if available < needed:
+                        if available:
+                            chunk = data[pos:]
+                            self._payload_chunks.append(chunk)
+                            self._payload_needed = needed - available
+                            opcode = self._opcode
+                            if opcode == OP_TEXT or (
+                                opcode == OP_CONTINUATION and self._message_opcode == OP_TEXT
+                            ):
+                                self._validate_partial(chunk)
+                        return
+                    chunks = self._payload_chunks
+                    if chunks:
+                        chunks.append(data[pos : pos + needed])
+                        payload = b"".join(chunks)
+                        chunks.clear()
+                    else:
+                        payload = data[pos : pos + needed]
+                    pos += needed
+                    state = self.state = GET_INFO
+                    self._frame_done(payload)
+                    if self.state == DONE:
+                        return
+                    continue
+                if state == GET_INFO:
+                    if size - pos < 2:
+                        break
+                    pos = self._get_info(data, pos)
+                    state = self.state
+                    continue
+                if state == GET_PAYLOAD_LENGTH_16:
+                    if size - pos < 2:
+                        break
+                    self._payload_length = _from_bytes(data[pos : pos + 2], "big")
+                    pos += 2
+                    self._check_length()
+                    state = self.state
+                    continue
+                if state == GET_PAYLOAD_LENGTH_64:
+                    if size - pos < 8:
+                        break
+                    length = _from_bytes(data[pos : pos + 8], "big")
+                    pos += 8
+                    if length >> 63:
+                        # RFC 6455 5.2: the most significant bit must be 0.
+                        raise _error(
+                            "Unsupported WebSocket frame: payload length > 2^63 - 1",
+                            "WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH",
+                            1009,
+                        )
+                    self._payload_length = length
+                    self._check_length()
+                    state = self.state
+                    continue
+                if state == GET_MASK:
+                    if size - pos < 4:
+                        break
+                    self._mask = data[pos : pos + 4]
+                    pos += 4
+                    state = self._start_data()
+                    continue
+                break  # pragma: no cover - DONE is handled by the callers of the loop
+        except WebSocketError:
+            self.state = DONE
+            self._pending = b""
+            raise
+        if pos < size and self.state != DONE:
+            self._pending = data[pos:]
+
+    # -- header ------------------------------------------------------------------------------
+
+    def _get_info(self, data: bytes, pos: int) -> int:
+        b0 = data[pos]
+        b1 = data[pos + 1]
+        if b0 & 0x30:
+            raise _error(
+                "Invalid WebSocket frame: RSV2 and RSV3 must be clear",
+                "WS_ERR_UNEXPECTED_RSV_2_3",
+                1002,
+            )
+        rsv1 = bool(b0 & 0x40)
+        fin = bool(b0 & 0x80)
+        opcode = b0 & 0x0F
+        compressed = False
+        if rsv1:
+            # RFC 7692 6: RSV1 marks the first frame of a compressed data message, and is
+            # meaningless on control and continuation frames.
+            if self.deflate is None or opcode == OP_CONTINUATION or opcode > 7:
+                raise _error(
+                    "Invalid WebSocket frame: RSV1 must be clear",
+                    "WS_ERR_UNEXPECTED_RSV_1",
+                    1002,
+                )
+            compressed = True
+        if opcode == OP_CONTINUATION:
+            if not self._message_opcode:
+                raise _error(
+                    "Invalid WebSocket frame: invalid opcode 0",
+                    "WS_ERR_INVALID_OPCODE",
+                    1002,
+                )
+        elif opcode == OP_TEXT or opcode == OP_BINARY:
+            if self._message_opcode:
+                raise _error(
+                    f"Invalid WebSocket frame: invalid opcode {opcode}",
+                    "WS_ERR_INVALID_OPCODE",
+                    1002,
+                )
+            self._compressed = compressed
+        elif opcode == OP_CLOSE or opcode == OP_PING or opcode == OP_PONG:
+            if not fin:
+                raise _error(
+                    "Invalid WebSocket frame: FIN must be set",
+                    "WS_ERR_EXPECTED_FIN",
+                    1002,
+                )
+            if (b1 & 0x7F) > 125:
+                raise _error(
+                    f"Invalid WebSocket frame: invalid payload length {b1 & 0x7F}",
+                    "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH",
+                    1002,
+                )
+        else:
+            raise _error(
+                f"Invalid WebSocket frame: invalid opcode {opcode}",
+                "WS_ERR_INVALID_OPCODE",
+                1002,
+            )
+        masked = bool(b1 & 0x80)
+        if self.is_server:
+            if not masked:
+                raise _error(
+                    "Invalid WebSocket frame: MASK must be set",
+                    "WS_ERR_EXPECTED_MASK",
+                    1002,
+                )
+        elif masked:
+            raise _error(
+                "Invalid WebSocket frame: MASK must be clear",
+                "WS_ERR_UNEXPECTED_MASK",
+                1002,
+            )
+        self._fin = fin
+        self._rsv1 = rsv1
+        self._opcode = opcode
+        self._masked = masked
+        length = b1 & 0x7F
+        if length == 126:
+            self.state = GET_PAYLOAD_LENGTH_16
+        elif length == 127:
+            self.state = GET_PAYLOAD_LENGTH_64
+        else:
+            self._payload_length = length
+            self._check_length()
+        return pos + 2
+
+    def _check_length(self) -> None:
+        length = self._payload_length
+        if self._opcode < 8:
+            total = self._message_length + length
+            max_payload = self.max_payload
+            # Refuse from the header: the payload is never buffered (ws' maxPayload check).
+            if max_payload and total > max_payload:
+                raise _error(
+                    "Max payload size exceeded",
+                    "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH",
+                    1009,
+                )
+            self._message_length = total
+        if self._masked:
+            self.state = GET_MASK
+        else:
+            self._start_data()
+
+    def _start_data(self) -> int:
+        length = self._payload_length
+        if length:
+            self._payload_needed = length
+            self.state = GET_DATA
+            return GET_DATA
+        self.state = GET_INFO
+        self._frame_done(b"")
+        return self.state
+
+    # -- payload -----------------------------------------------------------------------------
+
+    def _frame_done(self, payload: bytes) -> None:
+        if self._masked and payload:
+            buf = bytearray(payload)
+            unmask(buf, self._mask)
+            payload = buf  # type: ignore[assignment]
+        opcode = self._opcode
+        if opcode > 7:
+            self._control_frame(opcode, payload)
+            return
+        if opcode:
+            self._message_opcode = opcode
+        if self._compressed:
+            payload = self.deflate.decompress(payload, self._fin)
+        validated = self._validated
+        if validated:
+            self._validated = 0
+            if not self._fin:
+                self._validate_fragment(memoryview(payload)[validated:], False)
+        elif self._message_opcode == OP_TEXT and not self._fin:
+            self._validate_fragment(payload, False)
+        if self._fin:
+            fragments = self._fragments
+            if fragments:
+                if payload:
+                    fragments.append(payload)
+                self._fragments = []
+            self._end_message(payload, fragments)
+        elif payload:
+            self._fragments.append(payload)
+
+    def _validate_partial(self, chunk: bytes) -> None:
+        # Autobahn 6.4.3/6.4.4 send one invalid text frame in pieces: refuse it on the piece that
+        # breaks UTF-8, before the rest of the frame arrives (fail-fast, RFC 6455 8.1).
+        if self._compressed or self.skip_utf8_validation:
+            return
+        if self._masked:
+            shift = self._validated & 3
+            key = self._mask[shift:] + self._mask[:shift]
+            buf = bytearray(chunk)
+            unmask(buf, key)
+            chunk = buf  # type: ignore[assignment]
+        self._validated += len(chunk)
+        self._validate_fragment(chunk, False)
+
+    def _validate_fragment(self, payload: Any, final: bool) -> None:
+        if self.skip_utf8_validation:
+            return
+        validator = self._utf8
+        if validator is None:
+            validator = self._utf8 = Utf8Validator()
+        if not validator.feed(payload, final):
+            self._utf8 = None
+            raise _error(
+                "Invalid WebSocket frame: invalid UTF-8 sequence",
+                "WS_ERR_INVALID_UTF8",
+                1007,
+            )
+
+    def _end_message(self, payload: Any, fragments: list[Any]) -> None:
+        opcode = self._message_opcode
+        self._message_opcode = 0
+        self._message_length = 0
+        self._compressed = False
+        if opcode == OP_TEXT:
+            # The fragments seen so far were validated fail-fast; the decode below validates the
+            # whole message once more while building the str, which it has to do anyway.
+            self._utf8 = None
+            data = b"".join(fragments) if fragments else payload
+            try:
+                text = str(data, "utf-8", "replace" if self.skip_utf8_validation else "strict")
+            except UnicodeDecodeError:
+                raise _error(
+                    "Invalid WebSocket frame: invalid UTF-8 sequence",
+                    "WS_ERR_INVALID_UTF8",
+                    1007,
+                ) from None
+            self.on_message(text, False)
+            return
+        binary_type = self.binary_type
+        if binary_type == "fragments":
+            message: Any = fragments if fragments else [bytes(payload)]
+        elif fragments:
+            message = b"".join(fragments)
+            if binary_type == "bytearray":
+                message = bytearray(message)
+        elif binary_type == "bytearray":
+            message = payload if type(payload) is bytearray else bytearray(payload)
+        else:
+            message = payload if type(payload) is bytes else bytes(payload)
+        self.on_message(message, True)
+
+    def _control_frame(self, opcode: int, payload: Any) -> None:
+        if opcode == OP_CLOSE:
+            self.state = DONE
+            self._pending = b""
+            length = len(payload)
+            if length == 0:
+                self.on_close(1005, "")
+                return
+            if length == 1:
+                raise _error(
+                    "Invalid WebSocket frame: invalid payload length 1",
+                    "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH",
+                    1002,
+                )
+            code = (payload[0] << 8) | payload[1]
+            if not is_valid_status_code(code):
+                raise _error(
+                    f"Invalid WebSocket frame: invalid status code {code}",
+                    "WS_ERR_INVALID_CLOSE_CODE",
+                    1002,
+                )
+            try:
+                reason = str(payload[2:], "utf-8")
+            except UnicodeDecodeError:
+                raise _error(
+                    "Invalid WebSocket frame: invalid UTF-8 sequence",
+                    "WS_ERR_INVALID_UTF8",
+                    1007,
+                ) from None
+            self.on_close(code, reason)
+            return
+        data = payload if type(payload) is bytes else bytes(payload)
+        if opcode == OP_PING:
+            self.on_ping(data)
+        else:
+            self.on_pong(data)

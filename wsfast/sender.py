@@ -1,0 +1,168 @@
+"""Frame serialisation (the twin of ws' ``lib/sender.js``), sans-I/O.
+
+:func:`frame` is a pure function from (payload, opcode, flags, mask) to the bytes on the wire.
+:class:`Sender` adds the per-connection state a message needs: the role (clients mask), the
+negotiated permessage-deflate and whether the fragmented message being sent is compressed.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from .buffer_util import mask as mask_into
+from .constants import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT
+from .exceptions import WebSocketError
+from .validation import is_valid_status_code
+
+__all__ = ["frame", "frame_header", "close_payload", "generate_mask", "Sender"]
+
+_pack_16 = struct.Struct("!BBH").pack
+_pack_64 = struct.Struct("!BBQ").pack
+
+# Masks come from a pool filled by one os.urandom call: one syscall per 2048 masks instead of one
+# per frame. The bytes are still from the OS CSPRNG, as RFC 6455 10.3 requires.
+_POOL_SIZE = 8192
+_pool = b""
+_pool_pos = _POOL_SIZE
+
+
+def generate_mask() -> bytes:
+    """Four cryptographically random bytes for a client frame's masking key."""
+    global _pool, _pool_pos
+    pos = _pool_pos
+    if pos >= _POOL_SIZE:
+        _pool = os.urandom(_POOL_SIZE)
+        pos = 0
+    _pool_pos = pos + 4
+    return _pool[pos : pos + 4]
+
+
+def frame_header(length: int, opcode: int, fin: bool, rsv1: bool, masked: bool) -> bytes:
+    """The 2, 4 or 10 byte frame header without the masking key (RFC 6455 5.2)."""
+    b0 = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0)
+    m = 0x80 if masked else 0
+    if length < 126:
+        return bytes((b0, m | length))
+    if length < 65536:
+        return _pack_16(b0, m | 126, length)
+    return _pack_64(b0, m | 127, length)
+
+
+def frame(
+    data: Any,
+    opcode: int,
+    *,
+    fin: bool = True,
+    rsv1: bool = False,
+    mask: bytes | None = None,
+) -> bytes | bytearray:
+    """Serialise one frame. ``mask`` is the 4-byte masking key, or None for an unmasked frame."""
+    length = len(data)
+    header = frame_header(length, opcode, fin, rsv1, mask is not None)
+    if mask is None:
+        if not length:
+            return header
+        return header + data
+    start = len(header) + 4
+    out = bytearray(start + length)
+    out[: start - 4] = header
+    out[start - 4 : start] = mask
+    if length:
+        mask_into(data, mask, out, start, length)
+    return out
+
+
+def close_payload(code: int | None, reason: str | bytes = "") -> bytes:
+    """The payload of a close frame, checked as ws checks it before sending."""
+    if code is None:
+        if reason:
+            raise TypeError("a close reason needs a close code")
+        return b""
+    if isinstance(code, bool) or not isinstance(code, int) or not is_valid_status_code(code):
+        raise TypeError("First argument must be a valid error code number")
+    raw = reason.encode("utf-8") if isinstance(reason, str) else bytes(reason)
+    if len(raw) > 123:
+        raise ValueError("The message must not be greater than 123 bytes")
+    return code.to_bytes(2, "big") + raw
+
+
+class Sender:
+    """Per-connection framing: masks on the client side, compresses when negotiated."""
+
+    __slots__ = ("is_client", "deflate", "generate_mask", "_compress_fragments", "_first_fragment")
+
+    def __init__(
+        self,
+        *,
+        is_client: bool,
+        deflate: Any = None,
+        generate_mask: Callable[[], bytes] | None = None,
+    ) -> None:
+        self.is_client = is_client
+        self.deflate = deflate
+        self.generate_mask = generate_mask or _default_mask
+        self._compress_fragments = False
+        self._first_fragment = True
+
+    def _mask_for(self, mask: bool | None) -> bytes | None:
+        if mask is None:
+            mask = self.is_client
+        return self.generate_mask() if mask else None
+
+    def message(
+        self,
+        data: Any,
+        binary: bool,
+        *,
+        fin: bool = True,
+        compress: bool | None = None,
+        mask: bool | None = None,
+    ) -> bytes | bytearray:
+        """Frame one data message, or one fragment of it when ``fin`` is False."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        first = self._first_fragment
+        opcode = (OP_BINARY if binary else OP_TEXT) if first else OP_CONTINUATION
+        rsv1 = False
+        deflate = self.deflate
+        if deflate is not None:
+            if first:
+                # ws: the threshold is judged on the first fragment; the flag then holds for the
+                # whole message (RSV1 is set on the first frame only, RFC 7692 6).
+                use = compress is not False and len(data) >= deflate.threshold
+                self._compress_fragments = use
+                rsv1 = use
+            if self._compress_fragments:
+                data = deflate.compress(data, fin)
+        self._first_fragment = fin
+        return frame(data, opcode, fin=fin, rsv1=rsv1, mask=self._mask_for(mask))
+
+    def ping(self, data: Any = b"", mask: bool | None = None) -> bytes | bytearray:
+        """Frame a ping (payload at most 125 bytes)."""
+        return self._control(OP_PING, data, mask)
+
+    def pong(self, data: Any = b"", mask: bool | None = None) -> bytes | bytearray:
+        """Frame a pong (payload at most 125 bytes)."""
+        return self._control(OP_PONG, data, mask)
+
+    def close(self, code: int | None = None, reason: str | bytes = "") -> bytes | bytearray:
+        """Frame a close with an optional code and reason."""
+        return frame(close_payload(code, reason), OP_CLOSE, mask=self._mask_for(None))
+
+    def _control(self, opcode: int, data: Any, mask: bool | None) -> bytes | bytearray:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if len(data) > 125:
+            raise WebSocketError(
+                "The data size must not be greater than 125 bytes",
+                "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH",
+                1002,
+            )
+        return frame(data, opcode, mask=self._mask_for(mask))
+
+
+def _default_mask() -> bytes:
+    return generate_mask()
