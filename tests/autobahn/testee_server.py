@@ -1,0 +1,62 @@
+"""Autobahn testee: a wsfast echo server for ``wstest -m fuzzingclient``.
+
+    python tests/autobahn/testee_server.py --port 0 [--deflate | --no-deflate]
+
+Prints the bound port on stdout, then echoes every message (text as text, binary as binary)
+until it is killed. The speedups are chosen by the environment as everywhere
+(``WSFAST_NO_BUFFER_UTIL=1 WSFAST_NO_UTF_8_VALIDATE=1`` for the fallback path).
+Written against the public API of DESIGN section 3 (ws' event API).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import wsfast
+
+# Autobahn 9.1.6/9.2.6 send 16 MiB messages; ws' default limit (100 MiB) covers them.
+MAX_PAYLOAD = 100 * 1024 * 1024
+
+
+async def main(port: int, deflate: bool) -> None:
+    loop = asyncio.get_running_loop()
+    listening: asyncio.Future[None] = loop.create_future()
+    wss = wsfast.WebSocketServer(
+        port=port, host="127.0.0.1", per_message_deflate=deflate, max_payload=MAX_PAYLOAD
+    )
+
+    @wss.on("connection")
+    def connection(ws: wsfast.WebSocket, request: object) -> None:
+        ws.on("message", lambda data, is_binary: ws.send(data, binary=is_binary))
+        # Protocol errors are what Autobahn provokes; the close that follows is the verdict.
+        ws.on("error", lambda exc: None)
+
+    wss.on("listening", lambda: listening.done() or listening.set_result(None))
+    wss.on("error", lambda exc: listening.done() or listening.set_exception(exc))
+    # 'listening' may already have fired if the server bound before the listener was added.
+    while not listening.done():
+        try:
+            if wss.address()[1]:
+                break
+        except Exception:  # not bound yet
+            pass
+        await asyncio.wait([listening], timeout=0.02)
+    if listening.done():
+        listening.result()
+    print(wss.address()[1], flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=9001)
+    parser.add_argument("--deflate", dest="deflate", action="store_true", default=True)
+    parser.add_argument("--no-deflate", dest="deflate", action="store_false")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        asyncio.run(main(args.port, args.deflate))
+    except KeyboardInterrupt:
+        pass
