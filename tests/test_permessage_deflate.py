@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
+import shutil
+import subprocess
 import tracemalloc
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,6 +178,13 @@ def test_offer_formats_as_ws() -> None:
             "permessage-deflate, permessage-deflate; client_max_window_bits=12",
             {"client_max_window_bits": 9},
             id="skip-offer-without-client-bits",
+        ),
+        pytest.param(
+            {"client_max_window_bits": 10},
+            "permessage-deflate; client_max_window_bits=9, permessage-deflate; "
+            "client_max_window_bits=10",
+            {"client_max_window_bits": 10},
+            id="skip-offer-with-smaller-client-bits",
         ),
         pytest.param(
             {"client_max_window_bits": False},
@@ -698,3 +710,170 @@ def test_peer_without_context_takeover_cannot_reference_history() -> None:
     with pytest.raises(WebSocketError) as info:
         receiver.decompress(bytes.fromhex("f2 00 11 00 00"), True)
     assert info.value.status_code == 1007
+
+
+# -- differential against node's ws (skipped without node and tests/interop/node_modules/ws) -----
+
+WS_LIB = Path(__file__).parent / "interop" / "node_modules" / "ws" / "lib"
+
+# Runs ws' own PerMessageDeflate on a JSON list of jobs from stdin and prints one JSON result per
+# job: the negotiated params (or the error message), or the hex of compressed/inflated frames.
+NODE_SCRIPT = r"""
+const PerMessageDeflate = require(process.argv[1] + '/permessage-deflate.js');
+const extension = require(process.argv[1] + '/extension.js');
+const jobs = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+const run = (pmd, method, frames) => frames.reduce((chain, [hex, fin]) => chain.then((out) =>
+  new Promise((resolve, reject) => pmd[method](Buffer.from(hex, 'hex'), fin, (err, data) =>
+    err ? reject(err) : resolve(out.concat([data.toString('hex')]))))), Promise.resolve([]));
+(async () => {
+  const results = [];
+  for (const job of jobs) {
+    const pmd = new PerMessageDeflate({ ...job.options, isServer: job.isServer });
+    try {
+      const params = pmd.accept(extension.parse(job.header)['permessage-deflate']);
+      if (job.method) results.push(await run(pmd, job.method, job.frames));
+      else results.push({ params });
+    } catch (err) {
+      results.push({ error: err.message });
+    }
+    pmd.cleanup();
+  }
+  process.stdout.write(JSON.stringify(results));
+})();
+"""
+
+
+def camel(options: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        re.sub(r"_(\w)", lambda m: m.group(1).upper(), key): value
+        for key, value in (options or {}).items()
+    }
+
+
+def ws(jobs: list[dict[str, Any]]) -> list[Any]:
+    node = shutil.which("node")
+    if node is None or not (WS_LIB / "permessage-deflate.js").exists():
+        pytest.skip("node or tests/interop/node_modules/ws is missing")
+    for job in jobs:
+        job["options"] = camel(job.get("options"))
+    done = subprocess.run(
+        [node, "-e", NODE_SCRIPT, str(WS_LIB)],
+        input=json.dumps(jobs),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    results: list[Any] = json.loads(done.stdout)
+    return results
+
+
+NEGOTIATIONS: list[tuple[bool, dict[str, Any] | None, str]] = [
+    (True, None, "permessage-deflate"),
+    (True, None, "permessage-deflate; client_max_window_bits"),
+    (True, None, "permessage-deflate; client_max_window_bits=10"),
+    (True, None, "permessage-deflate; server_no_context_takeover; server_max_window_bits=9"),
+    (
+        True,
+        {"server_max_window_bits": 10},
+        "permessage-deflate; server_max_window_bits=8, "
+        "permessage-deflate; server_max_window_bits=12",
+    ),
+    (True, {"server_no_context_takeover": False}, "permessage-deflate; server_no_context_takeover"),
+    (True, {"server_max_window_bits": False}, "permessage-deflate; server_max_window_bits=10"),
+    (
+        True,
+        {"client_max_window_bits": 9},
+        "permessage-deflate, permessage-deflate; client_max_window_bits=12",
+    ),
+    (True, {"client_max_window_bits": 10}, "permessage-deflate; client_max_window_bits=9"),
+    (True, {"client_max_window_bits": 10}, "permessage-deflate; client_max_window_bits"),
+    (True, {"client_max_window_bits": False}, "permessage-deflate; client_max_window_bits=12"),
+    (True, {"server_max_window_bits": True}, "permessage-deflate; server_max_window_bits=12"),
+    (
+        True,
+        {
+            "server_no_context_takeover": True,
+            "client_no_context_takeover": True,
+            "server_max_window_bits": 10,
+            "client_max_window_bits": 11,
+        },
+        "permessage-deflate; client_max_window_bits",
+    ),
+    (True, None, "permessage-deflate; server_max_window_bits=10; server_max_window_bits=10"),
+    (True, None, "permessage-deflate, permessage-deflate; foo"),
+    (True, None, "permessage-deflate; server_max_window_bits=7"),
+    (True, None, "permessage-deflate; server_max_window_bits=16"),
+    (True, None, "permessage-deflate; server_max_window_bits=abc"),
+    (True, None, "permessage-deflate; server_max_window_bits"),
+    (True, None, "permessage-deflate; client_no_context_takeover=1"),
+    (False, None, "permessage-deflate"),
+    (False, None, "permessage-deflate; client_max_window_bits=10"),
+    (False, None, "permessage-deflate; client_max_window_bits"),
+    (False, {"client_max_window_bits": 10}, "permessage-deflate"),
+    (False, {"client_max_window_bits": 10}, "permessage-deflate; client_max_window_bits=11"),
+    (False, {"client_max_window_bits": False}, "permessage-deflate; client_max_window_bits=10"),
+    (
+        False,
+        {"client_no_context_takeover": False},
+        "permessage-deflate; client_no_context_takeover",
+    ),
+    (
+        False,
+        None,
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+        "server_max_window_bits=8",
+    ),
+]
+
+
+def test_negotiation_matches_ws() -> None:
+    expected = ws([{"isServer": s, "options": o, "header": h} for s, o, h in NEGOTIATIONS])
+    for (is_server, options, header), theirs in zip(NEGOTIATIONS, expected, strict=True):
+        pmd = PerMessageDeflate(options, is_server=is_server)
+        try:
+            ours: dict[str, Any] = {"params": pmd.accept(offers(header))}
+        except ValueError as exc:
+            ours = {"error": str(exc)}
+        assert ours == theirs, (is_server, options, header)
+
+
+def frames_of(messages: list[list[bytes]]) -> list[tuple[str, bool]]:
+    return [(part.hex(), i == len(parts) - 1) for parts in messages for i, part in enumerate(parts)]
+
+
+@pytest.mark.parametrize("takeover", [True, False], ids=["takeover", "no-takeover"])
+def test_compression_interoperates_with_ws(takeover: bool) -> None:
+    # Each window 8..15 as the client's window: ws (the client) compresses and we (the server)
+    # inflate, and we (the client) compress and ws (the server) inflates. Window 8 is the case
+    # where both sides compress with 9 and inflate with 8. Fragmented and empty messages too.
+    messages = [
+        [text(3000, 1) + repeats(300)],
+        [b""],
+        [text(500, 2), text(700, 3) + repeats(250), b""],
+        [os.urandom(2000)],
+        [text(70_000, 4)],
+        [text(3000, 1) + repeats(300)],
+    ]
+    plain = frames_of(messages)
+    headers = [
+        f"permessage-deflate; client_max_window_bits={bits}"
+        + ("" if takeover else "; client_no_context_takeover")
+        for bits in range(8, 16)
+    ]
+    jobs: list[dict[str, Any]] = []
+    for header in headers:
+        sender = client(header=header)
+        ours = [(sender.compress(bytes.fromhex(h), fin).hex(), fin) for h, fin in plain]
+        jobs.append({"isServer": False, "header": header, "method": "compress", "frames": plain})
+        jobs.append({"isServer": True, "header": header, "method": "decompress", "frames": ours})
+    results = ws(jobs)
+    for header, theirs, inflated in zip(headers, results[::2], results[1::2], strict=True):
+        assert inflated == [h for h, _ in plain], header  # ws inflated ours
+        assert theirs[1] == "00", header  # ws' empty message, as ours
+        receiver = server(header=header)
+        got = [
+            receiver.decompress(bytes.fromhex(h), fin).hex()
+            for h, (_, fin) in zip(theirs, plain, strict=True)
+        ]
+        assert got == [h for h, _ in plain], header  # we inflated ws'
