@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import random
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from wsfast import extension
+from wsfast import extension, subprotocol
 
 
 @pytest.mark.parametrize(
@@ -31,7 +39,7 @@ from wsfast import extension
             id="object-like-names",
         ),
         pytest.param(
-            'foo; bar\t; \tbaz=1\t ;  bar="1"\t\t, \tqux\t ;norf ',
+            'foo; bar\t; \tbaz=1\t ;  bar="1"\t\t, \tqux\t ;norf',
             {"foo": [{"bar": [True, "1"], "baz": ["1"]}], "qux": [{"norf": [True]}]},
             id="optional-whitespace",
         ),
@@ -70,6 +78,8 @@ def test_parse(header: str | None, expected: extension.ExtensionOffers) -> None:
         ("foo;bar =", 8),
         ("foo;bar= ", 8),
         ("foo=bar", 3),
+        (" foo", 0),
+        ("\tfoo", 0),
         # characters outside the token set
         ("f@o", 1),
         ("f\\oo", 1),
@@ -100,7 +110,20 @@ def test_parse_unexpected_character(header: str, index: int) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    ["foo, ", "foo;", "foo;bar,", "foo;bar; ", "foo;bar=", 'foo;bar="baz', 'foo;bar="1\\', " "],
+    [
+        "foo, ",
+        "foo;",
+        "foo;bar,",
+        "foo;bar; ",
+        "foo;bar=",
+        'foo;bar="baz',
+        'foo;bar="1\\',
+        "foo ",
+        "foo\t",
+        "foo;bar ",
+        "foo;bar=1\t",
+        'foo;bar="1" ',
+    ],
     ids=repr,
 )
 def test_parse_unexpected_end(header: str) -> None:
@@ -145,3 +168,88 @@ def test_round_trip(header: str) -> None:
     parsed = extension.parse(header)
     assert extension.format(parsed) == header
     assert extension.parse(extension.format(parsed)) == parsed
+
+
+# -- differential against node's ws (skipped without node and tests/interop/node_modules/ws) -----
+# Here for both header parsers, extension and subprotocol, which share the token rules.
+
+WS_LIB = Path(__file__).parent / "interop" / "node_modules" / "ws" / "lib"
+
+# Parses each header of a JSON list from stdin with ws' module named in argv and prints, per
+# header, the result (a Set becomes a list) or the error message.
+NODE_SCRIPT = r"""
+const parser = require(process.argv[1]);
+const headers = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+process.stdout.write(JSON.stringify(headers.map((header) => {
+  try {
+    const result = parser.parse(header);
+    return { result: result instanceof Set ? [...result] : result };
+  } catch (err) {
+    return { error: err.message };
+  }
+})));
+"""
+
+# Characters that steer both state machines, a non-token and a non-ASCII one among them.
+ALPHABET = 'ab=;," \t\\@\u00e9'
+
+
+# Pieces of header-like strings: words and separators for each parser.
+SHAPES = {
+    "extension": (
+        ["a", "ab", "a=b", 'a="b"', 'a="\\b"', "a=", " a", "a ", "", " "],
+        [";", "; ", ",", ", ", " ;", "\t,"],
+    ),
+    "subprotocol": (["a", "b", "ab", "a.b", "a b", "", " ", "a@"], [",", ", ", " ,", "\t, "]),
+}
+
+
+def fuzz_headers(module: str, count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    headers = {"".join(rng.choices(ALPHABET, k=rng.randrange(1, 12))) for _ in range(count)}
+    # Shapes close to real headers, so that valid ones are common too.
+    words, separators = SHAPES[module]
+    for _ in range(count):
+        parts = [rng.choice(words[:4])]
+        for _ in range(rng.randrange(4)):
+            parts += [rng.choice(separators), rng.choice(words)]
+        headers.add("".join(parts))
+    return sorted(headers)
+
+
+def ws_parse(module: str, headers: list[str]) -> list[dict[str, Any]]:
+    node = shutil.which("node")
+    if node is None or not (WS_LIB / f"{module}.js").exists():
+        pytest.skip("node or tests/interop/node_modules/ws is missing")
+    done = subprocess.run(
+        [node, "-e", NODE_SCRIPT, str(WS_LIB / f"{module}.js")],
+        input=json.dumps(headers),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    results: list[dict[str, Any]] = json.loads(done.stdout)
+    return results
+
+
+@pytest.mark.parametrize(
+    ("module", "parse"),
+    [("extension", extension.parse), ("subprotocol", subprotocol.parse)],
+    ids=["extension", "subprotocol"],
+)
+def test_parsers_match_ws(module: str, parse: Callable[[str], object]) -> None:
+    headers = fuzz_headers(module, 3000, seed=7)
+    expected = ws_parse(module, headers)
+    mismatches = []
+    for header, theirs in zip(headers, expected, strict=True):
+        try:
+            ours: dict[str, Any] = {"result": parse(header)}
+        except ValueError as exc:
+            ours = {"error": str(exc)}
+        if ours != theirs:
+            mismatches.append((header, ours, theirs))
+    assert not mismatches, mismatches[:5]
+    # The fuzz reaches both outcomes in numbers.
+    assert sum("error" in r for r in expected) > 100
+    assert sum("result" in r for r in expected) > 100

@@ -68,7 +68,8 @@ def parse(header: str | None) -> ExtensionOffers:
             if end == -1 and char in TOKEN_CHARS:
                 if start == -1:
                     start = i
-            elif char in _WHITESPACE:
+            elif char in _WHITESPACE and i != 0:
+                # ws 8.18+ refuses leading whitespace (the HTTP parser strips it anyway).
                 if end == -1 and start != -1:
                     end = i
             elif char == ";" or char == ",":
@@ -139,7 +140,8 @@ def parse(header: str | None) -> ExtensionOffers:
         else:
             raise _unexpected(i)
 
-    if start == -1 or in_quotes:
+    # ws 8.18+ refuses trailing whitespace too, as the end of input.
+    if start == -1 or in_quotes or header[-1] in _WHITESPACE:
         raise ValueError("Unexpected end of input")
 
     token = header[start : len(header) if end == -1 else end]
