@@ -577,7 +577,12 @@ class WebSocket(EventEmitter, asyncio.Protocol):
         if self._receiver is not None:
             self._receiver.state = 5  # DONE: nothing after the close is parsed
         if transport.can_write_eof():
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:
+                # The peer is already gone (ENOTCONN): nothing is left to flush.
+                transport.abort()
+                return
             if self._close_timer is None:
                 self._close_timer = self._loop.call_later(
                     self._close_timeout, self._close_timed_out
