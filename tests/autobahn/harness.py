@@ -22,6 +22,7 @@ Run by hand: ``python tests/autobahn/harness.py server 1-10`` (prints the verdic
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -170,6 +171,17 @@ def path_label(env: dict[str, str] | os._Environ[str] | None = None) -> str:
     return "fallback" if off else "fast"
 
 
+def _share_import_path(env: dict[str, str]) -> None:
+    """The testee (run from a scratch directory) imports the same wsfast as this process."""
+    spec = importlib.util.find_spec("wsfast")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    root = str(Path(next(iter(spec.submodule_search_locations))).resolve().parent)
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([root, *paths])
+
+
 def find_wstest() -> str | None:
     explicit = os.environ.get("WSFAST_WSTEST")
     if explicit:
@@ -209,9 +221,13 @@ def _read_port(log: Path, proc: subprocess.Popen[bytes], deadline: float) -> int
             if m:
                 return int(m.group(1))
         if proc.poll() is not None:
-            raise AutobahnError(f"testee server exited with {proc.returncode}; see {log}")
+            raise AutobahnError(
+                f"testee server exited with {proc.returncode}; see {log.name} in the report dir"
+            )
         time.sleep(0.05)
-    raise AutobahnError(f"testee server printed no port in time; see {log}")
+    raise AutobahnError(
+        f"testee server printed no port in time; see {log.name} in the report directory"
+    )
 
 
 def _wait_exit(proc: subprocess.Popen[bytes], deadline: float, what: str, outdir: Path) -> None:
@@ -297,11 +313,16 @@ def run_suite(
         raise AutobahnError("wstest not found: run .ci/install-autobahn.sh (or set WSFAST_WSTEST)")
     env = dict(os.environ if env is None else env)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    _share_import_path(env)
     label = path_label(env)
     timeout = (timeout or DEFAULT_TIMEOUTS[section]) * timeout_factor()
-    outdir = outdir or REPO / "reports" / "autobahn" / f"{label}-{role}-{section}"
-    if outdir.exists():
-        shutil.rmtree(outdir)
+    name = (
+        f"{label}-{role}-{section}" if testee == "wsfast" else f"{testee}-{label}-{role}-{section}"
+    )
+    final = outdir or REPO / "reports" / "autobahn" / name
+    # Each run writes into a directory of its own and replaces ``final`` when done, so two runs
+    # at once (two developers in one checkout) never delete or mix each other's reports.
+    outdir = final.with_name(f"{final.name}.run-{os.getpid()}-{time.monotonic_ns()}")
     outdir.mkdir(parents=True)
     script = TESTEES[testee][role]
     testee_cmd = [sys.executable, str(script)]
@@ -309,7 +330,7 @@ def run_suite(
         testee_cmd.append(role)
     testee_cmd += ["--deflate" if deflate else "--no-deflate"]
 
-    result = SuiteResult(role=role, section=section, testee=testee, path=label, outdir=str(outdir))
+    result = SuiteResult(role=role, section=section, testee=testee, path=label, outdir=str(final))
     work = Path(tempfile.mkdtemp(prefix="wsfast-autobahn-"))
     spec = work / "spec.json"
     started = time.monotonic()
@@ -341,7 +362,7 @@ def run_suite(
             wstest_proc = _popen(
                 [wstest, "-m", "fuzzingclient", "-s", str(spec)], work, outdir / "wstest.log", env
             )
-            _wait_exit(wstest_proc, deadline, "wstest -m fuzzingclient", outdir)
+            _wait_exit(wstest_proc, deadline, "wstest -m fuzzingclient", final)
             if server_proc.poll() is not None:
                 raise AutobahnError(f"testee server died (exit {server_proc.returncode})")
         else:
@@ -372,7 +393,7 @@ def run_suite(
                 outdir / "testee-client.log",
                 env,
             )
-            _wait_exit(client_proc, deadline, "the testee client", outdir)
+            _wait_exit(client_proc, deadline, "the testee client", final)
         index = outdir / "index.json"
         if not index.exists():
             raise AutobahnError(f"no report at {index}")
@@ -381,6 +402,13 @@ def run_suite(
         for p in (client_proc, wstest_proc, server_proc):
             _stop(p)
         shutil.rmtree(work, ignore_errors=True)
+        for _ in range(3):  # another run may land its report between the two calls
+            shutil.rmtree(final, ignore_errors=True)
+            try:
+                outdir.rename(final)
+                break
+            except OSError:
+                continue
         result.seconds = time.monotonic() - started
     return result
 
@@ -393,7 +421,8 @@ def write_summary(result: SuiteResult, path: Path | None = None) -> Path:
         summary = json.loads(path.read_text())
     except (OSError, ValueError):
         summary = {}
-    summary[f"{result.path}/{result.role}/{result.section}"] = result.as_json()
+    key = f"{result.path}/{result.role}/{result.section}"
+    summary[key if result.testee == "wsfast" else f"{result.testee}:{key}"] = result.as_json()
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
