@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import buffer_util, validation
 from .constants import CLOSED, CLOSING, CONNECTING, OPEN
+from .event_target import CloseEvent, ErrorEvent, Event, EventTarget, MessageEvent
 from .exceptions import ConnectionClosed, HandshakeError, InvalidURL, WebSocketError
 from .handshake import Headers, Request, Response
 from .sender import generate_mask
@@ -19,6 +20,11 @@ __all__ = [
     "CLOSED",
     "CLOSING",
     "CONNECTING",
+    "CloseEvent",
+    "ErrorEvent",
+    "Event",
+    "EventTarget",
+    "MessageEvent",
     "OPEN",
     "ConnectionClosed",
     "HandshakeError",

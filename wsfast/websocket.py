@@ -17,6 +17,7 @@ from typing import Any
 
 from .constants import CLOSED, CLOSING, CONNECTING, DEFAULT_CLOSE_TIMEOUT, OPEN
 from .event_emitter import EventEmitter
+from .event_target import EventTarget
 from .exceptions import ConnectionClosed, HandshakeError, WebSocketError
 from .receiver import Receiver
 from .sender import Sender, close_payload
@@ -56,7 +57,7 @@ class _Raise:
         yield  # pragma: no cover
 
 
-class WebSocket(EventEmitter, asyncio.Protocol):
+class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
     """A WebSocket connection: ws' ``WebSocket`` class with asyncio awaitables on top.
 
     As a client, ``WebSocket(url, protocols, **options)`` must be created inside a running event
