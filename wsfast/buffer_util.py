@@ -11,23 +11,59 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["mask", "unmask", "concat", "NATIVE", "NATIVE_VERSION", "py_mask", "py_unmask"]
+__all__ = [
+    "mask",
+    "unmask",
+    "unmasked",
+    "concat",
+    "NATIVE",
+    "NATIVE_VERSION",
+    "py_mask",
+    "py_unmask",
+]
 
 
-def _xor(data: Any, key: bytes) -> int:
-    # XOR through Python's arbitrary-precision ints: one C loop over the whole buffer instead
-    # of a Python loop per byte (measured ~1 GB/s against ~30 MB/s for a byte loop).
+# XOR tables: _XOR[k] maps every byte b to b ^ k, so bytes.translate XORs a whole strided slice
+# in one C loop. Measured on the CI machine: 1.1 GB/s at 64 KiB..1 MiB against 0.1-0.2 GB/s for
+# XOR through int.from_bytes, whose cost grows faster than the size.
+_XOR = [bytes(b ^ k for b in range(256)) for k in range(256)]
+# Below this size the int route is cheaper: one XOR instead of four slice round trips.
+_SMALL = 512
+# Strided slices of a chunk that fits in L2 stay fast; over a whole 16 MiB buffer they ran 3x
+# slower.
+_CHUNK = 16384
+
+
+def _masked(data: Any, key: bytes) -> bytes | bytearray:
+    """``data`` XOR the repeated 4-byte ``key``, as a new buffer of the same length."""
     n = len(data)
-    reps = key * ((n >> 2) + 1)
-    return int.from_bytes(data, "little") ^ int.from_bytes(reps[:n], "little")
+    if n < _SMALL:
+        reps = (key * ((n >> 2) + 1))[:n]
+        return (int.from_bytes(data, "little") ^ int.from_bytes(reps, "little")).to_bytes(
+            n, "little"
+        )
+    t0, t1, t2, t3 = (_XOR[k] for k in key)
+    out = bytearray(data)
+    for start in range(0, n, _CHUNK):
+        chunk = out[start : start + _CHUNK]
+        chunk[0::4] = chunk[0::4].translate(t0)
+        chunk[1::4] = chunk[1::4].translate(t1)
+        chunk[2::4] = chunk[2::4].translate(t2)
+        chunk[3::4] = chunk[3::4].translate(t3)
+        out[start : start + _CHUNK] = chunk
+    return out
+
+
+def _key(mask: Any) -> bytes:
+    key = bytes(mask)
+    if len(key) < 4:
+        raise ValueError("mask must be 4 bytes long")
+    return key[:4]
 
 
 def py_mask(source: Any, mask: Any, output: Any, offset: int, length: int) -> None:
     """Pure-Python ``mask``: writes ``source[:length]`` XOR ``mask`` into ``output[offset:]``."""
-    key = bytes(mask)
-    if len(key) < 4:
-        raise ValueError("mask must be 4 bytes long")
-    key = key[:4]
+    key = _key(mask)
     out = memoryview(output)
     if out.readonly:
         raise TypeError("output buffer is read-only")
@@ -37,20 +73,17 @@ def py_mask(source: Any, mask: Any, output: Any, offset: int, length: int) -> No
     if length > src.nbytes:
         raise ValueError("length exceeds source")
     if length:
-        out.cast("B")[offset : offset + length] = _xor(src[:length], key).to_bytes(length, "little")
+        out.cast("B")[offset : offset + length] = _masked(src[:length], key)
 
 
 def py_unmask(buffer: Any, mask: Any) -> None:
     """Pure-Python ``unmask``: XORs ``buffer`` with ``mask`` in place."""
-    key = bytes(mask)
-    if len(key) < 4:
-        raise ValueError("mask must be 4 bytes long")
+    key = _key(mask)
     view = memoryview(buffer).cast("B")
     if view.readonly:
         raise TypeError("buffer is read-only")
-    n = view.nbytes
-    if n:
-        view[:] = _xor(view, key[:4]).to_bytes(n, "little")
+    if view.nbytes:
+        view[:] = _masked(view, key)
 
 
 def _load_native() -> Any:
@@ -70,9 +103,21 @@ NATIVE_VERSION: str | None = getattr(_native, "__version__", None) if _native el
 if _native is not None:
     mask = _native.mask
     unmask = _native.unmask
+    _native_unmask = _native.unmask
+
+    def unmasked(data: Any, key: bytes) -> bytes | bytearray:
+        """A new buffer holding ``data`` XOR the 4-byte ``key``; ``data`` is left as it is."""
+        buf = bytearray(data)
+        _native_unmask(buf, key)
+        return buf
+
 else:
     mask = py_mask
     unmask = py_unmask
+
+    def unmasked(data: Any, key: bytes) -> bytes | bytearray:
+        """A new buffer holding ``data`` XOR the 4-byte ``key``; ``data`` is left as it is."""
+        return _masked(data, key)
 
 
 def concat(chunks: Sequence[bytes | bytearray | memoryview], total: int | None = None) -> bytes:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
+from types import CoroutineType
 from typing import Any
 
 __all__ = ["EventEmitter"]
@@ -111,7 +111,9 @@ class EventEmitter:
             except Exception:
                 logger.exception("a %r listener of %r raised", event, self)
                 continue
-            if result is not None and inspect.isawaitable(result):
+            # Only coroutines (async def listeners) are scheduled: a listener that returns the
+            # awaitable of send() (``lambda d, b: ws.send(d)``) must not cost a Task per message.
+            if result is not None and type(result) is CoroutineType:
                 _schedule(result)
         return True
 

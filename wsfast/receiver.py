@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .buffer_util import unmask
+from .buffer_util import unmask, unmasked
 from .constants import (
     OP_BINARY,
     OP_CLOSE,
@@ -156,6 +156,9 @@ class Receiver:
         size = len(data)
         pos = 0
         try:
+            if state == GET_INFO and not self._message_opcode:
+                pos = self._fast_frames(data, size)
+                state = self.state
             while not self.paused:
                 if state == GET_DATA:
                     needed = self._payload_needed
@@ -228,6 +231,66 @@ class Receiver:
             raise
         if pos < size and self.state != DONE:
             self._pending = data[pos:]
+
+    def _fast_frames(self, data: bytes, size: int) -> int:
+        """Parse whole, unfragmented, uncompressed data frames of < 64 KiB in one pass.
+
+        This is the common case (small messages, one or many per read) and skips the state
+        machine's per-step calls; anything else returns to the general path at ``pos``, which
+        re-parses that frame's header with every check.
+        """
+        pos = 0
+        masked = self.is_server
+        mask_bit = 0x80 if masked else 0
+        max_payload = self.max_payload
+        on_message = self.on_message
+        if self.binary_type != "bytes" or self.skip_utf8_validation:
+            return 0
+        while size - pos >= 2 and not self.paused:
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            if (b0 != 0x81 and b0 != 0x82) or (b1 & 0x80) != mask_bit:
+                return pos
+            length = b1 & 0x7F
+            start = pos + 2
+            if length == 126:
+                if size - start < 2:
+                    return pos
+                length = (data[start] << 8) | data[start + 1]
+                start += 2
+            elif length == 127:
+                return pos
+            if max_payload and length > max_payload:
+                return pos
+            if masked:
+                end = start + 4 + length
+                if end > size:
+                    return pos
+                payload: Any = (
+                    unmasked(data[start + 4 : end], data[start : start + 4]) if length else b""
+                )
+            else:
+                end = start + length
+                if end > size:
+                    return pos
+                payload = data[start:end]
+            pos = end
+            if b0 == 0x81:
+                try:
+                    text = str(payload, "utf-8")
+                except UnicodeDecodeError:
+                    self.state = DONE
+                    raise _error(
+                        "Invalid WebSocket frame: invalid UTF-8 sequence",
+                        "WS_ERR_INVALID_UTF8",
+                        1007,
+                    ) from None
+                on_message(text, False)
+            else:
+                on_message(payload if type(payload) is bytes else bytes(payload), True)
+            if self.state == DONE:
+                return size
+        return pos
 
     # -- header ------------------------------------------------------------------------------
 

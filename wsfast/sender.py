@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .buffer_util import mask as mask_into
+from .buffer_util import unmasked
 from .constants import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT
 from .exceptions import WebSocketError
 from .validation import is_valid_status_code
@@ -66,6 +67,10 @@ def frame(
         if not length:
             return header
         return header + data
+    if length < 4096:
+        # Small frames: three short concatenations beat filling a preallocated buffer through
+        # mask(), whose argument checks dominate at this size.
+        return header + mask + unmasked(data, mask) if length else header + mask
     start = len(header) + 4
     out = bytearray(start + length)
     out[: start - 4] = header
