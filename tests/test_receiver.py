@@ -1,0 +1,527 @@
+"""The sans-I/O frame parser: byte-literal round trips, the table of invalid input, splitting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import MASK
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wsfast import WebSocketError
+from wsfast.constants import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT
+from wsfast.receiver import DONE, GET_DATA, GET_INFO, Receiver
+from wsfast.sender import frame
+
+HELLO = b"Hello"
+
+
+class Events:
+    """A receiver wired to a list of ``(kind, *args)`` events."""
+
+    def __init__(self, **options: Any) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        options.setdefault("is_server", False)
+        self.receiver = Receiver(
+            on_message=lambda data, is_binary: self.events.append(("message", data, is_binary)),
+            on_ping=lambda data: self.events.append(("ping", data)),
+            on_pong=lambda data: self.events.append(("pong", data)),
+            on_close=lambda code, reason: self.events.append(("close", code, reason)),
+            **options,
+        )
+
+    def feed(self, *chunks: bytes) -> list[tuple[Any, ...]]:
+        for chunk in chunks:
+            self.receiver.feed(chunk)
+        return self.events
+
+
+def parse(data: bytes, **options: Any) -> list[tuple[Any, ...]]:
+    return Events(**options).feed(data)
+
+
+# -- byte-literal round trips (RFC 6455 5.7 and the three length encodings) ---------------------
+
+BIN_256 = bytes(range(256))
+BIN_64K = bytes(i & 0xFF for i in range(65536))
+
+# (id, wire bytes, is_server, frames as (payload, opcode, fin, mask), expected events)
+ROUND_TRIPS = [
+    (
+        "text-unmasked",
+        bytes.fromhex("810548656c6c6f"),
+        False,
+        [(HELLO, OP_TEXT, True, None)],
+        [("message", "Hello", False)],
+    ),
+    (
+        "text-masked",
+        bytes.fromhex("818537fa213d7f9f4d5158"),
+        True,
+        [(HELLO, OP_TEXT, True, MASK)],
+        [("message", "Hello", False)],
+    ),
+    (
+        "text-fragmented",
+        bytes.fromhex("010348656c") + bytes.fromhex("80026c6f"),
+        False,
+        [(b"Hel", OP_TEXT, False, None), (b"lo", OP_CONTINUATION, True, None)],
+        [("message", "Hello", False)],
+    ),
+    (
+        "ping-unmasked",
+        bytes.fromhex("890548656c6c6f"),
+        False,
+        [(HELLO, OP_PING, True, None)],
+        [("ping", HELLO)],
+    ),
+    (
+        "pong-masked",
+        bytes.fromhex("8a8537fa213d7f9f4d5158"),
+        True,
+        [(HELLO, OP_PONG, True, MASK)],
+        [("pong", HELLO)],
+    ),
+    (
+        "binary-256-16bit-length",
+        bytes.fromhex("827e0100") + BIN_256,
+        False,
+        [(BIN_256, OP_BINARY, True, None)],
+        [("message", BIN_256, True)],
+    ),
+    (
+        "binary-64KiB-64bit-length",
+        bytes.fromhex("827f0000000000010000") + BIN_64K,
+        False,
+        [(BIN_64K, OP_BINARY, True, None)],
+        [("message", BIN_64K, True)],
+    ),
+    (
+        "binary-125-7bit-length",
+        bytes.fromhex("827d") + BIN_256[:125],
+        False,
+        [(BIN_256[:125], OP_BINARY, True, None)],
+        [("message", BIN_256[:125], True)],
+    ),
+    (
+        "binary-65535-16bit-length",
+        bytes.fromhex("827effff") + BIN_64K[:65535],
+        False,
+        [(BIN_64K[:65535], OP_BINARY, True, None)],
+        [("message", BIN_64K[:65535], True)],
+    ),
+    (
+        "empty-text",
+        bytes.fromhex("8100"),
+        False,
+        [(b"", OP_TEXT, True, None)],
+        [("message", "", False)],
+    ),
+    (
+        "empty-binary-masked",
+        bytes.fromhex("828037fa213d"),
+        True,
+        [(b"", OP_BINARY, True, MASK)],
+        [("message", b"", True)],
+    ),
+    (
+        "close-1000-reason",
+        bytes.fromhex("880503e8627965"),
+        False,
+        [(b"\x03\xe8bye", OP_CLOSE, True, None)],
+        [("close", 1000, "bye")],
+    ),
+    (
+        "close-empty",
+        bytes.fromhex("8800"),
+        False,
+        [(b"", OP_CLOSE, True, None)],
+        [("close", 1005, "")],
+    ),
+    (
+        "ping-between-fragments",
+        bytes.fromhex("010348656c") + bytes.fromhex("8900") + bytes.fromhex("80026c6f"),
+        False,
+        [(b"Hel", OP_TEXT, False, None), (b"", OP_PING, True, None), (b"lo", 0, True, None)],
+        [("ping", b""), ("message", "Hello", False)],
+    ),
+]
+
+
+round_trip_cases = pytest.mark.parametrize(
+    "wire, is_server, frames, expected",
+    [case[1:] for case in ROUND_TRIPS],
+    ids=[case[0] for case in ROUND_TRIPS],
+)
+
+
+@round_trip_cases
+def test_round_trip(
+    wire: bytes, is_server: bool, frames: list[Any], expected: list[Any]
+) -> None:
+    serialised = b"".join(
+        bytes(frame(payload, opcode, fin=fin, mask=mask)) for payload, opcode, fin, mask in frames
+    )
+    assert serialised == wire
+    assert parse(wire, is_server=is_server) == expected
+
+
+@round_trip_cases
+def test_round_trip_byte_at_a_time(
+    wire: bytes, is_server: bool, frames: list[Any], expected: list[Any]
+) -> None:
+    events = Events(is_server=is_server)
+    for i in range(len(wire)):
+        events.feed(wire[i : i + 1])
+    assert events.events == expected
+
+
+def test_types_of_message_data() -> None:
+    [(_, text, is_binary)] = parse(bytes.fromhex("810548656c6c6f"))
+    assert type(text) is str and is_binary is False
+    [(_, data, is_binary)] = parse(bytes.fromhex("8205") + HELLO)
+    assert type(data) is bytes and is_binary is True
+    [(_, data)] = parse(bytes.fromhex("8a8537fa213d7f9f4d5158"), is_server=True)
+    assert type(data) is bytes
+
+
+@pytest.mark.parametrize(
+    "binary_type, expected",
+    [
+        ("bytes", b"Hello"),
+        ("bytearray", bytearray(b"Hello")),
+        ("fragments", [b"Hel", b"lo"]),
+    ],
+    ids=["bytes", "bytearray", "fragments"],
+)
+def test_binary_type_fragmented(binary_type: str, expected: Any) -> None:
+    wire = bytes.fromhex("0203") + b"Hel" + bytes.fromhex("8002") + b"lo"
+    [(_, data, is_binary)] = parse(wire, binary_type=binary_type)
+    assert is_binary and data == expected and type(data) is type(expected)
+    if binary_type == "fragments":
+        assert all(isinstance(part, (bytes, bytearray)) for part in data)
+
+
+@pytest.mark.parametrize(
+    "binary_type, expected",
+    [("bytes", b"Hello"), ("bytearray", bytearray(b"Hello")), ("fragments", [b"Hello"])],
+    ids=["bytes", "bytearray", "fragments"],
+)
+def test_binary_type_single_frame_masked(binary_type: str, expected: Any) -> None:
+    wire = bytes(frame(HELLO, OP_BINARY, mask=MASK))
+    [(_, data, _)] = parse(wire, is_server=True, binary_type=binary_type)
+    assert data == expected and type(data) is type(expected)
+
+
+def test_several_messages_in_one_chunk() -> None:
+    wire = b"".join(bytes(frame(f"m{i}".encode(), OP_TEXT)) for i in range(50))
+    assert parse(wire) == [("message", f"m{i}", False) for i in range(50)]
+
+
+def test_nothing_after_a_close_frame_is_parsed() -> None:
+    events = Events()
+    events.feed(bytes.fromhex("880203e8") + bytes.fromhex("810548656c6c6f"))
+    events.feed(bytes.fromhex("810548656c6c6f"))
+    assert events.events == [("close", 1000, "")]
+    assert events.receiver.state == DONE
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012,
+                                  1013, 1014, 3000, 4999])
+def test_valid_close_codes(code: int) -> None:
+    assert parse(bytes([0x88, 2]) + code.to_bytes(2, "big")) == [("close", code, "")]
+
+
+def test_close_reason_utf8() -> None:
+    reason = "κόσμε"
+    payload = (1001).to_bytes(2, "big") + reason.encode()
+    assert parse(bytes(frame(payload, OP_CLOSE))) == [("close", 1001, reason)]
+
+
+def test_pause_keeps_the_rest_buffered() -> None:
+    events = Events()
+    receiver = events.receiver
+
+    def on_message(data: Any, is_binary: bool) -> None:
+        events.events.append(("message", data))
+        receiver.paused = True
+
+    receiver.on_message = on_message
+    wire = b"".join(bytes(frame(f"m{i}".encode(), OP_TEXT)) for i in range(3))
+    receiver.feed(wire)
+    assert events.events == [("message", "m0")]
+    assert receiver.buffered == len(wire) // 3 * 2
+    receiver.paused = False
+    receiver.feed(b"")
+    assert events.events == [("message", "m0"), ("message", "m1")]
+    receiver.paused = False
+    receiver.feed(b"")
+    assert events.events == [("message", "m0"), ("message", "m1"), ("message", "m2")]
+    assert receiver.buffered == 0
+
+
+def test_skip_utf8_validation_delivers_invalid_text() -> None:
+    [(_, text, is_binary)] = parse(bytes.fromhex("8102c328"), skip_utf8_validation=True)
+    assert text == "\ufffd(" and is_binary is False
+
+
+def test_max_payload_allows_exact_size() -> None:
+    wire = bytes.fromhex("827e0100") + BIN_256
+    assert parse(wire, max_payload=256) == [("message", BIN_256, True)]
+
+
+def test_max_payload_ignores_control_frames() -> None:
+    assert parse(bytes.fromhex("890548656c6c6f"), max_payload=1) == [("ping", HELLO)]
+
+
+def test_state_machine_states() -> None:
+    receiver = Events().receiver
+    assert receiver.state == GET_INFO
+    receiver.feed(bytes.fromhex("8205") + b"He")
+    assert receiver.state == GET_DATA
+    receiver.feed(b"llo")
+    assert receiver.state == GET_INFO
+
+
+# -- invalid input ---------------------------------------------------------------------------
+
+
+def close_frame(code: int) -> bytes:
+    return bytes([0x88, 2]) + code.to_bytes(2, "big")
+
+
+# (id, chunks fed in order, receiver options, WS_ERR_* code, close code)
+INVALID: list[tuple[str, list[bytes], dict[str, Any], str, int]] = [
+    ("rsv2", [bytes.fromhex("a100")], {}, "WS_ERR_UNEXPECTED_RSV_2_3", 1002),
+    ("rsv3", [bytes.fromhex("9100")], {}, "WS_ERR_UNEXPECTED_RSV_2_3", 1002),
+    ("rsv2-rsv3-with-deflate", [bytes.fromhex("f100")], {"deflate": object()},
+     "WS_ERR_UNEXPECTED_RSV_2_3", 1002),
+    ("rsv1-without-deflate", [bytes.fromhex("c100")], {}, "WS_ERR_UNEXPECTED_RSV_1", 1002),
+    ("rsv1-on-ping", [bytes.fromhex("c900")], {"deflate": object()},
+     "WS_ERR_UNEXPECTED_RSV_1", 1002),
+    ("rsv1-on-close", [bytes.fromhex("c800")], {"deflate": object()},
+     "WS_ERR_UNEXPECTED_RSV_1", 1002),
+    ("rsv1-on-continuation", [bytes.fromhex("020161"), bytes.fromhex("c00162")],
+     {"deflate": object()}, "WS_ERR_UNEXPECTED_RSV_1", 1002),
+    *[
+        (f"opcode-{op:#x}", [bytes([0x80 | op, 0])], {}, "WS_ERR_INVALID_OPCODE", 1002)
+        for op in (3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF)
+    ],
+    ("continuation-without-start", [bytes.fromhex("8000")], {}, "WS_ERR_INVALID_OPCODE", 1002),
+    ("continuation-after-complete-message", [bytes.fromhex("8100"), bytes.fromhex("800161")], {},
+     "WS_ERR_INVALID_OPCODE", 1002),
+    ("text-mid-message", [bytes.fromhex("010161"), bytes.fromhex("810162")], {},
+     "WS_ERR_INVALID_OPCODE", 1002),
+    ("binary-mid-message", [bytes.fromhex("020161"), bytes.fromhex("020162")], {},
+     "WS_ERR_INVALID_OPCODE", 1002),
+    ("ping-not-fin", [bytes.fromhex("0900")], {}, "WS_ERR_EXPECTED_FIN", 1002),
+    ("close-not-fin", [bytes.fromhex("0800")], {}, "WS_ERR_EXPECTED_FIN", 1002),
+    ("pong-not-fin", [bytes.fromhex("0a00")], {}, "WS_ERR_EXPECTED_FIN", 1002),
+    ("ping-126-bytes", [bytes.fromhex("897e007e")], {},
+     "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH", 1002),
+    ("close-127-length", [bytes.fromhex("887f")], {},
+     "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH", 1002),
+    ("close-length-1", [bytes.fromhex("880103")], {},
+     "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH", 1002),
+    *[
+        (f"close-code-{code}", [close_frame(code)], {}, "WS_ERR_INVALID_CLOSE_CODE", 1002)
+        for code in (0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000)
+    ],
+    ("close-reason-invalid-utf8", [bytes.fromhex("880403e8fffe")], {}, "WS_ERR_INVALID_UTF8",
+     1007),
+    ("text-invalid-utf8", [bytes.fromhex("8102c328")], {}, "WS_ERR_INVALID_UTF8", 1007),
+    ("text-surrogate", [bytes.fromhex("8103eda080")], {}, "WS_ERR_INVALID_UTF8", 1007),
+    ("text-truncated-at-end", [bytes.fromhex("8102cebb") + bytes.fromhex("8101ce")], {},
+     "WS_ERR_INVALID_UTF8", 1007),
+    ("text-fragment-breaks-utf8", [bytes.fromhex("0102cebb"), bytes.fromhex("0001ff")], {},
+     "WS_ERR_INVALID_UTF8", 1007),
+    ("text-final-fragment-truncated", [bytes.fromhex("0102cebb"), bytes.fromhex("8001ce")], {},
+     "WS_ERR_INVALID_UTF8", 1007),
+    ("masked-to-client", [bytes.fromhex("818537fa213d7f9f4d5158")], {},
+     "WS_ERR_UNEXPECTED_MASK", 1002),
+    ("unmasked-to-server", [bytes.fromhex("810548656c6c6f")], {"is_server": True},
+     "WS_ERR_EXPECTED_MASK", 1002),
+    ("unmasked-ping-to-server", [bytes.fromhex("8900")], {"is_server": True},
+     "WS_ERR_EXPECTED_MASK", 1002),
+    ("max-payload-7bit", [bytes.fromhex("827d")], {"max_payload": 124},
+     "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH", 1009),
+    ("max-payload-16bit", [bytes.fromhex("827e0100")], {"max_payload": 255},
+     "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH", 1009),
+    ("max-payload-64bit", [bytes.fromhex("827f0000000000010000")], {"max_payload": 65535},
+     "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH", 1009),
+    ("max-payload-masked-header-only", [bytes.fromhex("82fe0100")],
+     {"max_payload": 255, "is_server": True}, "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH", 1009),
+    ("max-payload-across-fragments", [bytes.fromhex("027e0080") + bytes(128),
+                                      bytes.fromhex("807e0080")], {"max_payload": 200},
+     "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH", 1009),
+    ("64bit-length-msb-set", [bytes.fromhex("827f8000000000000000")], {},
+     "WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH", 1009),
+]
+
+
+invalid_cases = pytest.mark.parametrize(
+    "chunks, options, code, status_code",
+    [case[1:] for case in INVALID],
+    ids=[case[0] for case in INVALID],
+)
+
+
+@invalid_cases
+def test_invalid(chunks: list[bytes], options: dict[str, Any], code: str, status_code: int) -> None:
+    events = Events(**options)
+    *before, last = chunks
+    events.feed(*before)  # every chunk but the last is valid on its own
+    with pytest.raises(WebSocketError) as info:
+        events.feed(last)
+    assert info.value.code == code
+    assert info.value.status_code == status_code
+    # Once failed, the receiver is done and ignores everything.
+    assert events.receiver.state == DONE
+    seen = list(events.events)
+    events.feed(bytes.fromhex("810548656c6c6f"))
+    assert events.events == seen
+
+
+@invalid_cases
+def test_invalid_byte_at_a_time(
+    chunks: list[bytes], options: dict[str, Any], code: str, status_code: int
+) -> None:
+    events = Events(**options)
+    wire = b"".join(chunks)
+    with pytest.raises(WebSocketError) as info:
+        for i in range(len(wire)):
+            events.feed(wire[i : i + 1])
+    assert (info.value.code, info.value.status_code) == (code, status_code)
+
+
+def test_max_payload_needs_no_payload() -> None:
+    # 100 MiB announced, max_payload 1 MiB: the 10-byte header alone is refused.
+    events = Events(max_payload=1 << 20)
+    with pytest.raises(WebSocketError) as info:
+        events.feed(bytes([0x82, 127]) + (100 << 20).to_bytes(8, "big"))
+    assert info.value.code == "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH"
+    assert info.value.status_code == 1009
+
+
+def test_invalid_utf8_fails_fast_on_a_partial_frame() -> None:
+    # A 10-byte text frame whose first byte is already invalid: refused before the rest arrives.
+    events = Events()
+    events.feed(bytes.fromhex("810a"))
+    with pytest.raises(WebSocketError) as info:
+        events.feed(b"\xff")
+    assert (info.value.code, info.value.status_code) == ("WS_ERR_INVALID_UTF8", 1007)
+
+
+def test_invalid_utf8_fails_fast_on_a_partial_masked_frame() -> None:
+    # Server side: the partial payload is unmasked with the key rotated to its offset.
+    wire = bytes(frame("aκόσμε".encode() + b"\xff" + b"z" * 20, OP_TEXT, mask=MASK))
+    events = Events(is_server=True)
+    cut = 2 + 4 + 1 + 10  # header, mask, "a", "κόσμε" (10 bytes)
+    events.feed(wire[:cut - 3])
+    events.feed(wire[cut - 3 : cut])  # the valid prefix in two odd-sized pieces
+    with pytest.raises(WebSocketError) as info:
+        events.feed(wire[cut : cut + 1])
+    assert info.value.code == "WS_ERR_INVALID_UTF8"
+
+
+def test_invalid_utf8_fails_fast_on_a_non_final_fragment() -> None:
+    events = Events()
+    with pytest.raises(WebSocketError) as info:
+        events.feed(bytes.fromhex("0101ff"))  # not FIN, no continuation sent yet
+    assert info.value.status_code == 1007
+
+
+def test_invalid_utf8_fails_fast_on_surrogate_prefix() -> None:
+    # ED A0 can only start an encoded surrogate: refused before the third byte.
+    events = Events()
+    with pytest.raises(WebSocketError) as info:
+        events.feed(bytes.fromhex("0102eda0"))
+    assert info.value.status_code == 1007
+
+
+def test_valid_utf8_split_inside_a_character() -> None:
+    text = "κόσμε€𝄞"
+    raw = text.encode()
+    parts = [raw[:1], raw[1:6], raw[6:13], raw[13:]]
+    wire = b"".join(
+        bytes(frame(part, OP_TEXT if i == 0 else OP_CONTINUATION, fin=i == 3, mask=MASK))
+        for i, part in enumerate(parts)
+    )
+    events = Events(is_server=True)
+    for i in range(len(wire)):
+        events.feed(wire[i : i + 1])
+    assert events.events == [("message", text, False)]
+
+
+# -- one-shot feeding equals feeding at random split points -----------------------------------
+
+messages = st.lists(
+    st.tuples(
+        st.one_of(st.text(max_size=300), st.binary(max_size=300)),
+        st.integers(min_value=1, max_value=4),  # number of fragments
+        st.booleans(),  # a ping between the fragments
+    ),
+    max_size=6,
+)
+
+
+def _stream(msgs: list[Any], mask: bytes | None, with_close: bool) -> bytes:
+    out = bytearray()
+    for data, pieces, ping in msgs:
+        raw = data.encode() if isinstance(data, str) else data
+        step = max(1, -(-len(raw) // pieces))
+        chunks = [raw[i : i + step] for i in range(0, len(raw), step)] or [b""]
+        for i, chunk in enumerate(chunks):
+            opcode = (OP_TEXT if isinstance(data, str) else OP_BINARY) if i == 0 else 0
+            out += frame(chunk, opcode, fin=i == len(chunks) - 1, mask=mask)
+            if ping and i == 0:
+                out += frame(b"p", OP_PING, mask=mask)
+    if with_close:
+        out += frame(b"\x03\xe8done", OP_CLOSE, mask=mask)
+    return bytes(out)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    msgs=messages,
+    is_server=st.booleans(),
+    mask=st.binary(min_size=4, max_size=4),
+    with_close=st.booleans(),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+)
+def test_split_points_do_not_change_events(
+    msgs: list[Any], is_server: bool, mask: bytes, with_close: bool, cuts: list[int]
+) -> None:
+    wire = _stream(msgs, mask if is_server else None, with_close)
+    whole = parse(wire, is_server=is_server)
+    points = sorted({c % (len(wire) + 1) for c in cuts})
+    pieces = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)])]
+    assert Events(is_server=is_server).feed(*pieces) == whole
+    expected = [
+        ("message", data, not isinstance(data, str)) for data, _, _ in msgs
+    ]
+    assert [e for e in whole if e[0] == "message"] == expected
+    assert whole.count(("ping", b"p")) == sum(1 for data, _, ping in msgs if ping)
+    if with_close:
+        assert whole[-1] == ("close", 1000, "done")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prefix=st.text(max_size=40),
+    bad=st.sampled_from([b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80"]),
+    is_server=st.booleans(),
+    cut=st.integers(min_value=0, max_value=1000),
+)
+def test_invalid_utf8_found_at_any_split(
+    prefix: str, bad: bytes, is_server: bool, cut: int
+) -> None:
+    payload = prefix.encode() + bad + b"tail"
+    wire = bytes(frame(payload, OP_TEXT, mask=MASK if is_server else None))
+    cut %= len(wire) + 1
+    events = Events(is_server=is_server)
+    with pytest.raises(WebSocketError) as info:
+        events.feed(wire[:cut], wire[cut:])
+    assert info.value.status_code == 1007
+    assert events.events == []
