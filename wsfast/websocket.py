@@ -304,6 +304,9 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             receiver.feed(data)
         except WebSocketError as exc:
             self._fail(exc)
+        except Exception as exc:  # a bug must not leave a half-parsed connection open
+            logger.exception("unexpected error while parsing frames")
+            self._fail(WebSocketError(f"internal error: {exc!r}", "WS_ERR_INTERNAL", 1011))
 
     def eof_received(self) -> bool:
         """The peer half-closed: let asyncio close the transport (ws' ``socketOnEnd``)."""
