@@ -11,6 +11,7 @@ from .event_target import CloseEvent, ErrorEvent, Event, EventTarget, MessageEve
 from .exceptions import ConnectionClosed, HandshakeError, InvalidURL, WebSocketError
 from .handshake import Headers, Request, Response
 from .sender import generate_mask
+from .stream import WebSocketStreamWriter, create_websocket_stream
 from .websocket import WebSocket, connect
 from .websocket_server import VerifyInfo, WebSocketServer, serve
 
@@ -36,8 +37,10 @@ __all__ = [
     "WebSocket",
     "WebSocketError",
     "WebSocketServer",
+    "WebSocketStreamWriter",
     "__version__",
     "connect",
+    "create_websocket_stream",
     "generate_mask",
     "serve",
     "speedups",

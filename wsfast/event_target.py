@@ -145,8 +145,8 @@ class EventTarget(EventEmitter):
             def wrapper() -> Any:
                 return _call(listener, Event("open", target))
 
-        wrapper._et_listener = listener  # type: ignore[attr-defined]
-        wrapper._et_attribute = _attribute  # type: ignore[attr-defined]
+        setattr(wrapper, "_et_listener", listener)  # noqa: B010 - a marker read back by getattr
+        setattr(wrapper, "_et_attribute", _attribute)  # noqa: B010
         if once:
             self.once(type, wrapper)
         else:
@@ -168,7 +168,7 @@ class EventTarget(EventEmitter):
     def _get_attribute(self, type: str) -> Any:
         for existing in self.listeners(type):
             if getattr(existing, "_et_attribute", False):
-                return existing._et_listener
+                return getattr(existing, "_et_listener", None)
         return None
 
     def _set_attribute(self, type: str, handler: Any) -> None:
