@@ -68,7 +68,9 @@ class EventEmitter:
         if listeners:
             for i in range(len(listeners) - 1, -1, -1):
                 item = listeners[i]
-                if item is listener or getattr(item, "listener", None) is listener:
+                # ==, not "is": a bound method is a new object at each attribute access, so
+                # ws.off("message", self.handler) must compare by value (Node compares ===).
+                if item == listener or getattr(item, "listener", None) == listener:
                     del listeners[i]
                     break
             if not listeners:
@@ -105,7 +107,10 @@ class EventEmitter:
             if event == "error":
                 logger.error("unhandled 'error' event on %r: %s", self, args[0] if args else None)
             return False
-        for listener in listeners[:] if len(listeners) > 1 else listeners:
+        # Node calls the listeners registered when emit began: iterate over a copy (or, for the
+        # common single listener, a tuple of it) so that on()/off() inside a listener wait for
+        # the next emit.
+        for listener in listeners[:] if len(listeners) > 1 else (listeners[0],):
             try:
                 result = listener(*args)
             except Exception:
