@@ -1,0 +1,104 @@
+"""TLS on both sides with certificates made by the tests (issue 5).
+
+``wss://`` verifies the server by default (``ssl=None`` uses ``ssl.create_default_context()``),
+an ``ssl.SSLContext`` that trusts the test CA connects, and the server's ``ssl=`` option makes
+``request.secure`` and ``info.secure`` true.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+from certs import Certs, client_context, make_certs, server_context
+from test_transports import Events, echo_once, echo_server, round_trip, within, ws_url
+
+import wsfast
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> Certs:
+    return make_certs(tmp_path)
+
+
+async def test_wss_with_a_context_that_trusts_the_ca(certs: Certs) -> None:
+    seen: list[Any] = []
+
+    def verify(info: wsfast.VerifyInfo) -> bool:
+        seen.append((info.secure, info.request.secure))
+        return True
+
+    async with echo_server(ssl=server_context(certs), verify_client=verify) as server:
+        ws = wsfast.WebSocket(ws_url(server, "/tls", scheme="wss"), ssl=client_context(certs))
+        assert await echo_once(ws, "secret") == "secret"
+        await ws.send(bytes(range(256)) * 1000)
+        assert await within(ws.recv()) == bytes(range(256)) * 1000
+        assert ws.transport is not None
+        assert ws.transport.get_extra_info("ssl_object").version().startswith("TLSv1.")
+        request = server.requests[0]  # type: ignore[attr-defined]
+        assert request.secure is True
+        assert request.path == "/tls"
+        assert seen == [(True, True)]
+        ws.close(1000, "bye")
+        await within(ws.wait_closed())
+        assert ws.close_code == 1000
+
+
+async def test_wss_by_host_name(certs: Certs) -> None:
+    async with echo_server(ssl=server_context(certs)) as server:
+        port = server.address()[1]
+        ws = await round_trip(f"wss://localhost:{port}/", "by name", ssl=client_context(certs))
+        assert ws.url == f"wss://localhost:{port}/"
+
+
+@pytest.mark.parametrize(
+    "client_ssl",
+    [None, True, ssl.create_default_context()],
+    ids=["default", "ssl-true", "default-context-without-the-ca"],
+)
+async def test_wss_verifies_the_certificate_by_default(certs: Certs, client_ssl: Any) -> None:
+    async with echo_server(ssl=server_context(certs)) as server:
+        ws = wsfast.WebSocket(ws_url(server, scheme="wss"), ssl=client_ssl)
+        events = Events(ws)
+        error = await events.failed()
+        assert isinstance(error, ssl.SSLCertVerificationError)
+        assert "CERTIFICATE_VERIFY_FAILED" in str(error)
+        assert events.close_args[0] == 1006
+        assert not server.requests  # type: ignore[attr-defined]
+
+
+async def test_self_signed_server_certificate(certs: Certs) -> None:
+    async with echo_server(ssl=server_context(certs, self_signed=True)) as server:
+        url = ws_url(server, scheme="wss")
+        # Refused by a client that trusts only the CA...
+        error = await Events(wsfast.WebSocket(url, ssl=client_context(certs))).failed()
+        assert isinstance(error, ssl.SSLCertVerificationError)
+        # ...accepted by one that pins the certificate itself...
+        pinned = ssl.create_default_context(cafile=str(certs.self_signed_cert))
+        await round_trip(url, "pinned", ssl=pinned)
+        # ...and by an explicitly non-verifying context (what `wsfast connect --no-check` does).
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+        await round_trip(url, "unchecked", ssl=insecure)
+
+
+async def test_plain_ws_client_against_a_tls_server_fails_cleanly(certs: Certs) -> None:
+    async with echo_server(ssl=server_context(certs)) as server:
+        errors: list[Any] = []
+        server.on("error", errors.append)
+        error = await Events(wsfast.WebSocket(ws_url(server))).failed()
+        assert isinstance(error, wsfast.HandshakeError)
+        # The server survives the bad client and serves the next one.
+        await round_trip(ws_url(server, scheme="wss"), ssl=client_context(certs))
+        assert errors == []
+
+
+async def test_plain_server_request_is_not_secure() -> None:
+    seen: list[bool] = []
+    async with echo_server(verify_client=lambda info: seen.append(info.secure) or True) as server:
+        await round_trip(ws_url(server))
+        assert server.requests[0].secure is False  # type: ignore[attr-defined]
+        assert seen == [False]
