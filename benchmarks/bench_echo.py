@@ -1,0 +1,271 @@
+"""End-to-end echo over 127.0.0.1: wsfast against websockets, aiohttp and picows.
+
+Servers: each server under test runs in its own process started with ``taskset -c 0`` and is
+driven by one picows client pinned to the same CPU, so that only the server differs (DESIGN
+section 6 explains the pinning). Clients: each client library drives one picows server.
+Memory: 500 idle connections opened by hand to a fresh server process; RSS delta / 500.
+
+    python -m pytest benchmarks/ --benchmark-only        # pytest-benchmark (see README.md)
+    python benchmarks/bench_echo.py --table [--rounds 5] # plain table of medians
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import peers  # noqa: E402
+
+__all__ = ["CASES", "measure_rate", "idle_memory", "format_table", "main"]
+
+# (label, payload size, messages in flight, messages per batch)
+CASES: tuple[tuple[str, int, int, int], ...] = (
+    ("32 B round trips/s", 32, 1, 2000),
+    ("32 B pipelined msg/s", 32, 100, 10000),
+    ("64 KiB msg/s", 64 * 1024, 1, 200),
+    ("1 MiB msg/s", 1024 * 1024, 1, 20),
+)
+IDLE_CONNECTIONS = 500
+
+
+def case_id(case: tuple[str, int, int, int]) -> str:
+    label, size, window, _ = case
+    return f"{size}B-w{window}"
+
+
+def payloads_for(size: int) -> list[bytes]:
+    """A few distinct random payloads of ``size`` bytes (cycled, sent as binary)."""
+    return [os.urandom(size) for _ in range(4)]
+
+
+def measure_rate(loop: asyncio.AbstractEventLoop, client: Any, payloads: Sequence[Any],
+                 window: int, count: int) -> float:
+    """Messages per second over one batch of ``count`` echoes."""
+    start = time.perf_counter()
+    loop.run_until_complete(client.echo(payloads, count, window))
+    return count / (time.perf_counter() - start)
+
+
+def idle_memory(server: str, deflate: bool = False, count: int = IDLE_CONNECTIONS,
+                use_uvloop: bool = True) -> tuple[float, float, int]:
+    """(KiB per idle connection, handshakes/s, connections that negotiated deflate).
+
+    A fresh server process; 20 connections opened and closed first so that lazily imported
+    code and first-use caches are not charged to the connections; then ``count`` idle ones.
+    """
+    with peers.ServerProcess(server, deflate=deflate, use_uvloop=use_uvloop) as proc:
+        warm, _ = peers.open_idle(proc.port, 20, deflate)
+        for sock in warm:
+            sock.close()
+        time.sleep(0.5)
+        before = proc.rss_kib()
+        start = time.perf_counter()
+        sockets, negotiated = peers.open_idle(proc.port, count, deflate)
+        elapsed = time.perf_counter() - start
+        time.sleep(0.5)
+        after = proc.rss_kib()
+        for sock in sockets:
+            sock.close()
+    return (after - before) / count, count / elapsed, negotiated
+
+
+def format_table(title: str, columns: Sequence[str], rows: dict[str, list[float | None]],
+                 reference: str = "wsfast", fmt: Callable[[float], str] | None = None,
+                 higher_is_better: bool = True) -> str:
+    """A Markdown table; each peer row also shows wsfast / peer (>1 = wsfast ahead)."""
+
+    def cell(value: float | None) -> str:
+        if value is None:
+            return "n/a"
+        if fmt is not None:
+            return fmt(value)
+        return f"{value / 1000:.1f}k" if value >= 10000 else f"{value:,.0f}"
+
+    ref = rows.get(reference)
+    lines = [f"### {title}", "", "| | " + " | ".join(columns) + " |",
+             "| --- |" + " --- |" * len(columns)]
+    for name, values in rows.items():
+        cells = []
+        for i, value in enumerate(values):
+            text = cell(value)
+            if ref is not None and name != reference and value and ref[i]:
+                ratio = ref[i] / value if higher_is_better else value / ref[i]
+                text += f" (wsfast x{ratio:.2f})"
+            cells.append(text)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def echo_table(targets: Sequence[tuple[str, str, str]], cases: Sequence[tuple[str, int, int, int]],
+               rounds: int, deflate: bool = False, use_uvloop: bool = True,
+               payload_maker: Callable[[int], list[Any]] = payloads_for,
+               ) -> dict[str, list[float | None]]:
+    """Median msg/s per (row, case); ``targets`` are (row name, server, client).
+
+    All servers run at once and the rounds go round-robin over them, so a burst of load from
+    elsewhere on the machine spreads over every row instead of sinking one.
+    """
+    loop = peers.new_loop(use_uvloop)
+    asyncio.set_event_loop(loop)
+    payloads = {case: payload_maker(case[1]) for case in cases}
+    procs: dict[str, peers.ServerProcess] = {}
+    clients: dict[str, Any] = {}
+    samples: dict[str, dict[Any, list[float]]] = {}
+    try:
+        for row, server, client in targets:
+            if server not in procs:
+                procs[server] = peers.ServerProcess(server, deflate=deflate,
+                                                    use_uvloop=use_uvloop)
+            clients[row] = loop.run_until_complete(
+                peers.open_client(client, procs[server].url, deflate))
+            samples[row] = {case: [] for case in cases}
+            for case in cases:  # warm-up: connection buffers, zlib contexts, caches
+                measure_rate(loop, clients[row], payloads[case], case[2], max(2, case[3] // 10))
+        for _ in range(rounds):
+            for row, _server, _client in targets:
+                for case in cases:
+                    gc.collect()
+                    rate = measure_rate(loop, clients[row], payloads[case], case[2], case[3])
+                    samples[row][case].append(rate)
+    finally:
+        for client in clients.values():
+            try:
+                loop.run_until_complete(asyncio.wait_for(client.close(), 5))
+            except Exception:
+                pass
+        for proc in procs.values():
+            proc.close()
+        loop.close()
+    return {row: [statistics.median(samples[row][case]) for case in cases] for row in samples}
+
+
+def server_targets(servers: Sequence[str], client: str = "picows") -> list[tuple[str, str, str]]:
+    return [(s, s, peers.client_for(s, client)) for s in servers
+            if peers.available(s) and peers.available(peers.client_for(s, client))]
+
+
+def client_targets(clients: Sequence[str], server: str = "picows") -> list[tuple[str, str, str]]:
+    return [(c, server, c) for c in clients if peers.available(c)]
+
+
+def memory_table(servers: Sequence[str], rounds: int, use_uvloop: bool = True) -> str:
+    rows: dict[str, list[float | None]] = {}
+    for server in servers:
+        if server == "raw" or not peers.available(server):
+            continue
+        plain, shakes, deflated = [], [], []
+        for _ in range(rounds):
+            kib, rate, _ = idle_memory(server, False, use_uvloop=use_uvloop)
+            plain.append(kib)
+            shakes.append(rate)
+            if server in peers.DEFLATE_SERVERS:
+                kib, _, negotiated = idle_memory(server, True, use_uvloop=use_uvloop)
+                deflated.append(kib if negotiated == IDLE_CONNECTIONS else float("nan"))
+        rows[server] = [statistics.median(plain),
+                        statistics.median(deflated) if deflated else None,
+                        statistics.median(shakes)]
+    lines = [f"### Server memory per idle connection ({IDLE_CONNECTIONS} connections, RSS delta; "
+             "medians) and sequential handshakes/s", "",
+             "| server | KiB per idle conn | KiB, deflate negotiated | handshakes/s |",
+             "| --- | --- | --- | --- |"]
+    for name, (plain_kib, deflate_kib, rate) in rows.items():
+        d = "n/a" if deflate_kib is None else f"{deflate_kib:.1f}"
+        lines.append(f"| {name} | {plain_kib:.1f} | {d} | {rate:,.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", action="store_true", help="print Markdown tables of medians")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--only", choices=("servers", "clients", "memory"), action="append")
+    args = parser.parse_args(argv)
+    if not args.table:
+        parser.print_help()
+        return
+    peers.pin_to_cpu()
+    use_uvloop = not args.no_uvloop
+    parts = args.only or ["servers", "clients", "memory"]
+    columns = [c[0] for c in CASES]
+    loop_name = "uvloop" if use_uvloop else "asyncio"
+    print(f"<!-- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python "
+          f"{sys.version.split()[0]}; {loop_name}; CPU {peers.CPU} for client and server; "
+          f"medians of {args.rounds} rounds -->\n", flush=True)
+    if "servers" in parts:
+        rows = echo_table(server_targets(peers.SERVERS), CASES, args.rounds,
+                          use_uvloop=use_uvloop)
+        print(format_table("Servers (picows client; raw = TCP echo, raw client)", columns, rows),
+              end="\n\n", flush=True)
+    if "clients" in parts:
+        rows = echo_table(client_targets(peers.CLIENTS), CASES, args.rounds,
+                          use_uvloop=use_uvloop)
+        print(format_table("Clients (against a picows server)", columns, rows,
+                           reference="wsfast"), end="\n\n", flush=True)
+    if "memory" in parts:
+        print(memory_table(peers.SERVERS, max(1, min(args.rounds, 3)), use_uvloop),
+              end="\n\n", flush=True)
+
+
+# -- pytest-benchmark --------------------------------------------------------------------------
+
+try:
+    import pytest
+except ImportError:  # the table mode needs no pytest
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.mark.parametrize("case", CASES, ids=case_id)
+    @pytest.mark.parametrize("server", [s for s in peers.SERVERS if peers.available(s)])
+    def test_server_echo(benchmark: Any, bench_loop: Any, echo_client: Any, server: str,
+                         case: tuple[str, int, int, int]) -> None:
+        """One server, driven by a picows client (raw TCP echo by the raw client)."""
+        client = echo_client(server, peers.client_for(server), False)
+        _run_case(benchmark, bench_loop, client, case)
+
+    @pytest.mark.parametrize("case", CASES, ids=case_id)
+    @pytest.mark.parametrize("client_name", [c for c in peers.CLIENTS if peers.available(c)])
+    def test_client_echo(benchmark: Any, bench_loop: Any, echo_client: Any, client_name: str,
+                         case: tuple[str, int, int, int]) -> None:
+        """One client library against a picows server."""
+        client = echo_client("picows", client_name, False)
+        _run_case(benchmark, bench_loop, client, case)
+
+    @pytest.mark.parametrize("server", [s for s in peers.SERVERS
+                                        if s != "raw" and peers.available(s)])
+    def test_idle_memory(benchmark: Any, server: str) -> None:
+        """KiB per idle connection in ``extra_info``; the time is 500 sequential handshakes."""
+        result: dict[str, float] = {}
+
+        def run() -> None:
+            kib, rate, _ = idle_memory(server, False)
+            result["kib_per_conn"] = kib
+            result["handshakes_per_s"] = rate
+
+        benchmark.pedantic(run, rounds=3, iterations=1)
+        benchmark.extra_info.update(result)
+
+    def _run_case(benchmark: Any, loop: Any, client: Any, case: tuple[str, int, int, int]
+                  ) -> None:
+        label, size, window, count = case
+        payloads = payloads_for(size)
+        loop.run_until_complete(client.echo(payloads, max(2, count // 10), window))
+        benchmark.pedantic(lambda: loop.run_until_complete(client.echo(payloads, count, window)),
+                           rounds=5, iterations=1)
+        benchmark.extra_info["messages"] = count
+        benchmark.extra_info["msg_per_s (median)"] = count / benchmark.stats.stats.median
+
+
+if __name__ == "__main__":
+    main()

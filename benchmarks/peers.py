@@ -1,0 +1,540 @@
+"""Echo servers and echo clients of wsfast and of its Python peers, for the echo benchmarks.
+
+Every server runs in its own process, started through ``taskset -c 0`` next to a client pinned
+to the same CPU: on a 2-vCPU guest a wake-up across the two vCPUs costs ~90 us and would
+measure the hypervisor, not the library (``../shared/DESIGN.md`` section 6).
+
+Servers (``python benchmarks/peers.py server NAME [--deflate] [--no-uvloop]`` prints
+``PORT <n>`` once listening and serves until its standard input closes):
+
+- ``raw``: a TCP echo, the ceiling (no WebSocket at all; only the raw client can drive it).
+- ``wsfast``: ws' event API, ``ws.on("message", lambda data, is_binary: ws.send(...))``.
+- ``wsfast-serve``: ``wsfast.serve`` with an ``async for message in ws`` handler.
+- ``websockets``, ``aiohttp``, ``picows``: the peers' own idiomatic echo servers.
+
+Clients share one interface, ``await client.echo(payloads, count, window)``: send ``count``
+messages cycling through ``payloads`` with at most ``window`` in flight, and return once every
+echo came back. ``window=1`` is a round trip per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "SERVERS",
+    "DEFLATE_SERVERS",
+    "CLIENTS",
+    "available",
+    "new_loop",
+    "pin_to_cpu",
+    "ServerProcess",
+    "open_client",
+    "open_idle",
+    "rss_kib",
+]
+
+HOST = "127.0.0.1"
+SERVERS = ("raw", "wsfast", "wsfast-serve", "websockets", "aiohttp", "picows")
+DEFLATE_SERVERS = ("wsfast", "wsfast-serve", "websockets", "aiohttp")
+CLIENTS = ("picows", "wsfast", "wsfast-recv", "websockets", "aiohttp")
+MAX_SIZE = 64 * 1024 * 1024  # above every benchmarked message, so no peer refuses 1 MiB
+CPU = os.environ.get("WSFAST_BENCH_CPU", "0")
+
+_MODULES = {
+    "raw": None,
+    "wsfast": "wsfast",
+    "wsfast-serve": "wsfast",
+    "wsfast-recv": "wsfast",
+    "websockets": "websockets",
+    "aiohttp": "aiohttp",
+    "picows": "picows",
+}
+
+
+def available(name: str) -> bool:
+    """Whether the library behind server or client ``name`` is importable."""
+    module = _MODULES[name]
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+def new_loop(use_uvloop: bool = True) -> asyncio.AbstractEventLoop:
+    """A fresh event loop: uvloop when asked for and installed, else asyncio's own."""
+    if use_uvloop and importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def pin_to_cpu(cpu: str = CPU) -> None:
+    """Pin this process to ``cpu``, the one the servers are started on."""
+    if hasattr(os, "sched_setaffinity") and cpu != "":
+        os.sched_setaffinity(0, {int(cpu)})
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of process ``pid`` in KiB (Linux)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/pid/status")
+
+
+# -- servers (run inside the server process) -------------------------------------------------
+
+
+async def _serve_raw(deflate: bool) -> tuple[int, Any]:
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)
+
+    server = await asyncio.get_running_loop().create_server(Echo, HOST, 0)
+    return server.sockets[0].getsockname()[1], server
+
+
+async def _serve_wsfast(deflate: bool) -> tuple[int, Any]:
+    import wsfast
+
+    server = wsfast.WebSocketServer(port=0, host=HOST, per_message_deflate=deflate,
+                                    max_payload=MAX_SIZE)
+
+    def connection(ws: Any, request: Any) -> None:
+        ws.on("message", lambda data, is_binary: ws.send(data, binary=is_binary))
+
+    server.on("connection", connection)
+    await server.wait_listening()
+    return server.address()[1], server
+
+
+async def _serve_wsfast_serve(deflate: bool) -> tuple[int, Any]:
+    import wsfast
+
+    async def handler(ws: Any, request: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    server = await wsfast.serve(handler, HOST, 0, per_message_deflate=deflate,
+                                max_payload=MAX_SIZE)
+    return server.address()[1], server
+
+
+async def _serve_websockets(deflate: bool) -> tuple[int, Any]:
+    from websockets.asyncio.server import serve
+
+    async def handler(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    server = await serve(handler, HOST, 0, compression="deflate" if deflate else None,
+                         max_size=MAX_SIZE, max_queue=None, ping_interval=None)
+    return server.sockets[0].getsockname()[1], server
+
+
+async def _serve_aiohttp(deflate: bool) -> tuple[int, Any]:
+    from aiohttp import WSMsgType, web
+
+    async def handler(request: Any) -> Any:
+        ws = web.WebSocketResponse(compress=deflate, max_msg_size=MAX_SIZE, autoping=True)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, 0)
+    await site.start()
+    return site._server.sockets[0].getsockname()[1], runner  # type: ignore[union-attr]
+
+
+async def _serve_picows(deflate: bool) -> tuple[int, Any]:
+    if deflate:
+        raise SystemExit("picows has no permessage-deflate")
+    from picows import WSCloseCode, WSListener, WSMsgType, ws_create_server
+
+    class Echo(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type == WSMsgType.CLOSE:
+                code = frame.get_close_code()
+                if code == WSCloseCode.NO_INFO:  # picows would write it as code 0
+                    code = WSCloseCode.OK
+                transport.send_close(code, frame.get_close_message())
+                transport.disconnect()
+                return
+            transport.send(frame.msg_type, frame.get_payload_as_memoryview(), frame.fin)
+
+    server = await ws_create_server(lambda request: Echo(), HOST, 0, max_frame_size=MAX_SIZE)
+    return server.sockets[0].getsockname()[1], server
+
+
+_SERVE = {
+    "raw": _serve_raw,
+    "wsfast": _serve_wsfast,
+    "wsfast-serve": _serve_wsfast_serve,
+    "websockets": _serve_websockets,
+    "aiohttp": _serve_aiohttp,
+    "picows": _serve_picows,
+}
+
+
+async def start_server(name: str, deflate: bool = False) -> tuple[int, Any]:
+    """Start server ``name`` in this process's running loop; returns (port, server object)."""
+    return await _SERVE[name](deflate)
+
+
+def server_main(argv: Sequence[str]) -> None:
+    """``peers.py server NAME [--deflate] [--no-uvloop]``: serve until stdin closes."""
+    name = argv[0]
+    deflate = "--deflate" in argv
+    if not os.environ.get("WSFAST_BENCH_VERBOSE"):
+        # Idle connections are dropped without a close frame at the end of the memory figure;
+        # the servers' reports of that would bury the tables.
+        logging.disable(logging.CRITICAL)
+    loop = new_loop("--no-uvloop" not in argv)
+    asyncio.set_event_loop(loop)
+
+    async def main() -> None:
+        port, _server = await start_server(name, deflate)
+        print(f"PORT {port}", flush=True)
+        done = loop.create_future()
+        loop.add_reader(sys.stdin.fileno(), lambda: done.done() or done.set_result(None))
+        await done
+
+    profile_path = os.environ.get("WSFAST_BENCH_PROFILE")
+    if profile_path:  # cProfile of the whole server, written when its stdin closes
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.runcall(loop.run_until_complete, main())
+        profiler.dump_stats(profile_path)
+    else:
+        loop.run_until_complete(main())
+
+
+class ServerProcess:
+    """A benchmark server in a subprocess pinned with ``taskset``; ``.port``, ``.pid``."""
+
+    def __init__(self, name: str, deflate: bool = False, use_uvloop: bool = True,
+                 cpu: str = CPU) -> None:
+        self.name = name
+        args = [sys.executable, os.path.abspath(__file__), "server", name]
+        if deflate:
+            args.append("--deflate")
+        if not use_uvloop:
+            args.append("--no-uvloop")
+        if cpu != "":
+            args = ["taskset", "-c", cpu, *args]
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("PORT "):
+            self.close()
+            raise RuntimeError(f"server {name} did not start: {line!r}")
+        self.port = int(line.split()[1])
+        self.pid = self.process.pid
+        self.url = f"ws://{HOST}:{self.port}/"
+
+    def rss_kib(self) -> int:
+        return rss_kib(self.pid)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+# -- clients -----------------------------------------------------------------------------------
+
+
+class _Driver:
+    """Sliding-window bookkeeping shared by the callback-style clients."""
+
+    def _begin(self, payloads: Sequence[Any], count: int, window: int) -> asyncio.Future[None]:
+        self.payloads = payloads
+        self.count = count
+        self.sent = 0
+        self.received = 0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for _ in range(min(window, count)):
+            self._send_next()
+        return self.done
+
+    def _send_next(self) -> None:
+        payloads = self.payloads
+        self._send(payloads[self.sent % len(payloads)])
+        self.sent += 1
+
+    def _on_echo(self) -> None:
+        self.received += 1
+        if self.sent < self.count:
+            self._send_next()
+        elif self.received == self.count and not self.done.done():
+            self.done.set_result(None)
+
+    def _send(self, payload: Any) -> None:
+        raise NotImplementedError
+
+
+class PicowsClient(_Driver):
+    name = "picows"
+
+    async def connect(self, url: str, deflate: bool) -> None:
+        if deflate:
+            raise RuntimeError("picows has no permessage-deflate")
+        from picows import WSListener, WSMsgType, ws_connect
+
+        driver = self
+        self._binary, self._text = WSMsgType.BINARY, WSMsgType.TEXT
+
+        class Listener(WSListener):  # type: ignore[misc]
+            def on_ws_frame(self, transport: Any, frame: Any) -> None:
+                if frame.fin and frame.msg_type != WSMsgType.CLOSE:
+                    driver._on_echo()
+
+        self.transport, _ = await ws_connect(Listener, url, max_frame_size=MAX_SIZE)
+
+    def _send(self, payload: Any) -> None:
+        if isinstance(payload, str):
+            self.transport.send(self._text, payload.encode())
+        else:
+            self.transport.send(self._binary, payload)
+
+    async def echo(self, payloads: Sequence[Any], count: int, window: int) -> None:
+        await self._begin(payloads, count, window)
+
+    async def close(self) -> None:
+        from picows import WSCloseCode
+
+        self.transport.send_close(WSCloseCode.OK)
+        self.transport.disconnect()
+        await self.transport.wait_disconnected()
+
+
+class WsfastClient(_Driver):
+    """wsfast's client through ws' event API (a ``'message'`` listener)."""
+
+    name = "wsfast"
+
+    async def connect(self, url: str, deflate: bool) -> None:
+        import wsfast
+
+        self.ws = await wsfast.connect(url, per_message_deflate=deflate, max_payload=MAX_SIZE)
+        self.ws.on("message", lambda data, is_binary: self._on_echo())
+
+    def _send(self, payload: Any) -> None:
+        self.ws.send(payload)
+
+    async def echo(self, payloads: Sequence[Any], count: int, window: int) -> None:
+        await self._begin(payloads, count, window)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class _AwaitClient:
+    """Clients with an awaitable send/receive pair."""
+
+    async def echo(self, payloads: Sequence[Any], count: int, window: int) -> None:
+        send, recv, n = self._send, self._recv, len(payloads)
+        sent = 0
+        for _ in range(min(window, count)):
+            await send(payloads[sent % n])
+            sent += 1
+        for _ in range(count):
+            await recv()
+            if sent < count:
+                await send(payloads[sent % n])
+                sent += 1
+
+    async def _send(self, payload: Any) -> None:
+        raise NotImplementedError
+
+    async def _recv(self) -> Any:
+        raise NotImplementedError
+
+
+class WsfastRecvClient(_AwaitClient):
+    """wsfast's client through the asyncio API (``await ws.send`` / ``await ws.recv()``)."""
+
+    name = "wsfast-recv"
+
+    async def connect(self, url: str, deflate: bool) -> None:
+        import wsfast
+
+        self.ws = await wsfast.connect(url, per_message_deflate=deflate, max_payload=MAX_SIZE)
+        self._send = self.ws.send  # type: ignore[method-assign]
+        self._recv = self.ws.recv  # type: ignore[method-assign]
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class WebsocketsClient(_AwaitClient):
+    name = "websockets"
+
+    async def connect(self, url: str, deflate: bool) -> None:
+        from websockets.asyncio.client import connect
+
+        self.ws = await connect(url, compression="deflate" if deflate else None,
+                                max_size=MAX_SIZE, max_queue=None, ping_interval=None)
+        self._send = self.ws.send  # type: ignore[method-assign]
+        self._recv = self.ws.recv  # type: ignore[method-assign]
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class AiohttpClient(_AwaitClient):
+    name = "aiohttp"
+
+    async def connect(self, url: str, deflate: bool) -> None:
+        import aiohttp
+
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect(url, compress=15 if deflate else 0,
+                                                max_msg_size=MAX_SIZE, autoping=True)
+        self._recv = self.ws.receive  # type: ignore[method-assign]
+
+    async def _send(self, payload: Any) -> None:
+        if isinstance(payload, str):
+            await self.ws.send_str(payload)
+        else:
+            await self.ws.send_bytes(payload)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.session.close()
+
+
+class RawClient(_Driver):
+    """Length-counting TCP client for the ``raw`` echo server: the ceiling, no framing at all."""
+
+    name = "raw"
+
+    async def connect(self, url: str, deflate: bool) -> None:
+        driver = self
+
+        class Proto(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                driver._pending += len(data)
+                while driver._pending >= driver._size:
+                    driver._pending -= driver._size
+                    driver._on_echo()
+
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        self.transport, _ = await asyncio.get_running_loop().create_connection(Proto, HOST, port)
+        self._pending = 0
+        self._size = 1
+
+    def _send(self, payload: Any) -> None:
+        self.transport.write(payload.encode() if isinstance(payload, str) else payload)
+
+    async def echo(self, payloads: Sequence[Any], count: int, window: int) -> None:
+        sizes = {len(p) for p in payloads}
+        if len(sizes) != 1:
+            raise ValueError("the raw client needs payloads of one size")
+        self._size = sizes.pop()
+        await self._begin(payloads, count, window)
+
+    async def close(self) -> None:
+        self.transport.close()
+
+
+_CLIENTS: dict[str, type] = {
+    "picows": PicowsClient,
+    "wsfast": WsfastClient,
+    "wsfast-recv": WsfastRecvClient,
+    "websockets": WebsocketsClient,
+    "aiohttp": AiohttpClient,
+    "raw": RawClient,
+}
+
+
+async def open_client(name: str, url: str, deflate: bool = False) -> Any:
+    """Connect echo client ``name`` to ``url``; call ``await client.echo(...)`` then ``close``."""
+    client = _CLIENTS[name]()
+    await client.connect(url, deflate)
+    return client
+
+
+def client_for(server: str, preferred: str = "picows") -> str:
+    """The client that drives ``server``: ``raw`` for the raw echo, else ``preferred``."""
+    return "raw" if server == "raw" else preferred
+
+
+# -- idle connections for the memory figure ----------------------------------------------------
+
+_REQUEST = (
+    "GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+)
+
+
+def open_idle(port: int, count: int, deflate: bool = False, timeout: float = 10.0
+              ) -> tuple[list[socket.socket], int]:
+    """Open ``count`` WebSocket connections by hand and leave them idle.
+
+    Returns the sockets (close them to end the connections) and how many responses accepted
+    permessage-deflate. The same bytes reach every server, so only the server differs.
+    """
+    extra = ("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+             if deflate else "")
+    request = _REQUEST.format(host=HOST, port=port, extra=extra).encode()
+    sockets: list[socket.socket] = []
+    negotiated = 0
+    deadline = time.monotonic() + timeout
+    for _ in range(count):
+        sock = socket.create_connection((HOST, port), timeout=timeout)
+        sock.sendall(request)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise RuntimeError("server closed during the handshake")
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise RuntimeError(f"handshake refused: {head[:80]!r}")
+        if b"permessage-deflate" in head.lower():
+            negotiated += 1
+        sockets.append(sock)
+        if time.monotonic() > deadline:
+            raise TimeoutError("opening idle connections took too long")
+    return sockets, negotiated
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "server":
+        server_main(sys.argv[2:])
+    else:
+        sys.exit("usage: peers.py server NAME [--deflate] [--no-uvloop]")
