@@ -1,0 +1,371 @@
+"""The command line (``python -m wsfast``), run as subprocesses against real loopback peers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import scaled, url_of, wait_for
+
+import wsfast
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m wsfast ARGS`` to completion (blocking: only for peers in other processes)."""
+    return subprocess.run(
+        [sys.executable, "-m", "wsfast", *args],
+        capture_output=True,
+        text=True,
+        timeout=scaled(timeout),
+        env=_env(**env),
+        cwd=ROOT,
+    )
+
+
+async def acli(*args: str, stdin: bytes | None = None, timeout: float = 30) -> tuple[int, str, str]:
+    """``python -m wsfast ARGS`` without blocking the loop (for peers in this process)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wsfast",
+        *args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        cwd=ROOT,
+    )
+    out, err = await wait_for(proc.communicate(stdin or b""), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+class ServeProcess:
+    """A ``wsfast serve`` subprocess on a free port."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+
+@pytest.fixture
+async def serve_cli() -> AsyncIterator[Any]:
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start(*args: str) -> ServeProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "wsfast",
+            "serve",
+            "--port",
+            "0",
+            *args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(),
+            cwd=ROOT,
+        )
+        procs.append(proc)
+        assert proc.stdout is not None
+        line = (await wait_for(proc.stdout.readline(), 20)).decode()
+        match = re.match(r"listening on (ws://\S+:\d+) \((echo|broadcast)\)", line)
+        assert match, line
+        return ServeProcess(proc, match.group(1))
+
+    yield start
+    for proc in procs:
+        if proc.returncode is None:
+            proc.terminate()
+            await wait_for(proc.wait(), 10)
+
+
+def test_info() -> None:
+    result = run_cli("info")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"wsfast {wsfast.__version__}" in out
+    assert re.search(r"^python \d+\.\d+", out, re.M)
+    for name in ("bufferutil", "utf8validate"):
+        version = wsfast.speedups()[name]
+        line = re.search(rf"^speedup {name}: (.*)$", out, re.M)
+        assert line, out
+        if version:
+            assert version in line.group(1)
+        else:
+            assert "pure-Python fallback" in line.group(1)
+
+
+def test_info_says_a_speedup_was_switched_off() -> None:
+    result = run_cli("info", WSFAST_NO_BUFFER_UTIL="1", WSFAST_NO_UTF_8_VALIDATE="1")
+    assert result.returncode == 0
+    assert (
+        "speedup bufferutil: pure-Python fallback (WSFAST_NO_BUFFER_UTIL is set)" in result.stdout
+    )
+    assert (
+        "speedup utf8validate: pure-Python fallback (WSFAST_NO_UTF_8_VALIDATE is set)"
+        in result.stdout
+    )
+
+
+def test_help_and_missing_command() -> None:
+    assert run_cli("--help").returncode == 0
+    result = run_cli()
+    assert result.returncode == 2 and "COMMAND" in result.stderr
+
+
+def _bench_with(stubs: dict[str, str | None]) -> subprocess.CompletedProcess[str]:
+    # Modules of other developers are stubbed (a str: a module whose run() prints it; None:
+    # missing), so the test does not depend on them nor run a real benchmark.
+    code = (
+        "import sys, types\n"
+        f"for name, text in {stubs!r}.items():\n"
+        "    if text is None:\n"
+        "        sys.modules[name] = None\n"
+        "    else:\n"
+        "        m = types.ModuleType(name)\n"
+        "        m.run = (lambda t: lambda: print(t))(text)\n"
+        "        sys.modules[name] = m\n"
+        "from wsfast.__main__ import main\n"
+        "sys.exit(main(['bench']))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60
+    )
+
+
+def test_bench_runs_both_modules() -> None:
+    result = _bench_with({"wsfast._bench_speedups": "SPEEDUPS RAN", "wsfast._bench_echo": "ECHO"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.index("SPEEDUPS RAN") < result.stdout.index("ECHO")
+    assert "note" not in result.stderr
+
+
+def test_bench_notes_a_missing_module() -> None:
+    result = _bench_with({"wsfast._bench_speedups": None, "wsfast._bench_echo": "ECHO RAN"})
+    assert result.returncode == 0
+    assert "ECHO RAN" in result.stdout
+    assert "note: skipped" in result.stderr and "wsfast._bench_speedups" in result.stderr
+    result = _bench_with({"wsfast._bench_speedups": None, "wsfast._bench_echo": None})
+    assert result.returncode == 1
+    assert result.stderr.count("note: skipped") == 2
+
+
+async def test_serve_and_connect_execute_round_trip(serve_cli: Any) -> None:
+    server = await serve_cli()
+    code, out, err = await acli("connect", server.url, "-x", "hello wsfast")
+    assert (code, out) == (0, "hello wsfast\n"), err
+    # Also with compression offered and accepted.
+    server = await serve_cli("--deflate")
+    async with wsfast.connect(server.url) as ws:
+        assert ws.extensions == "permessage-deflate"
+    code, out, err = await acli("connect", server.url, "-x", "x" * 1000)
+    assert (code, out) == (0, "x" * 1000 + "\n"), err
+
+
+async def test_interactive_connect_reads_stdin_lines(serve_cli: Any) -> None:
+    server = await serve_cli()
+    code, out, err = await acli("connect", server.url, stdin=b"first line\nsecond\n")
+    assert code == 0, err
+    assert out.splitlines() == ["< first line", "< second"]
+    assert "connected to" in err and "disconnected (code: 1000)" in err
+
+
+async def test_serve_broadcast(serve_cli: Any) -> None:
+    server = await serve_cli("--broadcast")
+    async with wsfast.connect(server.url) as a, wsfast.connect(server.url) as b:
+        await a.send("to everyone")
+        assert await wait_for(a.recv()) == "to everyone"
+        assert await wait_for(b.recv()) == "to everyone"
+        await b.send(b"\x00\x01")
+        assert await wait_for(a.recv()) == b"\x00\x01"
+
+
+async def test_connect_sends_headers_and_subprotocols(make_server: Any) -> None:
+    server = await make_server(handle_protocols=lambda protocols, request: protocols[-1])
+    seen: dict[str, Any] = {}
+
+    def on_connection(ws: wsfast.WebSocket, request: Any) -> None:
+        seen["headers"] = request.headers
+        seen["protocol"] = ws.protocol
+        ws.on("message", lambda data, is_binary: ws.send(f"{data} via {ws.protocol}"))
+
+    server.on("connection", on_connection)
+    code, out, err = await acli(
+        "connect",
+        url_of(server),
+        "-H",
+        "X-Token: abc 123",
+        "--header",
+        "X-Other:two",
+        "-s",
+        "chat",
+        "-s",
+        "superchat",
+        "-o",
+        "https://example.test",
+        "-x",
+        "hi",
+    )
+    assert (code, out) == (0, "hi via superchat\n"), err
+    assert seen["headers"]["x-token"] == "abc 123" and seen["headers"]["x-other"] == "two"
+    assert seen["headers"]["origin"] == "https://example.test"
+    offered = seen["headers"]["sec-websocket-protocol"].split(",")
+    assert [p.strip() for p in offered] == ["chat", "superchat"]
+
+
+async def test_connect_shows_pings_and_slash_commands(make_server: Any) -> None:
+    server = await make_server()
+    closed: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+    pongs: list[bytes] = []
+
+    def on_connection(ws: wsfast.WebSocket, request: Any) -> None:
+        ws.ping(b"are you there")
+        ws.on("ping", lambda data: ws.send(f"pinged {data.decode()}"))
+        ws.on("pong", pongs.append)
+        ws.on("close", lambda code, reason: closed.set_result((code, reason)))
+
+    server.on("connection", on_connection)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wsfast",
+        "connect",
+        url_of(server),
+        "-P",
+        "--slash",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        cwd=ROOT,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    line = await wait_for(proc.stdout.readline(), 20)
+    assert (
+        line.decode().rstrip("\n") == "< ping <binary, 13 bytes: " + b"are you there".hex(" ") + ">"
+    )
+    proc.stdin.write(b"/ping knock\n")
+    try:
+        lines = [(await wait_for(proc.stdout.readline(), 20)).decode() for _ in range(2)]
+        # The server's automatic pong comes before the message its 'ping' listener sends.
+        assert lines == ["< pong <binary, 5 bytes: 6b 6e 6f 63 6b>\n", "< pinged knock\n"]
+        proc.stdin.write(b"/nope\n/close 4000 bye now\n")
+        await proc.stdin.drain()
+        assert await wait_for(closed, 20) == (4000, "bye now")
+        proc.stdin.close()
+        out, err = await wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err
+    assert "unknown command /nope" in err.decode()
+    assert "disconnected (code: 4000, reason: bye now)" in err.decode()
+
+
+async def test_connect_to_a_closed_port_fails_clearly() -> None:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    code, out, err = await acli("connect", f"ws://127.0.0.1:{port}/", "-x", "hi")
+    assert code != 0 and out == ""
+    assert f"error: could not connect to ws://127.0.0.1:{port}/" in err
+    assert "Traceback" not in err
+    code, out, err = await acli("connect", f"ws://127.0.0.1:{port}/")  # interactive too
+    assert code != 0 and "could not connect" in err and "Traceback" not in err
+
+
+async def test_connect_reports_refused_handshake_and_bad_input(make_server: Any) -> None:
+    server = await make_server(verify_client=lambda info: (False, 403, "Forbidden"))
+    code, out, err = await acli("connect", url_of(server), "-x", "hi")
+    assert code == 1 and "403" in err and "Traceback" not in err
+    code, out, err = await acli("connect", "http//not a url", "-x", "hi")
+    assert code == 2 and err.startswith("error:") and "Traceback" not in err
+    code, out, err = await acli("connect", url_of(server), "-H", "no colon", "-x", "hi")
+    assert code != 0 and "invalid header" in err
+
+
+async def test_connect_execute_without_reply(make_server: Any) -> None:
+    server = await make_server()
+    server.on("connection", lambda ws, request: None)  # never answers
+    code, out, err = await acli("connect", url_of(server), "-x", "hi", "-w", "0.3")
+    assert code == 1 and "no reply within 0.3 s" in err
+    server2 = await make_server()
+    server2.on("connection", lambda ws, request: ws.on("message", lambda *a: ws.close(4001)))
+    code, out, err = await acli("connect", url_of(server2), "-x", "hi")
+    assert code == 1 and "closed before a reply (code 4001)" in err
+
+
+async def test_serve_port_in_use_fails_clearly(make_server: Any) -> None:
+    server = await make_server()
+    host, port = server.address()
+    code, out, err = await acli("serve", "--host", host, "--port", str(port))
+    assert code == 1 and f"cannot listen on {host}:{port}" in err
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_no_check_accepts_a_self_signed_certificate(tmp_path: Path, make_server: Any) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = await make_server(ssl=context)
+    server.on("connection", lambda ws, req: ws.on("message", lambda d, b: ws.send(d)))
+    host, port = server.address()
+    url = f"wss://{host}:{port}/"
+    code, out, err = await acli("connect", url, "-x", "secure")
+    assert code == 1 and "CERTIFICATE_VERIFY_FAILED" in err  # verification is on by default
+    code, out, err = await acli("connect", url, "--no-check", "-x", "secure")
+    assert (code, out) == (0, "secure\n"), err
+
+
+def test_console_script_entry_point_resolves() -> None:
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module_name, _, attr = scripts["wsfast"].partition(":")
+    entry = getattr(importlib.import_module(module_name), attr)
+    assert entry(["info"]) == 0

@@ -1,0 +1,411 @@
+"""The ``wsfast`` command line: ``connect`` (like wscat), ``serve``, ``info`` and ``bench``.
+
+``python -m wsfast`` and the ``wsfast`` console script both land in :func:`main`. Messages go
+to stdout; status lines (connected, disconnected, errors) go to stderr, so the output of
+``wsfast connect -x`` can be piped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import inspect
+import os
+import platform
+import signal
+import ssl
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+# How much of a binary message is shown as hex in the interactive client.
+_HEX_PREVIEW = 32
+
+
+def _status(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _show(data: Any) -> str:
+    if isinstance(data, str):
+        return data
+    if isinstance(data, list):  # binary_type "fragments"
+        data = b"".join(data)
+    data = bytes(data)
+    preview = data[:_HEX_PREVIEW].hex(" ")
+    more = " ..." if len(data) > _HEX_PREVIEW else ""
+    return f"<binary, {len(data)} bytes: {preview}{more}>"
+
+
+def _parse_headers(values: Sequence[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition(":")
+        if not sep or not name.strip():
+            raise SystemExit(f'wsfast: invalid header {value!r} (expected "Name: value")')
+        headers[name.strip()] = rest.strip()
+    return headers
+
+
+# -- connect ---------------------------------------------------------------------------------
+
+
+def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
+    """Read stdin in a daemon thread: works for ttys, pipes and files alike, never blocks exit."""
+
+    def run() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=run, name="wsfast-stdin", daemon=True).start()
+
+
+async def _connect(args: argparse.Namespace) -> int:
+    import wsfast
+
+    options: dict[str, Any] = {
+        "headers": _parse_headers(args.header or []),
+        "per_message_deflate": not args.no_deflate,
+        "handshake_timeout": args.timeout,
+    }
+    if args.subprotocol:
+        options["protocols"] = args.subprotocol
+    if args.origin:
+        options["origin"] = args.origin
+    if args.no_check:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        options["ssl"] = context
+    if args.proxy:
+        options["proxy"] = args.proxy
+    try:
+        ws = wsfast.WebSocket(args.url, options.pop("protocols", None), **options)
+    except (ValueError, TypeError) as exc:
+        _status(f"error: {exc}")
+        return 2
+    loop = asyncio.get_running_loop()
+    failed: list[BaseException] = []
+    first: asyncio.Future[Any] = loop.create_future()
+    ws.on("error", failed.append)
+
+    def on_message(data: Any, is_binary: bool) -> None:
+        if args.execute is not None:
+            if not first.done():
+                first.set_result(data)
+            return
+        print(f"< {_show(data)}", flush=True)
+
+    ws.on("message", on_message)
+    if args.show_ping_pong:
+        ws.on("ping", lambda data: print(f"< ping {_show(data)}", flush=True))
+        ws.on("pong", lambda data: print(f"< pong {_show(data)}", flush=True))
+    try:
+        await ws.wait_open()
+    except Exception as exc:
+        _status(f"error: could not connect to {args.url}: {exc}")
+        return 1
+    if args.execute is not None:
+        ws.send(args.execute)
+        closed = asyncio.ensure_future(ws.wait_closed())
+        done, _ = await asyncio.wait(
+            {first, closed}, timeout=args.wait, return_when=asyncio.FIRST_COMPLETED
+        )
+        code = 0
+        if first.done():
+            print(_show(first.result()), flush=True)
+        elif failed:
+            _status(f"error: {failed[0]}")
+            code = 1
+        elif closed.done():
+            _status(f"error: connection closed before a reply (code {ws.close_code})")
+            code = 1
+        else:
+            _status(f"error: no reply within {args.wait} s")
+            code = 1
+        if ws.ready_state == ws.OPEN:
+            ws.close(1000)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.wait_closed(), 5)
+        closed.cancel()
+        return code
+
+    extras = f", subprotocol {ws.protocol}" if ws.protocol else ""
+    extras += f", extensions {ws.extensions}" if ws.extensions else ""
+    _status(f"connected to {args.url}{extras} (press CTRL+D or CTRL+C to quit)")
+    ws.on(
+        "close",
+        lambda code, reason: _status(
+            f"disconnected (code: {code}{', reason: ' + reason if reason else ''})"
+        ),
+    )
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    _stdin_lines(loop, lines)
+    closed = asyncio.ensure_future(ws.wait_closed())
+    while not closed.done():
+        getter = asyncio.ensure_future(lines.get())
+        await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done():
+            getter.cancel()
+            break
+        line = getter.result()
+        if line is None:  # end of stdin: close normally, as wscat does
+            if ws.ready_state == ws.OPEN:
+                ws.close(1000)
+            break
+        if ws.ready_state != ws.OPEN:
+            break
+        if args.slash and line.startswith("/"):
+            _slash(ws, line)
+        else:
+            ws.send(line)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(closed), 10)
+    if failed:
+        _status(f"error: {failed[0]}")
+        return 1
+    return 0
+
+
+def _slash(ws: Any, line: str) -> None:
+    command, _, rest = line[1:].partition(" ")
+    if command == "ping":
+        ws.ping(rest.encode())
+    elif command == "pong":
+        ws.pong(rest.encode())
+    elif command == "close":
+        code_text, _, reason = rest.partition(" ")
+        ws.close(int(code_text) if code_text else 1000, reason)
+    else:
+        _status(f"unknown command /{command} (known: /ping, /pong, /close [code [reason]])")
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    import wsfast
+
+    server = wsfast.WebSocketServer(
+        port=args.port, host=args.host, per_message_deflate=bool(args.deflate)
+    )
+
+    def on_connection(ws: wsfast.WebSocket, request: Any) -> None:
+        peer = request.remote_address
+        if args.verbose:
+            _status(f"connection from {peer[0] if peer else '?'}")
+
+        def on_message(data: Any, is_binary: bool) -> None:
+            if args.broadcast:
+                for client in server.clients:
+                    if client.ready_state == wsfast.WebSocket.OPEN:
+                        client.send(data, binary=is_binary)
+            else:
+                ws.send(data, binary=is_binary)
+
+        ws.on("message", on_message)
+        if args.verbose:
+            ws.on("error", lambda exc: _status(f"error: {exc}"))
+        else:
+            ws.on("error", lambda exc: None)
+        if args.verbose:
+            ws.on("close", lambda code, reason: _status(f"closed {code} {reason}".rstrip()))
+
+    server.on("connection", on_connection)
+    server.on("error", lambda exc: None)
+    try:
+        await server.wait_listening()
+    except OSError as exc:
+        _status(f"error: cannot listen on {args.host}:{args.port}: {exc}")
+        return 1
+    host, port = server.address()
+    shown = f"[{host}]" if ":" in host else host
+    mode = "broadcast" if args.broadcast else "echo"
+    print(f"listening on ws://{shown}:{port} ({mode})", flush=True)
+    stop = asyncio.get_running_loop().create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(sig, _resolve, stop)
+    await asyncio.wait(
+        {stop, asyncio.ensure_future(server.serve_forever())}, return_when=asyncio.FIRST_COMPLETED
+    )
+    server.close()
+    for client in list(server.clients):
+        client.close(1001)
+    if server.clients:
+        await asyncio.wait(
+            [asyncio.ensure_future(c.wait_closed()) for c in server.clients], timeout=5
+        )
+    return 0
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+# -- info and bench --------------------------------------------------------------------------
+
+
+def _info() -> int:
+    import wsfast
+
+    print(f"wsfast {wsfast.__version__}")
+    print(
+        f"python {platform.python_version()} ({platform.python_implementation()}) "
+        f"on {platform.system()} {platform.machine()}"
+    )
+    variables = {"bufferutil": "WSFAST_NO_BUFFER_UTIL", "utf8validate": "WSFAST_NO_UTF_8_VALIDATE"}
+    for name, version in wsfast.speedups().items():
+        if version:
+            state = f"native {version}"
+        elif os.environ.get(variables[name]):
+            state = f"pure-Python fallback ({variables[name]} is set)"
+        else:
+            state = "pure-Python fallback (not installed)"
+        print(f"speedup {name}: {state}")
+    try:
+        uvloop = importlib.import_module("uvloop")
+        print(f"uvloop {getattr(uvloop, '__version__', '?')}: available")
+    except ImportError:
+        print("uvloop: not installed")
+    return 0
+
+
+_BENCHES = (
+    ("wsfast._bench_speedups", "the speedups against the pure-Python fallback"),
+    ("wsfast._bench_echo", "an echo round trip over loopback"),
+)
+
+
+def _bench() -> int:
+    ran = 0
+    for module_name, what in _BENCHES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            if exc.name == module_name or module_name.startswith(f"{exc.name}."):
+                _status(f"note: skipped {what}: {module_name} is not part of this installation")
+            else:  # the module exists but needs something that is missing
+                _status(f"note: skipped {what}: {module_name} could not be imported ({exc})")
+            continue
+        print(f"== {what} ({module_name})", flush=True)
+        result = module.run()
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        ran += 1
+    return 0 if ran else 1
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``wsfast`` command."""
+    parser = argparse.ArgumentParser(
+        prog="wsfast", description="wsfast: WebSocket client and server on the command line"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("connect", help="connect to a WebSocket server (interactive, like wscat)")
+    p.add_argument("url", help="ws://, wss:// or ws+unix:// URL")
+    p.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        metavar='"NAME: VALUE"',
+        help="an extra request header (repeatable)",
+    )
+    p.add_argument(
+        "-s",
+        "--subprotocol",
+        action="append",
+        metavar="PROTOCOL",
+        help="a subprotocol to offer (repeatable)",
+    )
+    p.add_argument("-o", "--origin", help="the Origin header")
+    p.add_argument(
+        "-x", "--execute", metavar="MESSAGE", help="send MESSAGE, print the first reply and exit"
+    )
+    p.add_argument(
+        "-w",
+        "--wait",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="with -x: how long to wait for the reply (default 5)",
+    )
+    p.add_argument(
+        "-P",
+        "--ping",
+        "--show-ping-pong",
+        dest="show_ping_pong",
+        action="store_true",
+        help="print pings and pongs received",
+    )
+    p.add_argument(
+        "--slash",
+        action="store_true",
+        help="enable /ping, /pong and /close [code [reason]] commands",
+    )
+    p.add_argument(
+        "-n",
+        "--no-check",
+        action="store_true",
+        help="do not verify the server's TLS certificate (self-signed certificates)",
+    )
+    p.add_argument("--no-deflate", action="store_true", help="do not offer permessage-deflate")
+    p.add_argument("--proxy", metavar="URL", help="connect through an HTTP CONNECT proxy")
+    p.add_argument(
+        "-t",
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="opening handshake timeout (default 10)",
+    )
+
+    p = sub.add_parser("serve", help="run an echo (or broadcast) server")
+    p.add_argument("-p", "--port", type=int, default=8080, help="port (default 8080, 0: any)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    p.add_argument(
+        "-b",
+        "--broadcast",
+        action="store_true",
+        help="send every message to every client instead of echoing it",
+    )
+    p.add_argument("--deflate", action="store_true", help="accept permessage-deflate")
+    p.add_argument("-v", "--verbose", action="store_true", help="log connections to stderr")
+
+    sub.add_parser("info", help="versions and the active speedups")
+    sub.add_parser("bench", help="the speedups against the fallback, and an echo round trip")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (the console script exits with it)."""
+    args = build_parser().parse_args(argv)
+    if args.command == "info":
+        return _info()
+    if args.command == "bench":
+        return _bench()
+    runner = _connect if args.command == "connect" else _serve
+    try:
+        return asyncio.run(runner(args))
+    except KeyboardInterrupt:
+        return 130
