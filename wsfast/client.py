@@ -20,7 +20,7 @@ from .exceptions import HandshakeError, InvalidURL, WebSocketError
 if TYPE_CHECKING:
     from .websocket import WebSocket
 
-__all__ = ["ParsedURL", "parse_url", "check_options", "run_client"]
+__all__ = ["ParsedURL", "ClientRequest", "parse_url", "check_options", "run_client"]
 
 # A response head larger than this is refused; ws relies on Node's 16 KiB parser limit.
 MAX_RESPONSE_HEAD = 64 * 1024
@@ -82,6 +82,52 @@ def parse_url(address: str) -> ParsedURL:
     if parts.query:
         target += "?" + parts.query
     return ParsedURL(secure, host, port or (443 if secure else 80), target, userinfo)
+
+
+class ClientRequest:
+    """The upgrade request a redirect is about to send (ws' ``http.ClientRequest``).
+
+    ``'redirect'`` listeners get it before it is written, so they may still change its
+    headers; with such a listener wsfast leaves the headers alone, as ws does.
+    """
+
+    def __init__(self, url: str, target: str, headers: dict[str, str]) -> None:
+        self.method = "GET"
+        self.url = url
+        self.path = target
+        self.headers = headers
+
+    def get_header(self, name: str) -> str | None:
+        """The value of ``name`` (any case), or None."""
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    def set_header(self, name: str, value: str) -> None:
+        """Set ``name``, replacing any value it had under another case."""
+        self.remove_header(name)
+        self.headers[name] = value
+
+    def remove_header(self, name: str) -> None:
+        """Remove ``name`` (any case)."""
+        for key in [k for k in self.headers if k.lower() == name.lower()]:
+            del self.headers[key]
+
+    def __repr__(self) -> str:
+        return f"ClientRequest(GET {self.url})"
+
+
+def _basic_auth(userinfo: str) -> str:
+    token = base64.b64encode(unquote(userinfo).encode("utf-8")).decode("ascii")
+    return f"Basic {token}"
+
+
+def _same_host(a: ParsedURL, b: ParsedURL) -> bool:
+    # ws compares url.host (host and non-default port), or the socket path for ws+unix.
+    if a.unix_path is not None or b.unix_path is not None:
+        return a.unix_path == b.unix_path
+    return a.host_header.lower() == b.host_header.lower()
 
 
 def check_options(options: dict[str, Any]) -> None:
@@ -210,9 +256,6 @@ async def _attempt(
         )
         offer = extension.format({PerMessageDeflate.EXTENSION_NAME: deflate.offer()})
     request_headers = dict(headers)
-    if url.userinfo and not any(k.lower() == "authorization" for k in request_headers):
-        token = base64.b64encode(unquote(url.userinfo).encode("utf-8")).decode("ascii")
-        request_headers["Authorization"] = f"Basic {token}"
     request = handshake.build_request(
         url.host_header,
         url.target,
@@ -244,12 +287,43 @@ async def run_client(ws: WebSocket, address: str) -> None:
     headers = dict(options["headers"])
     redirects = 0
     protocol: _HandshakeProtocol | None = None
+    original = parse_url(address)
+    task = asyncio.current_task()
+
+    def cancel_on_close(*args: Any) -> None:
+        # close()/terminate() before 'open' ends the attempt at once (ws aborts the request).
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+
+    ws.once("close", cancel_on_close)
     try:
         while True:
+            url = parse_url(address)
+            use_userinfo = True
+            if redirects and not ws.listener_count("redirect"):
+                same_host = _same_host(original, url)
+                if not same_host or (original.secure and not url.secure):
+                    # Credentials must not leak to another host or over plain text (ws follows
+                    # curl 7.77.0): the dropped headers stay dropped for later redirects.
+                    for name in list(headers):
+                        if name.lower() in ("authorization", "cookie") or (
+                            not same_host and name.lower() == "host"
+                        ):
+                            del headers[name]
+                    use_userinfo = False
+            has_auth = any(k.lower() == "authorization" for k in headers)
+            if use_userinfo and url.userinfo and not has_auth:
+                # The first Authorization wins (curl's rule, as ws): it is kept for redirects.
+                headers["Authorization"] = _basic_auth(url.userinfo)
+            attempt_headers = dict(headers)
+            if redirects:
+                ws.emit("redirect", address, ClientRequest(address, url.target, attempt_headers))
+                if ws._ready_state != ws.CONNECTING:
+                    return  # closed by a 'redirect' listener: 'close' was emitted
             timeout = options["handshake_timeout"]
             try:
                 response, protocol, request, key, deflate = await asyncio.wait_for(
-                    _attempt(ws, address, headers), timeout
+                    _attempt(ws, address, attempt_headers), timeout
                 )
             except asyncio.TimeoutError:
                 raise HandshakeError(
@@ -257,6 +331,9 @@ async def run_client(ws: WebSocket, address: str) -> None:
                 ) from None
             transport = protocol.transport
             assert transport is not None
+            if ws._ready_state != ws.CONNECTING:
+                transport.abort()  # closed by a listener meanwhile
+                return
             status = response.status
             location = response.headers.get("location")
             if status != 101 and options["follow_redirects"] and 300 <= status < 400 and location:
@@ -264,16 +341,13 @@ async def run_client(ws: WebSocket, address: str) -> None:
                 redirects += 1
                 if redirects > options["max_redirects"]:
                     raise HandshakeError("Maximum redirects exceeded", "WS_ERR_MAX_REDIRECTS")
-                target = urljoin(address, location)
-                before, after = urlsplit(address), urlsplit(target)
-                if (before.hostname, before.port) != (after.hostname, after.port):
-                    # Credentials must not leak to another host (ws' redirect rules).
-                    for name in list(headers):
-                        if name.lower() in ("authorization", "cookie", "host"):
-                            del headers[name]
+                try:
+                    target = urljoin(address, location)
+                    parse_url(target)
+                except (InvalidURL, ValueError):
+                    raise InvalidURL(f"Invalid URL: {location}") from None
                 address = target
                 ws._url = address
-                ws.emit("redirect", address, request)
                 continue
             if status != 101:
                 response.body = bytes(protocol.buffer)
@@ -310,6 +384,7 @@ async def run_client(ws: WebSocket, address: str) -> None:
             protocol.transport.abort()
         ws._handshake_failed(exc)
         return
+    ws.off("close", cancel_on_close)
     head = bytes(protocol.buffer)
     ws._setup(transport, head, selected, negotiated, deflate)
     ws.emit("upgrade", response)
