@@ -345,8 +345,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
                 data = queue.popleft()
                 self.emit("message", data, not isinstance(data, str))
             if self._queue_paused:
-                self._queue_paused = False
-                self._resume_reading()
+                self._unpause_queue()
 
     def _on_message(self, data: Any, is_binary: bool) -> None:
         if self._message_listeners:
@@ -362,6 +361,21 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if len(queue) >= self._max_queue and not self._queue_paused:
             self._queue_paused = True
             self._pause_reading()
+            # Stop parsing as well: the rest of this read stays raw bytes in the receiver.
+            # Pausing the transport alone let one read (up to 256 KiB, thousands of small
+            # frames) land in the queue past max_queue.
+            if self._receiver is not None:
+                self._receiver.paused = True
+
+    def _unpause_queue(self) -> None:
+        """The recv() queue has room again: parse what it held back, then read the socket."""
+        self._queue_paused = False
+        receiver = self._receiver
+        if receiver is not None and not self._paused:
+            receiver.paused = False
+            if receiver.buffered:
+                self.data_received(b"")
+        self._resume_reading()
 
     def _on_ping(self, data: bytes) -> None:
         if self._auto_pong and self._ready_state == OPEN:
@@ -429,8 +443,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._paused = False
         receiver = self._receiver
         if receiver is not None:
-            receiver.paused = False
-            if receiver.buffered:
+            receiver.paused = self._queue_paused
+            if receiver.buffered and not receiver.paused:
                 self.data_received(b"")
         self._resume_reading()
 
@@ -659,8 +673,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if queue:
             data = queue.popleft()
             if self._queue_paused and len(queue) < (self._max_queue >> 1) + 1:
-                self._queue_paused = False
-                self._resume_reading()
+                self._unpause_queue()
             return data
         if self._ready_state == CONNECTING:
             await self.wait_open()
