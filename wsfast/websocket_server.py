@@ -14,7 +14,7 @@ import inspect
 import logging
 import ssl as ssl_module
 from collections.abc import Callable, Generator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from . import handshake
 from .constants import CLOSED, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_PAYLOAD
@@ -293,16 +293,80 @@ class WebSocketServer(EventEmitter):
     def handle_upgrade(
         self,
         request: Request,
-        transport: asyncio.Transport,
-        head: bytes,
+        transport: asyncio.Transport | asyncio.StreamWriter,
+        head: bytes | asyncio.StreamReader,
         callback: Callable[[WebSocket, Request], Any],
     ) -> None:
         """Complete an upgrade for a request read by another server (``no_server`` mode).
 
-        ``head`` is whatever bytes followed the request head; ``callback(ws, request)`` runs
-        once the connection is open (ws' ``handleUpgrade``).
+        ws' ``handleUpgrade``: ``callback(ws, request)`` runs once the connection is open; a
+        refused request gets its error answer and is closed. The WebSocket becomes the
+        transport's protocol; reading is paused here until it takes over.
+
+        From an ``asyncio.Protocol``: pass its transport and the bytes it received after the
+        request head (a client may send frames right behind its request), and stop using the
+        transport. From an :func:`asyncio.start_server` handler, pass the streams themselves;
+        one port then serves plain HTTP and WebSocket upgrades::
+
+            async def handle(reader, writer):
+                request = await WebSocketServer.read_request(reader, writer)
+                if request.headers.get("upgrade", "").lower() == "websocket":
+                    wss.handle_upgrade(request, writer, reader, on_open)
+                    return  # the WebSocket owns the connection now: leave the streams alone
+                writer.write(page)  # any plain HTTP answer
+                writer.close()
+
+        The bytes the ``StreamReader`` buffered past the head are the head, and the
+        ``StreamWriter`` is kept alive with the WebSocket, because asyncio closes a transport
+        when its ``StreamWriter`` is garbage collected (Python 3.11.5+).
         """
+        writer: asyncio.StreamWriter | None = None
+        if isinstance(transport, asyncio.StreamWriter):
+            writer = transport
+            transport = cast(asyncio.Transport, writer.transport)
+        if not transport.is_closing():
+            # Bytes arriving before the WebSocket is the protocol would reach the old one.
+            transport.pause_reading()
+        if isinstance(head, asyncio.StreamReader):
+            buffered = getattr(head, "_buffer", bytearray())  # no public way to drain it
+            head = bytes(buffered)
+            buffered.clear()
+        if writer is not None:
+            on_open = callback
+
+            def callback(ws: WebSocket, req: Request) -> Any:
+                ws._stream_writer = writer  # type: ignore[attr-defined]
+                return on_open(ws, req)
+
         self._upgrade(request, transport, head, callback)
+
+    @staticmethod
+    async def read_request(
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter | None = None,
+        *,
+        max_head_size: int = handshake.MAX_HEAD_SIZE,
+        max_headers: int = handshake.MAX_HEADERS,
+    ) -> Request:
+        """Read one request head from a ``StreamReader`` (for :meth:`handle_upgrade`).
+
+        ``remote_address`` and ``secure`` come from ``writer`` when given. Raises
+        :class:`~wsfast.handshake.RequestError` (431 or 400, with ``status`` and ``message``) for
+        a head that is too large or malformed, and ``asyncio.IncompleteReadError`` at EOF.
+        """
+        try:
+            data = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise RequestError(431, "Request Header Fields Too Large") from None
+        parsed = handshake.parse_head(data, max_head_size, max_headers)
+        assert parsed is not None  # readuntil returned a complete head
+        start, headers, _ = parsed
+        method, target, version = handshake.parse_request_line(start)
+        remote = secure = None
+        if writer is not None:
+            remote = writer.get_extra_info("peername")
+            secure = writer.get_extra_info("sslcontext") is not None
+        return Request(method, target, handshake.Headers(headers), version, remote, bool(secure))
 
     def _upgrade(
         self,
