@@ -117,6 +117,10 @@ class Recorder:
         return self.of(name)
 
 
+MakeServer = Callable[..., Awaitable[wsfast.WebSocketServer]]
+MakeClient = Callable[..., Awaitable[wsfast.WebSocket]]
+
+
 def url_of(server: wsfast.WebSocketServer, path: str = "/") -> str:
     host, port = server.address()
     return f"ws://{host}:{port}{path}"
@@ -227,18 +231,20 @@ class RawPeer:
         self.writer.close()
 
 
+RawConnect = Callable[..., Awaitable[RawPeer]]
+
+
 def upgrade_request(path: str = "/", version: str = "13", **extra: str) -> bytes:
-    """A valid client upgrade request head (extra headers as keyword arguments)."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        f"GET {path} HTTP/1.1",
-        "Host: 127.0.0.1",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        f"Sec-WebSocket-Version: {version}",
-    ]
-    lines += [f"{name.replace('_', '-')}: {value}" for name, value in extra.items()]
+    """A valid client upgrade request head; keyword arguments add or replace headers."""
+    headers = {
+        "Host": "127.0.0.1",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        "Sec-WebSocket-Version": version,
+    }
+    headers.update((name.replace("_", "-"), value) for name, value in extra.items())
+    lines = [f"GET {path} HTTP/1.1", *(f"{name}: {value}" for name, value in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from conftest import Recorder, RawPeer, wait_for
+from conftest import RawPeer, Recorder, wait_for
 
 import wsfast
 from wsfast import HandshakeError, handshake
@@ -49,7 +49,7 @@ def test_headers_are_case_insensitive_and_keep_repeats() -> None:
     assert len(headers) == 2
 
 
-# -- head parsing --------------------------------------------------------------------------
+# -- head parsing ---------------------------------------------------------------------------------
 
 
 def test_parse_head_incomplete_then_complete() -> None:
@@ -71,8 +71,14 @@ def test_parse_head_incomplete_then_complete() -> None:
         (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\n: empty name\r\n\r\n", 400),
     ],
-    ids=["too-large-incomplete", "too-large", "too-many-headers", "no-colon", "space-in-name",
-         "empty-name"],
+    ids=[
+        "too-large-incomplete",
+        "too-large",
+        "too-many-headers",
+        "no-colon",
+        "space-in-name",
+        "empty-name",
+    ],
 )
 def test_parse_head_errors(data: bytes, status: int) -> None:
     with pytest.raises(RequestError) as info:
@@ -100,13 +106,16 @@ def test_parse_request_line_errors(line: str) -> None:
 
 def test_parse_status_line() -> None:
     assert handshake.parse_status_line("HTTP/1.1 101 Switching Protocols") == (
-        "HTTP/1.1", 101, "Switching Protocols")
+        "HTTP/1.1",
+        101,
+        "Switching Protocols",
+    )
     for line in ("HTTP/1.1 1O1 x", "ICY 200 OK", "HTTP/1.1"):
         with pytest.raises(HandshakeError):
             handshake.parse_status_line(line)
 
 
-# -- request validation, sans-I/O and over a socket ------------------------------------------
+# -- request validation, sans-I/O and over a socket -----------------------------------------------
 
 
 def _changed(base: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:
@@ -129,31 +138,96 @@ def _headers(**changes: str | None) -> dict[str, str]:
 REQUESTS: list[tuple[str, str, dict[str, str], int, str, tuple[str, str] | None]] = [
     ("post", "POST", _headers(), 405, "Invalid HTTP method", None),
     ("post-and-bad-upgrade", "POST", _headers(Upgrade="h2c"), 405, "Invalid HTTP method", None),
-    ("plain-get", "GET", _headers(Upgrade=None, Connection=None, Sec_WebSocket_Key=None,
-                                  Sec_WebSocket_Version=None), 426, "Upgrade Required",
-     ("Upgrade", "websocket")),
+    (
+        "plain-get",
+        "GET",
+        _headers(Upgrade=None, Connection=None, Sec_WebSocket_Key=None, Sec_WebSocket_Version=None),
+        426,
+        "Upgrade Required",
+        ("Upgrade", "websocket"),
+    ),
     ("bad-upgrade", "GET", _headers(Upgrade="h2c"), 400, "Invalid Upgrade header", None),
-    ("bad-upgrade-and-key", "GET", _headers(Upgrade="h2c", Sec_WebSocket_Key="x"), 400,
-     "Invalid Upgrade header", None),
+    (
+        "bad-upgrade-and-key",
+        "GET",
+        _headers(Upgrade="h2c", Sec_WebSocket_Key="x"),
+        400,
+        "Invalid Upgrade header",
+        None,
+    ),
     ("no-connection", "GET", _headers(Connection=None), 400, "Invalid Connection header", None),
-    ("connection-keep-alive", "GET", _headers(Connection="keep-alive"), 400,
-     "Invalid Connection header", None),
-    ("no-key", "GET", _headers(Sec_WebSocket_Key=None), 400,
-     "Missing or invalid Sec-WebSocket-Key header", None),
-    ("short-key", "GET", _headers(Sec_WebSocket_Key="dGhlIHNhbXBsZQ=="), 400,
-     "Missing or invalid Sec-WebSocket-Key header", None),
-    ("key-bad-chars", "GET", _headers(Sec_WebSocket_Key="dGhlIHNhbXBsZSBub25j!Q=="), 400,
-     "Missing or invalid Sec-WebSocket-Key header", None),
-    ("bad-key-and-version", "GET", _headers(Sec_WebSocket_Key="x", Sec_WebSocket_Version="7"),
-     400, "Missing or invalid Sec-WebSocket-Key header", None),
-    ("no-version", "GET", _headers(Sec_WebSocket_Version=None), 400,
-     "Missing or invalid Sec-WebSocket-Version header", ("Sec-WebSocket-Version", "13, 8")),
-    ("version-7", "GET", _headers(Sec_WebSocket_Version="7"), 400,
-     "Missing or invalid Sec-WebSocket-Version header", ("Sec-WebSocket-Version", "13, 8")),
-    ("version-14", "GET", _headers(Sec_WebSocket_Version="14"), 400,
-     "Missing or invalid Sec-WebSocket-Version header", ("Sec-WebSocket-Version", "13, 8")),
-    ("version-13-padded", "GET", _headers(Sec_WebSocket_Version="013"), 400,
-     "Missing or invalid Sec-WebSocket-Version header", ("Sec-WebSocket-Version", "13, 8")),
+    (
+        "connection-keep-alive",
+        "GET",
+        _headers(Connection="keep-alive"),
+        400,
+        "Invalid Connection header",
+        None,
+    ),
+    (
+        "no-key",
+        "GET",
+        _headers(Sec_WebSocket_Key=None),
+        400,
+        "Missing or invalid Sec-WebSocket-Key header",
+        None,
+    ),
+    (
+        "short-key",
+        "GET",
+        _headers(Sec_WebSocket_Key="dGhlIHNhbXBsZQ=="),
+        400,
+        "Missing or invalid Sec-WebSocket-Key header",
+        None,
+    ),
+    (
+        "key-bad-chars",
+        "GET",
+        _headers(Sec_WebSocket_Key="dGhlIHNhbXBsZSBub25j!Q=="),
+        400,
+        "Missing or invalid Sec-WebSocket-Key header",
+        None,
+    ),
+    (
+        "bad-key-and-version",
+        "GET",
+        _headers(Sec_WebSocket_Key="x", Sec_WebSocket_Version="7"),
+        400,
+        "Missing or invalid Sec-WebSocket-Key header",
+        None,
+    ),
+    (
+        "no-version",
+        "GET",
+        _headers(Sec_WebSocket_Version=None),
+        400,
+        "Missing or invalid Sec-WebSocket-Version header",
+        ("Sec-WebSocket-Version", "13, 8"),
+    ),
+    (
+        "version-7",
+        "GET",
+        _headers(Sec_WebSocket_Version="7"),
+        400,
+        "Missing or invalid Sec-WebSocket-Version header",
+        ("Sec-WebSocket-Version", "13, 8"),
+    ),
+    (
+        "version-14",
+        "GET",
+        _headers(Sec_WebSocket_Version="14"),
+        400,
+        "Missing or invalid Sec-WebSocket-Version header",
+        ("Sec-WebSocket-Version", "13, 8"),
+    ),
+    (
+        "version-13-padded",
+        "GET",
+        _headers(Sec_WebSocket_Version="013"),
+        400,
+        "Missing or invalid Sec-WebSocket-Version header",
+        ("Sec-WebSocket-Version", "13, 8"),
+    ),
 ]
 
 request_cases = pytest.mark.parametrize(
@@ -165,7 +239,10 @@ request_cases = pytest.mark.parametrize(
 
 @request_cases
 def test_validate_request(
-    method: str, headers: dict[str, str], status: int, message: str,
+    method: str,
+    headers: dict[str, str],
+    status: int,
+    message: str,
     extra: tuple[str, str] | None,
 ) -> None:
     request = Request(method, "/", Headers(headers.items()))
@@ -179,8 +256,9 @@ def test_validate_request(
 
 @pytest.mark.parametrize("version", [13, 8])
 def test_validate_request_valid(version: int) -> None:
-    headers = _headers(Sec_WebSocket_Version=str(version), Upgrade="WebSocket",
-                       Connection="keep-alive, Upgrade")
+    headers = _headers(
+        Sec_WebSocket_Version=str(version), Upgrade="WebSocket", Connection="keep-alive, Upgrade"
+    )
     request = Request("GET", "/chat", Headers(headers.items()))
     assert handshake.validate_request(request) == (KEY, version)
 
@@ -194,7 +272,10 @@ def _raw_request(method: str, headers: dict[str, str], path: str = "/") -> bytes
 async def test_server_answers_invalid_requests(
     make_server: Callable[..., Awaitable[wsfast.WebSocketServer]],
     raw_peer: Callable[..., Awaitable[RawPeer]],
-    method: str, headers: dict[str, str], status: int, message: str,
+    method: str,
+    headers: dict[str, str],
+    status: int,
+    message: str,
     extra: tuple[str, str] | None,
 ) -> None:
     server = await make_server()
@@ -256,22 +337,32 @@ async def test_server_accepts_valid_request(
     await events.wait("connection")
 
 
-# -- the client's request and the validation of the answer -----------------------------------
+# -- the client's request and the validation of the answer ----------------------------------------
 
 
 def test_build_request() -> None:
     raw = handshake.build_request(
-        "example.com:8080", "/chat?x=1", KEY, protocols=["a", "b"],
-        extensions_header="permessage-deflate", origin="http://o.example",
+        "example.com:8080",
+        "/chat?x=1",
+        KEY,
+        protocols=["a", "b"],
+        extensions_header="permessage-deflate",
+        origin="http://o.example",
         headers={"X-Custom": "1"},
     )
     text = raw.decode()
     assert text.startswith("GET /chat?x=1 HTTP/1.1\r\nHost: example.com:8080\r\n")
     assert text.endswith("\r\n\r\n")
-    for line in ("Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {KEY}",
-                 "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: a,b",
-                 "Sec-WebSocket-Extensions: permessage-deflate", "Origin: http://o.example",
-                 "X-Custom: 1"):
+    for line in (
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {KEY}",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: a,b",
+        "Sec-WebSocket-Extensions: permessage-deflate",
+        "Origin: http://o.example",
+        "X-Custom: 1",
+    ):
         assert f"\r\n{line}\r\n" in text
 
 
@@ -300,15 +391,31 @@ RESPONSES = [
     ("bad-upgrade", _response(Upgrade="h2c"), [], "WS_ERR_INVALID_UPGRADE_HEADER"),
     ("bad-connection", _response(Connection="close"), [], "WS_ERR_INVALID_CONNECTION_HEADER"),
     ("no-accept", _response(Sec_WebSocket_Accept=None), [], "WS_ERR_INVALID_ACCEPT"),
-    ("bad-accept", _response(Sec_WebSocket_Accept="dGhlIHNhbXBsZSBub25jZQ=="), [],
-     "WS_ERR_INVALID_ACCEPT"),
-    ("unrequested-subprotocol", _response(Sec_WebSocket_Protocol="chat"), [],
-     "WS_ERR_INVALID_PROTOCOL"),
-    ("other-subprotocol", _response(Sec_WebSocket_Protocol="superchat"), ["chat"],
-     "WS_ERR_INVALID_PROTOCOL"),
+    (
+        "bad-accept",
+        _response(Sec_WebSocket_Accept="dGhlIHNhbXBsZSBub25jZQ=="),
+        [],
+        "WS_ERR_INVALID_ACCEPT",
+    ),
+    (
+        "unrequested-subprotocol",
+        _response(Sec_WebSocket_Protocol="chat"),
+        [],
+        "WS_ERR_INVALID_PROTOCOL",
+    ),
+    (
+        "other-subprotocol",
+        _response(Sec_WebSocket_Protocol="superchat"),
+        ["chat"],
+        "WS_ERR_INVALID_PROTOCOL",
+    ),
     ("missing-subprotocol", _response(), ["chat"], "WS_ERR_INVALID_PROTOCOL"),
-    ("bad-extensions-header", _response(Sec_WebSocket_Extensions="permessage-deflate;;"), [],
-     "WS_ERR_INVALID_EXTENSIONS"),
+    (
+        "bad-extensions-header",
+        _response(Sec_WebSocket_Extensions="permessage-deflate;;"),
+        [],
+        "WS_ERR_INVALID_EXTENSIONS",
+    ),
 ]
 
 
@@ -327,12 +434,13 @@ def test_validate_response_valid() -> None:
     assert handshake.validate_response(_response(), KEY, []) == ("", {})
     selected, extensions = handshake.validate_response(
         _response(Sec_WebSocket_Protocol="chat", Sec_WebSocket_Extensions="x-ext"),
-        KEY, ["superchat", "chat"],
+        KEY,
+        ["superchat", "chat"],
     )
     assert selected == "chat" and list(extensions) == ["x-ext"]
 
 
-# -- the client against a scripted server -------------------------------------------------------
+# -- the client against a scripted server ---------------------------------------------------------
 
 Answer = Callable[[dict[str, str]], bytes]
 
@@ -368,8 +476,13 @@ async def scripted_server() -> AsyncIterator[Callable[[Answer], Awaitable[str]]]
 def _answer(*extra: str, accept: str | None = None) -> Answer:
     def answer(headers: dict[str, str]) -> bytes:
         value = accept if accept is not None else handshake.accept_key(headers["sec-websocket-key"])
-        lines = ["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Accept: {value}", *extra]
+        lines = [
+            "HTTP/1.1 101 Switching Protocols",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Accept: {value}",
+            *extra,
+        ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
     return answer
@@ -378,19 +491,43 @@ def _answer(*extra: str, accept: str | None = None) -> Answer:
 # (id, answer, client options, WS_ERR_* code)
 CLIENT_FAILURES: list[tuple[str, Answer, dict[str, Any], str]] = [
     ("bad-accept", _answer(accept=ACCEPT), {}, "WS_ERR_INVALID_ACCEPT"),
-    ("unrequested-subprotocol", _answer("Sec-WebSocket-Protocol: chat"), {},
-     "WS_ERR_INVALID_PROTOCOL"),
+    (
+        "unrequested-subprotocol",
+        _answer("Sec-WebSocket-Protocol: chat"),
+        {},
+        "WS_ERR_INVALID_PROTOCOL",
+    ),
     ("missing-subprotocol", _answer(), {"protocols": ["chat"]}, "WS_ERR_INVALID_PROTOCOL"),
-    ("other-subprotocol", _answer("Sec-WebSocket-Protocol: x"), {"protocols": ["chat"]},
-     "WS_ERR_INVALID_PROTOCOL"),
-    ("unrequested-extension", _answer("Sec-WebSocket-Extensions: permessage-deflate"),
-     {"per_message_deflate": False}, "WS_ERR_INVALID_EXTENSIONS"),
-    ("unknown-extension", _answer("Sec-WebSocket-Extensions: x-unknown"),
-     {"per_message_deflate": True}, "WS_ERR_INVALID_EXTENSIONS"),
-    ("bad-upgrade", lambda h: b"HTTP/1.1 101 OK\r\nConnection: Upgrade\r\n\r\n", {},
-     "WS_ERR_INVALID_UPGRADE_HEADER"),
-    ("unexpected-status", lambda h: b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno",
-     {}, "WS_ERR_UNEXPECTED_RESPONSE"),
+    (
+        "other-subprotocol",
+        _answer("Sec-WebSocket-Protocol: x"),
+        {"protocols": ["chat"]},
+        "WS_ERR_INVALID_PROTOCOL",
+    ),
+    (
+        "unrequested-extension",
+        _answer("Sec-WebSocket-Extensions: permessage-deflate"),
+        {"per_message_deflate": False},
+        "WS_ERR_INVALID_EXTENSIONS",
+    ),
+    (
+        "unknown-extension",
+        _answer("Sec-WebSocket-Extensions: x-unknown"),
+        {"per_message_deflate": True},
+        "WS_ERR_INVALID_EXTENSIONS",
+    ),
+    (
+        "bad-upgrade",
+        lambda h: b"HTTP/1.1 101 OK\r\nConnection: Upgrade\r\n\r\n",
+        {},
+        "WS_ERR_INVALID_UPGRADE_HEADER",
+    ),
+    (
+        "unexpected-status",
+        lambda h: b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno",
+        {},
+        "WS_ERR_UNEXPECTED_RESPONSE",
+    ),
     ("not-http", lambda h: b"SSH-2.0-OpenSSH\r\n\r\n", {}, "WS_ERR_INVALID_RESPONSE"),
 ]
 
@@ -402,7 +539,9 @@ CLIENT_FAILURES: list[tuple[str, Answer, dict[str, Any], str]] = [
 )
 async def test_client_refuses_response(
     scripted_server: Callable[[Answer], Awaitable[str]],
-    answer: Answer, options: dict[str, Any], code: str,
+    answer: Answer,
+    options: dict[str, Any],
+    code: str,
 ) -> None:
     url = await scripted_server(answer)
     options.setdefault("per_message_deflate", False)
@@ -456,8 +595,13 @@ async def test_client_sends_a_valid_request(
         return _answer("Sec-WebSocket-Protocol: b")(headers)
 
     url = await scripted_server(answer)
-    ws = wsfast.WebSocket(url + "path?q=1", ["a", "b"], per_message_deflate=False,
-                          origin="http://origin.example", headers={"X-Test": "yes"})
+    ws = wsfast.WebSocket(
+        url + "path?q=1",
+        ["a", "b"],
+        per_message_deflate=False,
+        origin="http://origin.example",
+        headers={"X-Test": "yes"},
+    )
     await wait_for(ws.wait_open())
     [headers] = seen
     request = Request("GET", "/", Headers(headers.items()))

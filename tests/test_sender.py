@@ -105,7 +105,7 @@ def test_sender_fragments_use_continuation() -> None:
         bytes(sender.message(part, True, fin=fin))
         for part, fin in ((b"a", False), (b"b", False), (b"c", True))
     )
-    assert wire == bytes.fromhex("020161" "000162" "800163")
+    assert wire == bytes.fromhex("020161000162800163")
     # The next message starts afresh with its own opcode.
     assert bytes(sender.message("d", False)) == bytes.fromhex("810164")
 
@@ -158,8 +158,20 @@ def test_close_payload(code: int | None, reason: str | bytes, payload: bytes) ->
         (1000, "x" * 124, ValueError),
         (1000, "é" * 62, ValueError),
     ],
-    ids=["reason-without-code", "999", "1004", "1005", "1006", "1015", "2999", "5000", "bool",
-         "str", "124-bytes", "124-utf8-bytes"],
+    ids=[
+        "reason-without-code",
+        "999",
+        "1004",
+        "1005",
+        "1006",
+        "1015",
+        "2999",
+        "5000",
+        "bool",
+        "str",
+        "124-bytes",
+        "124-utf8-bytes",
+    ],
 )
 def test_close_payload_invalid(code: object, reason: str, error: type[Exception]) -> None:
     with pytest.raises(error):

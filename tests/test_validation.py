@@ -11,8 +11,24 @@ from hypothesis import strategies as st
 from wsfast import buffer_util, validation
 from wsfast.validation import is_valid_status_code
 
-VALID_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000,
-               3999, 4000, 4999]
+VALID_CODES = [
+    1000,
+    1001,
+    1002,
+    1003,
+    1007,
+    1008,
+    1009,
+    1010,
+    1011,
+    1012,
+    1013,
+    1014,
+    3000,
+    3999,
+    4000,
+    4999,
+]
 INVALID_CODES = [-1, 0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535]
 
 
@@ -56,9 +72,7 @@ UTF8_CASES = [
 
 
 @pytest.mark.parametrize("impl", sorted(UTF8_CHECKS))
-@pytest.mark.parametrize(
-    "data, valid", [c[1:] for c in UTF8_CASES], ids=[c[0] for c in UTF8_CASES]
-)
+@pytest.mark.parametrize("data, valid", [c[1:] for c in UTF8_CASES], ids=[c[0] for c in UTF8_CASES])
 def test_is_valid_utf8(impl: str, data: bytes, valid: bool) -> None:
     check = UTF8_CHECKS[impl]
     assert check(data) is valid
@@ -67,9 +81,7 @@ def test_is_valid_utf8(impl: str, data: bytes, valid: bool) -> None:
 
 
 @pytest.mark.parametrize("impl", sorted(VALIDATORS))
-@pytest.mark.parametrize(
-    "data, valid", [c[1:] for c in UTF8_CASES], ids=[c[0] for c in UTF8_CASES]
-)
+@pytest.mark.parametrize("data, valid", [c[1:] for c in UTF8_CASES], ids=[c[0] for c in UTF8_CASES])
 def test_incremental_validator_byte_by_byte(impl: str, data: bytes, valid: bool) -> None:
     validator = VALIDATORS[impl]()
     ok = all(validator.feed(data[i : i + 1], False) for i in range(len(data)))
@@ -109,10 +121,12 @@ def test_utf8_agrees_with_python(data: bytes) -> None:
         assert check(data) is expected
 
 
-# -- masking: one class run against every implementation, plus a differential test -------------
+# -- masking: one class run against every implementation, plus a differential test ----------------
 
-MASKERS = {"fallback": (buffer_util.py_mask, buffer_util.py_unmask),
-           "chosen": (buffer_util.mask, buffer_util.unmask)}
+MASKERS = {
+    "fallback": (buffer_util.py_mask, buffer_util.py_unmask),
+    "chosen": (buffer_util.mask, buffer_util.unmask),
+}
 
 
 def reference_mask(data: bytes, key: bytes) -> bytes:
@@ -154,8 +168,9 @@ class TestMasking:
 
 
 @pytest.mark.parametrize("impl", sorted(MASKERS))
-@pytest.mark.parametrize("size", [1, 3, 4, 5, 7, 8, 15, 16, 17, 31, 63, 64, 65, 1000, 4097,
-                                  65536, 65541])
+@pytest.mark.parametrize(
+    "size", [1, 3, 4, 5, 7, 8, 15, 16, 17, 31, 63, 64, 65, 1000, 4097, 65536, 65541]
+)
 @pytest.mark.parametrize("offset", [0, 1, 2, 3, 5, 14])
 def test_mask_differential(impl: str, size: int, offset: int) -> None:
     mask, unmask = MASKERS[impl]

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from conftest import (
+    MakeClient,
+    MakeServer,
     RawPeer,
     Recorder,
     client_frame,
@@ -24,13 +26,13 @@ import wsfast
 from wsfast import ConnectionClosed, WebSocket, WebSocketError, WebSocketServer, handshake
 from wsfast.constants import OP_CLOSE, OP_TEXT
 
-MakeServer = Callable[..., Awaitable[WebSocketServer]]
-MakeClient = Callable[..., Awaitable[WebSocket]]
-
 
 async def open_pair(
-    make_server: MakeServer, make_client: MakeClient, path: str = "/",
-    server_options: dict[str, Any] | None = None, **client_options: Any,
+    make_server: MakeServer,
+    make_client: MakeClient,
+    path: str = "/",
+    server_options: dict[str, Any] | None = None,
+    **client_options: Any,
 ) -> tuple[WebSocket, WebSocket, WebSocketServer]:
     """(server-side ws, client ws, server) of one open connection."""
     server = await make_server(**(server_options or {}))
@@ -40,7 +42,7 @@ async def open_pair(
     return await wait_for(accepted), client, server
 
 
-# -- messages ------------------------------------------------------------------------------
+# -- messages -------------------------------------------------------------------------------------
 
 MESSAGES = [
     ("text", "Hello"),
@@ -117,7 +119,7 @@ async def test_connect_and_serve_asyncio_style() -> None:
         await wait_for(ws2.close())
 
 
-# -- async for / recv and closing ---------------------------------------------------------------
+# -- async for / recv and closing -----------------------------------------------------------------
 
 
 async def test_async_for_ends_on_normal_close(
@@ -163,13 +165,21 @@ async def test_recv_raises_connection_closed_with_code_and_reason(
 @pytest.mark.parametrize("closer", ["client", "server"])
 @pytest.mark.parametrize(
     "code, reason, expected",
-    [(1000, "", (1000, "")), (4001, "bye κ", (4001, "bye κ")), (None, "", (1005, "")),
-     (1001, "x" * 123, (1001, "x" * 123))],
+    [
+        (1000, "", (1000, "")),
+        (4001, "bye κ", (4001, "bye κ")),
+        (None, "", (1005, "")),
+        (1001, "x" * 123, (1001, "x" * 123)),
+    ],
     ids=["1000", "4001-reason", "no-code", "123-byte-reason"],
 )
 async def test_close_code_and_reason_both_ways(
-    make_server: MakeServer, make_client: MakeClient, closer: str,
-    code: int | None, reason: str, expected: tuple[int, str],
+    make_server: MakeServer,
+    make_client: MakeClient,
+    closer: str,
+    code: int | None,
+    reason: str,
+    expected: tuple[int, str],
 ) -> None:
     server_ws, client, server = await open_pair(make_server, make_client)
     server_events = Recorder(server_ws, "close", "error")
@@ -204,7 +214,10 @@ async def test_close_is_idempotent_and_awaitable(
     ids=["1005", "999", "long-reason"],
 )
 async def test_close_refuses_invalid_arguments(
-    make_server: MakeServer, make_client: MakeClient, code: int, reason: str,
+    make_server: MakeServer,
+    make_client: MakeClient,
+    code: int,
+    reason: str,
     error: type[Exception],
 ) -> None:
     _, client, _ = await open_pair(make_server, make_client)
@@ -250,7 +263,7 @@ async def test_close_timeout_destroys_an_unanswered_close(
     assert events.of("close") == [(1006, "")]
 
 
-# -- ping / pong ---------------------------------------------------------------------------
+# -- ping / pong ----------------------------------------------------------------------------------
 
 
 async def test_ping_pong_events(make_server: MakeServer, make_client: MakeClient) -> None:
@@ -261,10 +274,12 @@ async def test_ping_pong_events(make_server: MakeServer, make_client: MakeClient
     server_ws.ping("from server")
     await client_events.wait("pong")
     await server_events.wait("pong")
-    assert sorted(server_events.events) == sorted([("ping", b"from client"),
-                                                   ("pong", b"from server")])
-    assert sorted(client_events.events) == sorted([("ping", b"from server"),
-                                                   ("pong", b"from client")])
+    assert sorted(server_events.events) == sorted(
+        [("ping", b"from client"), ("pong", b"from server")]
+    )
+    assert sorted(client_events.events) == sorted(
+        [("ping", b"from server"), ("pong", b"from client")]
+    )
 
 
 async def test_ping_payload_limit(make_server: MakeServer, make_client: MakeClient) -> None:
@@ -298,13 +313,16 @@ async def test_client_auto_pong_off(make_server: MakeServer, make_client: MakeCl
     assert server_events.events == []
 
 
-# -- binary_type, fragments, pause/resume ----------------------------------------------------
+# -- binary_type, fragments, pause/resume ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "binary_type, expected",
-    [("bytes", b"abcdef"), ("bytearray", bytearray(b"abcdef")),
-     ("fragments", [b"ab", b"cd", b"ef"])],
+    [
+        ("bytes", b"abcdef"),
+        ("bytearray", bytearray(b"abcdef")),
+        ("fragments", [b"ab", b"cd", b"ef"]),
+    ],
 )
 async def test_binary_type(
     make_server: MakeServer, make_client: MakeClient, binary_type: str, expected: Any
@@ -363,8 +381,12 @@ async def test_pause_from_a_message_listener(
     events = Recorder(client, "message")
     client.on("message", lambda data, is_binary: client.pause())
     # Five messages in one write: they reach the client in one read.
-    server_ws.transport.write(b"".join(bytes.fromhex("8102") + f"m{i}".encode()  # type: ignore[union-attr]
-                                       for i in range(5)))
+    server_ws.transport.write(
+        b"".join(
+            bytes.fromhex("8102") + f"m{i}".encode()  # type: ignore[union-attr]
+            for i in range(5)
+        )
+    )
     await events.wait("message", 1)
     await settle(0.1)
     assert events.of("message") == [("m0", False)]
@@ -376,7 +398,7 @@ async def test_pause_from_a_message_listener(
     assert events.of("message") == [(f"m{i}", False) for i in range(5)]
 
 
-# -- send: callbacks, buffered amount, states ------------------------------------------------
+# -- send: callbacks, buffered amount, states -----------------------------------------------------
 
 
 async def test_send_callback_is_called(make_server: MakeServer, make_client: MakeClient) -> None:
@@ -449,10 +471,13 @@ async def test_attributes(make_server: MakeServer, make_client: MakeClient) -> N
 async def test_protocol_version_8(make_server: MakeServer, make_client: MakeClient) -> None:
     server = await make_server()
     seen: list[Any] = []
-    server.on("connection", lambda ws, request: (
-        seen.append(request.headers["sec-websocket-version"]),
-        ws.on("message", lambda data, is_binary: ws.send(data)),
-    ))
+    server.on(
+        "connection",
+        lambda ws, request: (
+            seen.append(request.headers["sec-websocket-version"]),
+            ws.on("message", lambda data, is_binary: ws.send(data)),
+        ),
+    )
     client = await make_client(url_of(server), protocol_version=8)
     await client.send("v8")
     assert await wait_for(client.recv()) == "v8"
@@ -479,8 +504,9 @@ async def test_handshake_timeout(
     tcp = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = tcp.sockets[0].getsockname()[1]
     try:
-        ws = WebSocket(f"ws://127.0.0.1:{port}/", handshake_timeout=scaled(0.2),
-                       per_message_deflate=False)
+        ws = WebSocket(
+            f"ws://127.0.0.1:{port}/", handshake_timeout=scaled(0.2), per_message_deflate=False
+        )
         events = Recorder(ws, "error", "close")
         await events.wait("close")
         [(error,)] = events.of("error")
@@ -503,7 +529,7 @@ async def test_connection_refused_emits_error_then_close() -> None:
         await wait_for(ws.wait_open())
 
 
-# -- recv queue and backpressure ----------------------------------------------------------------
+# -- recv queue and backpressure ------------------------------------------------------------------
 
 
 async def test_listener_added_later_gets_queued_messages_first(
@@ -558,7 +584,7 @@ async def test_recv_only_one_waiter(make_server: MakeServer, make_client: MakeCl
     first.cancel()
 
 
-# -- errors ------------------------------------------------------------------------------------
+# -- errors ---------------------------------------------------------------------------------------
 
 
 async def test_client_protocol_error_emits_error_then_one_close(
@@ -569,11 +595,21 @@ async def test_client_protocol_error_emits_error_then_one_close(
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
-        key = [ln.split(":", 1)[1].strip() for ln in head.decode().split("\r\n")
-               if ln.lower().startswith("sec-websocket-key")][0]
-        writer.write(handshake.build_response(101, [
-            "Upgrade: websocket", "Connection: Upgrade",
-            f"Sec-WebSocket-Accept: {handshake.accept_key(key)}"]))
+        key = [
+            ln.split(":", 1)[1].strip()
+            for ln in head.decode().split("\r\n")
+            if ln.lower().startswith("sec-websocket-key")
+        ][0]
+        writer.write(
+            handshake.build_response(
+                101,
+                [
+                    "Upgrade: websocket",
+                    "Connection: Upgrade",
+                    f"Sec-WebSocket-Accept: {handshake.accept_key(key)}",
+                ],
+            )
+        )
         writer.write(client_frame(b"masked!", OP_TEXT))  # a server must not mask
         frames_seen.put_nowait(await reader.read(1024))
         writer.close()
