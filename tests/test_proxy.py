@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 from certs import client_context, make_certs, server_context
-from test_transports import FACTOR, Events, echo_once, echo_server, raw_server, within, ws_url
+from conftest import scaled
+from test_transports import Events, echo_once, echo_server, raw_server, within, ws_url
 
 import wsfast
 from wsfast.proxy import ProxyError, connect_request
@@ -99,7 +100,7 @@ def tinyproxy() -> Iterator[Any]:
             stderr=subprocess.DEVNULL,
         )
         processes.append(process)
-        deadline = time.monotonic() + 10 * FACTOR
+        deadline = time.monotonic() + scaled(10)
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -289,3 +290,16 @@ async def test_unsupported_proxy_scheme() -> None:
     error = await Events(ws).failed()
     assert isinstance(error, ValueError)
     assert "only http://" in str(error)
+
+
+async def test_handshake_timeout_covers_a_proxy_that_never_answers() -> None:
+    async def silent(reader: Any, writer: Any) -> None:
+        await reader.read()
+
+    async with raw_server(silent) as port:
+        ws = wsfast.WebSocket(
+            "ws://127.0.0.1:9/", proxy=f"http://127.0.0.1:{port}", handshake_timeout=0.2
+        )
+        error = await Events(ws).failed()
+        assert isinstance(error, wsfast.WebSocketError)
+        assert error.code == "WS_ERR_HANDSHAKE_TIMEOUT"

@@ -269,3 +269,21 @@ async def test_close_while_connecting_never_opens() -> None:
         await asyncio.sleep(0.1)
         assert events.log == ["error", "close"]
         assert ws.ready_state == wsfast.WebSocket.CLOSED
+
+
+async def test_unexpected_response_body_without_content_length_reads_to_the_end() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\npart one, ")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"part two")
+        writer.close()
+
+    async with raw_server(handler) as port:
+        ws = wsfast.WebSocket(f"ws://127.0.0.1:{port}/")
+        got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        ws.on("unexpected-response", lambda request, response: got.set_result(response))
+        response = await within(got)
+        assert response.status == 500
+        assert await response.read() == b"part one, part two"

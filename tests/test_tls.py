@@ -7,6 +7,7 @@ an ``ssl.SSLContext`` that trusts the test CA connects, and the server's ``ssl=`
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,23 @@ async def test_plain_server_request_is_not_secure() -> None:
         await round_trip(ws_url(server))
         assert server.requests[0].secure is False  # type: ignore[attr-defined]
         assert seen == [False]
+
+
+async def test_create_connection_hook_gets_the_ssl_context_for_wss(certs: Certs) -> None:
+    context = client_context(certs)
+    async with echo_server(ssl=server_context(certs)) as server:
+        port = server.address()[1]
+        seen: list[Any] = []
+
+        async def opener(protocol_factory: Any, url: Any, ssl_context: Any) -> Any:
+            seen.append(ssl_context)
+            loop = asyncio.get_running_loop()
+            return await loop.create_connection(
+                protocol_factory, "127.0.0.1", port, ssl=ssl_context, server_hostname="localhost"
+            )
+
+        await round_trip(
+            "wss://service.internal/", "hooked tls", ssl=context, create_connection=opener
+        )
+        assert seen == [context]
+        assert server.requests[0].headers["host"] == "service.internal"  # type: ignore[attr-defined]

@@ -20,19 +20,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
+from conftest import scaled
 
 import wsfast
 from wsfast import handshake
 
 T = TypeVar("T")
 
-# One factor scales every timeout of these tests (slow CI machines set it above 1).
-FACTOR = float(os.environ.get("WSFAST_TIMEOUT_FACTOR", "1") or 1)
-
 
 async def within(awaitable: Awaitable[T], seconds: float = 5.0) -> T:
-    """Await with a deadline scaled by ``WSFAST_TIMEOUT_FACTOR``."""
-    return await asyncio.wait_for(awaitable, seconds * FACTOR)
+    """Await with a deadline scaled by the suite's one factor (``WSFAST_TEST_TIMEOUT_FACTOR``)."""
+    return await asyncio.wait_for(awaitable, scaled(seconds))
 
 
 class Events:
@@ -296,7 +294,7 @@ async def test_handshake_timeout_when_the_server_never_answers() -> None:
         assert error.code == "WS_ERR_HANDSHAKE_TIMEOUT"
         assert str(error) == "Opening handshake has timed out"
         assert events.close_args[0] == 1006
-        assert time.monotonic() - started < 2 * FACTOR
+        assert time.monotonic() - started < scaled(2)
         assert ws.ready_state == wsfast.WebSocket.CLOSED
 
 
