@@ -324,9 +324,9 @@ async def test_serve_port_in_use_fails_clearly(make_server: Any) -> None:
     assert code == 1 and f"cannot listen on {host}:{port}" in err
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-async def test_no_check_accepts_a_self_signed_certificate(tmp_path: Path, make_server: Any) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A throw-away self-signed certificate for localhost and 127.0.0.1: (cert, key) paths."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
         [
             "openssl",
@@ -345,10 +345,21 @@ async def test_no_check_accepts_a_self_signed_certificate(tmp_path: Path, make_s
             "1",
             "-subj",
             "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
         ],
         check=True,
         capture_output=True,
     )
+    return cert, key
+
+
+NEEDS_OPENSSL = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+
+
+@NEEDS_OPENSSL
+async def test_no_check_accepts_a_self_signed_certificate(tmp_path: Path, make_server: Any) -> None:
+    cert, key = self_signed_cert(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server = await make_server(ssl=context)
