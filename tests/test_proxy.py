@@ -245,6 +245,8 @@ async def test_unreachable_proxy_is_an_error_then_close() -> None:
 async def test_proxy_that_hangs_up_before_answering() -> None:
     async def hang_up(reader: Any, writer: Any) -> None:
         await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 Conn")  # half a head, then the end
+        await writer.drain()
 
     async with raw_server(hang_up) as port:
         ws = wsfast.WebSocket("ws://127.0.0.1:9/", proxy=f"http://127.0.0.1:{port}")

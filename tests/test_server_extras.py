@@ -139,6 +139,25 @@ async def test_handle_upgrade_refuses_a_bad_request_with_its_status() -> None:
         assert answer.endswith(b"Missing or invalid Sec-WebSocket-Key header")
 
 
+async def test_read_request_limits_on_a_stream() -> None:
+    wss = WebSocketServer(no_server=True)
+    async with page_and_websocket(wss) as port:
+        # Beyond the StreamReader's own 64 KiB limit, and beyond the head limits.
+        huge = b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n"
+        assert (await http_get(port, huge)).startswith(b"HTTP/1.1 431 ")
+        long = b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
+        assert (await http_get(port, long)).startswith(b"HTTP/1.1 431 ")
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"GET /x?y HTTP/1.1\r\nHost: h\r\n\r\nrest")
+    request = await WebSocketServer.read_request(reader)
+    assert (request.method, request.path, request.remote_address, request.secure) == (
+        "GET",
+        "/x?y",
+        None,
+        False,
+    )
+
+
 # -- should_handle and path ------------------------------------------------------------------
 
 
@@ -309,10 +328,18 @@ async def test_server_drops_clients_that_never_finish_the_handshake(sent: bytes)
             b"Request Header Fields Too Large",
         ),
         (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"a" * 1500, 431, b"Request Header Fields Too Large"),
+        (b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\n\r\n", 431, b"Request Header Fields Too Large"),
         (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400, b"Bad Request"),
         (b"GARBAGE\r\n\r\n", 400, b"Bad Request"),
     ],
-    ids=["long-header", "too-many-headers", "unterminated-long-head", "bad-header", "bad-line"],
+    ids=[
+        "long-header",
+        "too-many-headers",
+        "unterminated-long-head",
+        "long-request-line",
+        "bad-header",
+        "bad-line",
+    ],
 )
 async def test_head_limits_answer_with_a_status_and_a_body(
     request_bytes: bytes, status: int, body: bytes

@@ -89,10 +89,10 @@ class _TunnelProtocol(asyncio.Protocol):
             )
 
     def _fail(self, exc: BaseException) -> None:
-        if not self.done.done():
-            self.done.set_exception(exc)
-        if self.transport is not None:
-            self.transport.abort()
+        # Only data_received fails, before the head is accepted: done is pending, transport set.
+        self.done.set_exception(exc)
+        assert self.transport is not None
+        self.transport.abort()
 
 
 async def open_via_proxy(
