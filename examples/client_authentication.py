@@ -2,8 +2,6 @@ import asyncio
 import os
 from urllib.parse import parse_qs, urlsplit
 
-from http_server import HTTPServer
-
 import wsfast
 
 PORT = int(os.environ.get("PORT", "8080"))
@@ -17,7 +15,6 @@ async def authenticate(request):
 
 
 async def main():
-    server = HTTPServer()
     wss = wsfast.WebSocketServer(no_server=True)
 
     @wss.on("connection")
@@ -28,21 +25,22 @@ async def main():
         def message(data, is_binary):
             print(f"Received message {data} from user {client}")
 
-    @server.on("upgrade")
-    async def upgrade(request, transport, head):
+    async def upgrade(reader, writer):
+        request = await wsfast.WebSocketServer.read_request(reader, writer)
+
         client = await authenticate(request)
         if client is None:
-            transport.write(b"HTTP/1.1 401 Unauthorized\r\n\r\n")
-            transport.close()
+            writer.write(b"HTTP/1.1 401 Unauthorized\r\n\r\n")
+            writer.close()
             return
 
         wss.handle_upgrade(
-            request, transport, head, lambda ws, req: wss.emit("connection", ws, req, client)
+            request, writer, reader, lambda ws, _: wss.emit("connection", ws, request, client)
         )
 
-    port = await server.listen(PORT)
-    print(f"listening on port {port}")
-    await asyncio.Event().wait()
+    server = await asyncio.start_server(upgrade, port=PORT)
+    print(f"listening on port {server.sockets[0].getsockname()[1]}")
+    await server.serve_forever()
 
 
 asyncio.run(main())

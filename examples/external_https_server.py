@@ -2,8 +2,6 @@ import asyncio
 import os
 import ssl
 
-from http_server import HTTPServer
-
 import wsfast
 
 PORT = int(os.environ.get("PORT", "8080"))
@@ -15,14 +13,7 @@ async def main():
         os.environ.get("CERT_FILE", "/path/to/cert.pem"),
         os.environ.get("KEY_FILE", "/path/to/key.pem"),
     )
-    server = HTTPServer()
-    wss = wsfast.WebSocketServer(no_server=True)  # ws' { server } option: see below
-
-    @server.on("upgrade")
-    def upgrade(request, transport, head):
-        wss.handle_upgrade(
-            request, transport, head, lambda ws, _: wss.emit("connection", ws, request)
-        )
+    wss = wsfast.WebSocketServer(no_server=True)  # ws' { server } option: see above
 
     @wss.on("connection")
     def connection(ws, request):
@@ -34,9 +25,15 @@ async def main():
 
         ws.send("something")
 
-    port = await server.listen(PORT, ssl=context)
-    print(f"listening on port {port}")
-    await asyncio.Event().wait()
+    async def handle(reader, writer):  # any asyncio server: here asyncio's own
+        request = await wsfast.WebSocketServer.read_request(reader, writer)
+        wss.handle_upgrade(
+            request, writer, reader, lambda ws, _: wss.emit("connection", ws, request)
+        )
+
+    server = await asyncio.start_server(handle, port=PORT, ssl=context)
+    print(f"listening on port {server.sockets[0].getsockname()[1]}")
+    await server.serve_forever()
 
 
 asyncio.run(main())

@@ -2,15 +2,12 @@ import asyncio
 import os
 from urllib.parse import urlsplit
 
-from http_server import HTTPServer
-
 import wsfast
 
 PORT = int(os.environ.get("PORT", "8080"))
 
 
 async def main():
-    server = HTTPServer()
     wss1 = wsfast.WebSocketServer(no_server=True)
     wss2 = wsfast.WebSocketServer(no_server=True)
 
@@ -24,24 +21,24 @@ async def main():
         ws.on("error", print)
         ws.send("this is /bar")
 
-    @server.on("upgrade")
-    def upgrade(request, transport, head):
+    async def upgrade(reader, writer):
+        request = await wsfast.WebSocketServer.read_request(reader, writer)
         pathname = urlsplit(request.url).path
 
         if pathname == "/foo":
             wss1.handle_upgrade(
-                request, transport, head, lambda ws, _: wss1.emit("connection", ws, request)
+                request, writer, reader, lambda ws, _: wss1.emit("connection", ws, request)
             )
         elif pathname == "/bar":
             wss2.handle_upgrade(
-                request, transport, head, lambda ws, _: wss2.emit("connection", ws, request)
+                request, writer, reader, lambda ws, _: wss2.emit("connection", ws, request)
             )
         else:
-            transport.abort()  # Node's socket.destroy()
+            writer.transport.abort()  # Node's socket.destroy()
 
-    port = await server.listen(PORT)
-    print(f"listening on port {port}")
-    await asyncio.Event().wait()
+    server = await asyncio.start_server(upgrade, port=PORT)
+    print(f"listening on port {server.sockets[0].getsockname()[1]}")
+    await server.serve_forever()
 
 
 asyncio.run(main())

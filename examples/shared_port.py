@@ -1,8 +1,7 @@
 import asyncio
+import json
 import os
 from urllib.parse import parse_qs, urlsplit
-
-from http_server import HTTPServer
 
 import wsfast
 
@@ -10,18 +9,7 @@ PORT = int(os.environ.get("PORT", "8080"))
 
 
 async def main():
-    server = HTTPServer()
     wss = wsfast.WebSocketServer(no_server=True)
-
-    @server.on("request")
-    def request(request, respond):
-        respond("200 OK", {"msg": "hello"})  # plain HTTP requests get a page
-
-    @server.on("upgrade")
-    def upgrade(request, transport, head):  # WebSocket upgrades on the same port
-        wss.handle_upgrade(
-            request, transport, head, lambda ws, _: wss.emit("connection", ws, request)
-        )
 
     @wss.on("connection")
     def connection(ws, request):
@@ -36,9 +24,24 @@ async def main():
 
         ws.send("something")
 
-    port = await server.listen(PORT)
-    print(f"listening on port {port}")
-    await asyncio.Event().wait()
+    async def handle(reader, writer):
+        request = await wsfast.WebSocketServer.read_request(reader, writer)
+        if request.headers.get("upgrade", "").lower() == "websocket":
+            wss.handle_upgrade(
+                request, writer, reader, lambda ws, _: wss.emit("connection", ws, request)
+            )
+            return  # the WebSocket owns the connection now
+
+        body = json.dumps({"msg": "hello"}).encode()  # plain HTTP requests get a page
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        writer.close()
+
+    server = await asyncio.start_server(handle, port=PORT)
+    print(f"listening on port {server.sockets[0].getsockname()[1]}")
+    await server.serve_forever()
 
 
 asyncio.run(main())

@@ -145,10 +145,8 @@ async def start_server_example(run_example: Any, name: str, **env: str) -> tuple
 
 def test_every_example_is_tested() -> None:
     source = Path(__file__).read_text()
-    helpers = {"http_server.py"}  # imported by the examples that use it
     for path in sorted(EXAMPLES.glob("*.py")):
-        if path.name not in helpers:
-            assert f'"{path.name}"' in source, f"{path.name} is not run by any test"
+        assert f'"{path.name}"' in source, f"{path.name} is not run by any test"
 
 
 # -- clients ---------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def test_every_ws_readme_example_has_a_translation() -> None:
         "Sending and receiving text data": ["text_client.py"],
         "Sending binary data": ["binary_client.py"],
         "Simple server": ["simple_server.py"],
-        "External HTTP/S server": ["external_https_server.py", "http_server.py"],
+        "External HTTP/S server": ["external_https_server.py"],
         "ExpressJS example": ["shared_port.py"],
         "Multiple servers sharing a single HTTP/S server": ["multiple_servers.py"],
         "Client authentication": ["client_authentication.py"],
