@@ -686,6 +686,12 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._recv_waiter = waiter
         try:
             return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # The message arrived in the same loop iteration as the cancellation (a
+                # caller's timeout): keep it for the next recv() instead of dropping it.
+                self._queue.appendleft(waiter.result())
+            raise
         finally:
             if self._recv_waiter is waiter:
                 self._recv_waiter = None
