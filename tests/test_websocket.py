@@ -663,3 +663,48 @@ async def test_listener_exception_does_not_break_the_connection(
     assert received == ["a", "b"]
     assert ws.ready_state == WebSocket.OPEN
     assert "listener bug" in caplog.text
+
+
+async def test_recv_cancelled_as_a_message_arrives_loses_nothing(
+    make_server: MakeServer, make_client: MakeClient
+) -> None:
+    # A caller's timeout can fire in the same loop iteration as the message that completes its
+    # recv(): the message must stay for the next recv(), not vanish with the cancelled call.
+    _, client, _ = await open_pair(make_server, make_client)
+    task = asyncio.ensure_future(client.recv())
+    await settle(0.01)
+    client.data_received(bytes.fromhex("8102") + b"m1")  # as if read from the socket
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await wait_for(client.recv()) == "m1"
+
+
+async def test_recv_timeout_then_message(make_server: MakeServer, make_client: MakeClient) -> None:
+    server_ws, client, _ = await open_pair(make_server, make_client)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(client.recv(), scaled(0.05))
+    server_ws.send("after the timeout")
+    assert await wait_for(client.recv()) == "after the timeout"
+
+
+@pytest.mark.parametrize("ticks", [0, 1, 2, 3, 5, 8, 13])
+@pytest.mark.parametrize("how", ["close", "terminate"])
+async def test_closing_while_connecting_never_opens(
+    echo_server: WebSocketServer, ticks: int, how: str
+) -> None:
+    ws = WebSocket(url_of(echo_server), per_message_deflate=False)
+    events = Recorder(ws, "open", "upgrade", "error", "close")
+    for _ in range(ticks):
+        await asyncio.sleep(0)
+    was_connecting = ws.ready_state == WebSocket.CONNECTING
+    getattr(ws, how)()
+    await events.wait("close")
+    await settle(0.1)
+    assert events.count("close") == 1
+    if was_connecting:
+        assert events.names() == ["error", "close"]
+    else:
+        assert events.names() == ["upgrade", "open", "close"]
+    assert ws.ready_state == WebSocket.CLOSED
+    await until(lambda: not echo_server.clients)
