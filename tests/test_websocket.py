@@ -708,3 +708,102 @@ async def test_closing_while_connecting_never_opens(
         assert events.names() == ["upgrade", "open", "close"]
     assert ws.ready_state == WebSocket.CLOSED
     await until(lambda: not echo_server.clients)
+
+
+# -- limits and options end to end ---------------------------------------------------------------
+
+
+async def test_client_max_payload(make_server: MakeServer, make_client: MakeClient) -> None:
+    server_ws, client, _ = await open_pair(make_server, make_client, max_payload=100)
+    server_events = Recorder(server_ws, "close")
+    client_events = Recorder(client, "message", "error", "close")
+    server_ws.send(bytes(100))
+    server_ws.send(bytes(101))
+    await client_events.wait("close")
+    assert client_events.names() == ["message", "error", "close"]
+    [(error,)] = client_events.of("error")
+    assert (error.code, error.status_code) == ("WS_ERR_UNSUPPORTED_MESSAGE_LENGTH", 1009)
+    assert client_events.of("close") == [(1009, "")]
+    assert await server_events.wait("close") == [(1009, "")]
+
+
+async def test_server_max_payload(make_server: MakeServer, make_client: MakeClient) -> None:
+    server_ws, client, _ = await open_pair(
+        make_server, make_client, server_options={"max_payload": 10}
+    )
+    server_events = Recorder(server_ws, "error", "close")
+    client_events = Recorder(client, "close")
+    client.send("0123456789")
+    client.send("0123456789A")
+    assert await wait_for(server_ws.recv()) == "0123456789"
+    assert await client_events.wait("close") == [(1009, "")]
+    await server_events.wait("close")
+    assert server_events.names() == ["error", "close"]
+
+
+async def test_skip_utf8_validation(make_server: MakeServer, make_client: MakeClient) -> None:
+    server_ws, client, _ = await open_pair(
+        make_server, make_client, server_options={"skip_utf8_validation": True}
+    )
+    client.transport.write(client_frame(b"ok\xff", OP_TEXT))  # type: ignore[union-attr]
+    assert await wait_for(server_ws.recv()) == "ok\ufffd"
+    assert server_ws.ready_state == WebSocket.OPEN
+
+
+async def test_invalid_utf8_from_client_closes_with_1007(
+    make_server: MakeServer, make_client: MakeClient
+) -> None:
+    server_ws, client, _ = await open_pair(make_server, make_client)
+    events = Recorder(client, "close")
+    client.transport.write(client_frame(b"ok\xff", OP_TEXT))  # type: ignore[union-attr]
+    assert await events.wait("close") == [(1007, "")]
+
+
+async def test_per_message_deflate_is_not_negotiated_by_default_server(
+    make_server: MakeServer, make_client: MakeClient
+) -> None:
+    _, client, _ = await open_pair(make_server, make_client, per_message_deflate=True)
+    assert client.extensions == ""
+
+
+async def test_close_with_bytes_reason(make_server: MakeServer, make_client: MakeClient) -> None:
+    server_ws, client, _ = await open_pair(make_server, make_client)
+    events = Recorder(server_ws, "close")
+    client.close(4002, "réason".encode())
+    assert await events.wait("close") == [(4002, "réason")]
+
+
+async def test_send_buffers(make_server: MakeServer, make_client: MakeClient) -> None:
+    server_ws, client, _ = await open_pair(make_server, make_client)
+    for data in (bytearray(b"ba"), memoryview(b"mv")):
+        client.send(data)
+        assert await wait_for(server_ws.recv()) == bytes(data)
+    client.ping("text ping")
+    [(payload,)] = await Recorder(server_ws, "ping").wait("ping")
+    assert payload == b"text ping"
+
+
+async def test_async_message_listener(make_server: MakeServer, make_client: MakeClient) -> None:
+    server_ws, client, _ = await open_pair(make_server, make_client)
+    received: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def on_message(data: Any, is_binary: bool) -> None:
+        await asyncio.sleep(0)
+        await received.put(data)
+
+    client.on("message", on_message)
+    server_ws.send("async")
+    assert await wait_for(received.get()) == "async"
+
+
+async def test_peer_half_close_without_close_frame(
+    make_server: MakeServer, raw_peer: Callable[..., Awaitable[RawPeer]]
+) -> None:
+    server = await make_server()
+    connections = Recorder(server, "connection")
+    peer = await raw_websocket(raw_peer, server)
+    [(server_ws, _)] = await connections.wait("connection")
+    events = Recorder(server_ws, "error", "close")
+    peer.writer.write_eof()
+    assert await events.wait("close") == [(1006, "")]
+    assert events.names() == ["close"]
