@@ -531,3 +531,26 @@ async def test_handle_upgrade_in_no_server_mode(make_client: MakeClient) -> None
         assert wss.address() is None
     finally:
         front.close()
+
+
+async def test_handshake_timeout_drops_silent_connections(
+    make_server: MakeServer, raw_peer: RawConnect
+) -> None:
+    server = await make_server(handshake_timeout=scaled(0.2))
+    peer = await raw_peer(server, b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
+    assert await peer.at_eof()
+    assert server.clients == set()
+
+
+async def test_close_twice_and_callback_after_close(make_server: MakeServer) -> None:
+    server = await make_server()
+    events = Recorder(server, "close")
+    first = server.close()
+    second = server.close()
+    await wait_for(first)
+    await wait_for(second)
+    assert events.count("close") == 1
+    assert server.address() is None
+    late: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    server.close(callback=late.set_result)
+    assert isinstance(await wait_for(late), Exception)
