@@ -106,6 +106,108 @@ def test_every_ws_readme_example_has_a_translation() -> None:
             assert name in shown, f"ws' {heading!r} is not translated in the README"
 
 
+# -- docs/: the API reference and the ws mapping stay complete --------------------------------
+
+DOCS = ROOT / "docs"
+
+
+def test_api_reference_covers_every_public_name() -> None:
+    import wsfast
+
+    headings = [
+        line for line in (DOCS / "api.md").read_text().splitlines() if line.startswith("### ")
+    ]
+    documented = {name for line in headings for name in re.findall(r"`([^`]+)`", line)}
+    missing = sorted(set(wsfast.__all__) - documented)
+    assert not missing, f"docs/api.md has no section for {missing}"
+
+
+# ws 8's options, events, methods and properties (lib/websocket.js, lib/websocket-server.js):
+# each must be named in docs/coming-from-ws.md, with its wsfast name or "not available".
+WS_NAMES = [
+    # WebSocket options
+    "allowSynchronousEvents",
+    "autoPong",
+    "closeTimeout",
+    "finishRequest",
+    "followRedirects",
+    "generateMask",
+    "handshakeTimeout",
+    "maxBufferedChunks",
+    "maxFragments",
+    "maxPayload",
+    "maxPendingAutoPongs",
+    "maxRedirects",
+    "origin",
+    "perMessageDeflate",
+    "protocolVersion",
+    "skipUTF8Validation",
+    "headers",
+    "agent",
+    "createConnection",
+    "socketPath",
+    # WebSocketServer options
+    "backlog",
+    "clientTracking",
+    "handleProtocols",
+    "host",
+    "noServer",
+    "path",
+    "port",
+    "server",
+    "verifyClient",
+    "WebSocket",
+    # events
+    "'open'",
+    "'message'",
+    "'close'",
+    "'error'",
+    "'ping'",
+    "'pong'",
+    "'upgrade'",
+    "'unexpected-response'",
+    "'redirect'",
+    "'connection'",
+    "'headers'",
+    "'listening'",
+    "'wsClientError'",
+    # properties and methods
+    "binaryType",
+    "bufferedAmount",
+    "extensions",
+    "isPaused",
+    "onopen",
+    "onmessage",
+    "onclose",
+    "onerror",
+    "protocol",
+    "readyState",
+    "url",
+    "addEventListener",
+    "removeEventListener",
+    "close",
+    "ping",
+    "pong",
+    "pause",
+    "resume",
+    "send",
+    "terminate",
+    "address",
+    "clients",
+    "handleUpgrade",
+    "shouldHandle",
+    "createWebSocketStream",
+    "Receiver",
+    "Sender",
+]
+
+
+def test_coming_from_ws_maps_every_ws_name() -> None:
+    text = (DOCS / "coming-from-ws.md").read_text()
+    missing = [name for name in WS_NAMES if not re.search(rf"`{re.escape(name)}[`(\[ ]", text)]
+    assert not missing, f"docs/coming-from-ws.md does not map {missing}"
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--update"]:
         update()
