@@ -807,3 +807,51 @@ async def test_peer_half_close_without_close_frame(
     peer.writer.write_eof()
     assert await events.wait("close") == [(1006, "")]
     assert events.names() == ["close"]
+
+
+async def test_messages_sent_with_the_101_reach_open_listeners(make_server: MakeServer) -> None:
+    server = await make_server()
+
+    def on_connection(ws: WebSocket, request: Any) -> None:
+        ws.send("first")
+        ws.send(b"second")
+        ws.close(4000, "bye")
+
+    server.on("connection", on_connection)
+    client = WebSocket(url_of(server), per_message_deflate=False)
+    events = Recorder(client, "open", "error", "close")
+    received: list[Any] = []
+    client.on("open", lambda: client.on("message", lambda *args: received.append(args)))
+    await events.wait("close")
+    assert events.events == [("open",), ("close", 4000, "bye")]
+    assert received == [("first", False), (b"second", True)]
+
+
+async def test_queued_messages_outlive_the_close(
+    make_server: MakeServer, make_client: MakeClient
+) -> None:
+    server_ws, client, _ = await open_pair(make_server, make_client)
+    closed = Recorder(client, "close")
+    for i in range(10):  # fewer than max_queue: the close frame is read at once
+        server_ws.send(f"m{i}")
+    server_ws.close(1000)
+    await closed.wait("close")
+    assert client.ready_state == WebSocket.CLOSED
+    # Everything that arrived before the close frame is still there, in order.
+    assert [await wait_for(client.recv()) for _ in range(10)] == [f"m{i}" for i in range(10)]
+    with pytest.raises(ConnectionClosed):
+        await wait_for(client.recv())
+
+
+async def test_close_behind_a_full_queue_is_read_after_the_messages(
+    make_server: MakeServer, make_client: MakeClient
+) -> None:
+    server_ws, client, _ = await open_pair(make_server, make_client)
+    for i in range(300):
+        server_ws.send(f"m{i}")
+    server_ws.close(1000, "end")
+    # The full queue stopped the reading: the close frame waits behind the messages.
+    assert [await wait_for(client.recv()) for _ in range(300)] == [f"m{i}" for i in range(300)]
+    with pytest.raises(ConnectionClosed) as info:
+        await wait_for(client.recv())
+    assert (info.value.code, info.value.reason) == (1000, "end")
