@@ -7,7 +7,8 @@
 Every selected case must pass (behavior OK, NON-STRICT or INFORMATIONAL; behaviorClose OK or
 INFORMATIONAL). A per-verdict table is printed and merged into ``reports/autobahn-summary.json``.
 When ``WSFAST_AUTOBAHN`` is set and ``wstest`` is missing the test fails: install it with
-``.ci/install-autobahn.sh``. ``WSFAST_AUTOBAHN_TESTEE=websockets`` runs the stand-in testee.
+``.ci/install-autobahn.sh``. ``WSFAST_AUTOBAHN_TESTEE=websockets`` runs the stand-in testee;
+``WSFAST_AUTOBAHN_JOBS`` (default 2) is how many runs go side by side.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,11 +32,39 @@ sys.modules[_spec.name] = harness
 _spec.loader.exec_module(harness)
 
 MODES = {"core": ("1-10",), "all": ("1-10", "12-13")}
-# pytest-timeout's limit sits above the harness' own (which stops wstest and the testee first).
-PYTEST_TIMEOUTS = {"1-10": 420, "12-13": 1680}
+ROLES = ("server", "client")
+# Runs at once (WSFAST_AUTOBAHN_JOBS, default 2): wstest is one single-threaded Python 2 process,
+# so two runs side by side use both cores of the CI machine.
+JOBS = max(1, int(os.environ.get("WSFAST_AUTOBAHN_JOBS", "2") or 2))
+# A test may wait for runs queued before its own; each run is bounded by the harness' limit
+# (which stops wstest and the testee), so pytest-timeout's limit is the sum plus a margin.
+PYTEST_TIMEOUT = (2 * sum(harness.DEFAULT_TIMEOUTS[s] for s in MODES["all"]) + 120) * (
+    harness.timeout_factor()
+)
+
+_pool: ThreadPoolExecutor | None = None
+_runs: dict[tuple[str, str], Future[Any]] = {}
 
 
-def _selected(section: str) -> None:
+def _run(role: str, section: str, mode: str) -> Future[Any]:
+    """Starts every selected run on first use, the slowest sections first, JOBS at a time."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=JOBS, thread_name_prefix="autobahn")
+        for sec in sorted(MODES[mode], key=lambda s: -harness.DEFAULT_TIMEOUTS[s]):
+            for r in ROLES:
+                _runs[(r, sec)] = _pool.submit(harness.run_suite, r, sec)
+    return _runs[(role, section)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _autobahn_pool() -> Iterator[None]:
+    yield
+    if _pool is not None:
+        _pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _selected(section: str) -> str:
     mode = os.environ.get("WSFAST_AUTOBAHN", "").strip().lower()
     if not mode:
         pytest.skip(
@@ -43,25 +75,21 @@ def _selected(section: str) -> None:
         pytest.fail(f"WSFAST_AUTOBAHN={mode!r}: expected one of {sorted(MODES)}")
     if section not in MODES[mode]:
         pytest.skip(f"sections {section} not in WSFAST_AUTOBAHN={mode} (use 'all')")
+    return mode
 
 
 @pytest.mark.autobahn
-@pytest.mark.parametrize(
-    "section",
-    [
-        pytest.param(s, marks=pytest.mark.timeout(t * harness.timeout_factor()))
-        for s, t in PYTEST_TIMEOUTS.items()
-    ],
-)
-@pytest.mark.parametrize("role", ["server", "client"])
+@pytest.mark.timeout(PYTEST_TIMEOUT)
+@pytest.mark.parametrize("section", MODES["all"])
+@pytest.mark.parametrize("role", ROLES)
 def test_autobahn(role: str, section: str, capsys: pytest.CaptureFixture[str]) -> None:
-    _selected(section)
+    mode = _selected(section)
     if harness.find_wstest() is None:
         pytest.fail(
             "WSFAST_AUTOBAHN is set but wstest is missing: run .ci/install-autobahn.sh "
             "(or point WSFAST_WSTEST at it)"
         )
-    result = harness.run_suite(role, section)
+    result = _run(role, section, mode).result()
     summary = harness.write_summary(result)
     with capsys.disabled():  # the figures belong in the log even when the test passes
         print()

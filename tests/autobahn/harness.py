@@ -165,10 +165,19 @@ def timeout_factor() -> float:
 
 
 def path_label(env: dict[str, str] | os._Environ[str] | None = None) -> str:
-    """``fallback`` when either speedup is switched off by its variable, else ``fast``."""
+    """``fallback`` when either speedup is switched off by its variable; else ``fast`` when both
+    native speedups load here (the testee runs in this interpreter and environment), ``python``
+    when they are not installed."""
     env = os.environ if env is None else env
-    off = env.get("WSFAST_NO_BUFFER_UTIL") or env.get("WSFAST_NO_UTF_8_VALIDATE")
-    return "fallback" if off else "fast"
+    if env.get("WSFAST_NO_BUFFER_UTIL") or env.get("WSFAST_NO_UTF_8_VALIDATE"):
+        return "fallback"
+    try:
+        import wsfast
+
+        active = wsfast.speedups()
+    except Exception:  # wsfast missing or broken: the testee will say so
+        return "fast"
+    return "fast" if all(active.values()) else "python"
 
 
 def _share_import_path(env: dict[str, str]) -> None:
