@@ -431,8 +431,12 @@ class WebSocketServer(EventEmitter):
 
     def _negotiate(self, request: Request) -> tuple[Any, dict[str, Any]]:
         option = self.options["per_message_deflate"]
+        if not option:
+            # As ws: Sec-WebSocket-Extensions is only parsed (and refused with 400 when
+            # malformed) by a server that offers permessage-deflate.
+            return None, {}
         offers = handshake.request_extensions(request)
-        if not option or "permessage-deflate" not in offers:
+        if "permessage-deflate" not in offers:
             return None, {}
         from .permessage_deflate import PerMessageDeflate
 
