@@ -378,7 +378,10 @@ class WebSocketServer(EventEmitter):
         try:
             key, version = handshake.validate_request(request)
             if not self.should_handle(request):
-                raise RequestError(400, "Bad Request")
+                # ws answers a path it does not serve with a bare 400 (abortHandshake), never
+                # with 'wsClientError'.
+                self._abort(transport, request, RequestError(400, "Bad Request"), emit=False)
+                return
             protocols = handshake.request_protocols(request)
             deflate, negotiated = self._negotiate(request)
         except RequestError as exc:
@@ -453,8 +456,10 @@ class WebSocketServer(EventEmitter):
             ) from None
         return deflate, {"permessage-deflate": params}
 
-    def _abort(self, transport: asyncio.Transport, request: Request, exc: RequestError) -> None:
-        if self.listener_count("wsClientError"):
+    def _abort(
+        self, transport: asyncio.Transport, request: Request, exc: RequestError, emit: bool = True
+    ) -> None:
+        if emit and self.listener_count("wsClientError"):
             error = handshake.HandshakeError(exc.message, "WS_ERR_HANDSHAKE", http_status=exc.status)
             self.emit("wsClientError", error, transport, request)
             return
