@@ -554,3 +554,36 @@ async def test_close_twice_and_callback_after_close(make_server: MakeServer) -> 
     late: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     server.close(callback=late.set_result)
     assert isinstance(await wait_for(late), Exception)
+
+
+@pytest.mark.parametrize("header", ["permessage-deflate;;", 'x-unknown; a="unterminated'])
+async def test_extensions_header_ignored_without_per_message_deflate(
+    make_server: MakeServer, raw_peer: RawConnect, header: str
+) -> None:
+    # ws parses Sec-WebSocket-Extensions only when per_message_deflate is enabled.
+    server = await make_server()
+    peer = await raw_peer(server, upgrade_request(Sec_WebSocket_Extensions=header))
+    status, headers, _ = await peer.read_head()
+    assert status == 101
+    assert "sec-websocket-extensions" not in headers
+
+
+async def test_invalid_extensions_header_with_per_message_deflate(
+    make_server: MakeServer, raw_peer: RawConnect
+) -> None:
+    server = await make_server(per_message_deflate=True)
+    peer = await raw_peer(server, upgrade_request(Sec_WebSocket_Extensions="permessage-deflate;;"))
+    status, _, body = await peer.read_response()
+    assert (status, body) == (400, b"Invalid or unacceptable Sec-WebSocket-Extensions header")
+
+
+async def test_path_mismatch_is_answered_without_ws_client_error(
+    make_server: MakeServer, raw_peer: RawConnect
+) -> None:
+    # ws: shouldHandle() failing calls abortHandshake(socket, 400) directly, never wsClientError.
+    server = await make_server(path="/ws")
+    errors = Recorder(server, "wsClientError")
+    peer = await raw_peer(server, upgrade_request("/elsewhere"))
+    status, _, body = await peer.read_response()
+    assert (status, body) == (400, b"Bad Request")
+    assert errors.events == []
