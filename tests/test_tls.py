@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from certs import Certs, client_context, make_certs, server_context
-from test_transports import Events, echo_once, echo_server, round_trip, within, ws_url
+from conftest import scaled
+from test_transports import Events, echo_once, echo_server, raw_server, round_trip, within, ws_url
 
 import wsfast
 
@@ -123,3 +124,25 @@ async def test_create_connection_hook_gets_the_ssl_context_for_wss(certs: Certs)
         )
         assert seen == [context]
         assert server.requests[0].headers["host"] == "service.internal"  # type: ignore[attr-defined]
+
+
+async def test_server_handshake_timeout_covers_the_tls_handshake(certs: Certs) -> None:
+    async with echo_server(ssl=server_context(certs), handshake_timeout=0.2) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.address()[1])
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await within(reader.read(), 5) == b""  # no ClientHello ever: dropped
+        assert loop.time() - started < scaled(3)
+        writer.close()
+        await round_trip(ws_url(server, scheme="wss"), ssl=client_context(certs))
+
+
+async def test_client_handshake_timeout_covers_the_tls_handshake() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # takes the ClientHello, never answers
+
+    async with raw_server(silent) as port:
+        ws = wsfast.WebSocket(f"wss://127.0.0.1:{port}/", handshake_timeout=0.2)
+        error = await Events(ws).failed()
+        assert isinstance(error, wsfast.WebSocketError)
+        assert error.code == "WS_ERR_HANDSHAKE_TIMEOUT"

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -196,6 +197,21 @@ async def test_unix_socket_without_request_path_asks_for_slash(short_dir: str) -
             await ws.send(b"\x00\x01")
             assert await within(ws.recv()) == b"\x00\x01"
         assert server.requests[0].path == "/"  # type: ignore[attr-defined]
+
+
+async def test_unix_socket_file_is_removed_on_close(short_dir: str) -> None:
+    sock = os.path.join(short_dir, "ws.sock")
+    async with echo_server(unix_path=sock):
+        assert os.path.exists(sock)
+    assert not os.path.exists(sock)  # as Node's server.close() does
+
+
+async def test_server_on_a_given_listening_socket() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    async with echo_server(sock=listener) as server:
+        assert server.address() == ("127.0.0.1", port)
+        await round_trip(f"ws://127.0.0.1:{port}/", "on my socket")
 
 
 async def test_unix_socket_that_does_not_exist_is_an_error_then_close(short_dir: str) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import ssl as ssl_module
+import stat
 from collections.abc import Callable, Generator, Mapping
 from typing import Any, cast
 
@@ -191,6 +193,9 @@ class WebSocketServer(EventEmitter):
 
     async def _listen(self) -> None:
         options = self.options
+        # The handshake timeout covers the TLS handshake too: asyncio's default would leave a
+        # silent TLS client connected for 60 s whatever handshake_timeout says.
+        tls_timeout = options["handshake_timeout"] if options["ssl"] else None
         try:
             if options["unix_path"] is not None:
                 self._server = await self._loop.create_unix_server(
@@ -198,6 +203,7 @@ class WebSocketServer(EventEmitter):
                     options["unix_path"],
                     backlog=options["backlog"],
                     ssl=options["ssl"],
+                    ssl_handshake_timeout=tls_timeout,
                 )
             else:
                 self._server = await self._loop.create_server(
@@ -207,6 +213,7 @@ class WebSocketServer(EventEmitter):
                     sock=options["sock"],
                     backlog=options["backlog"],
                     ssl=options["ssl"],
+                    ssl_handshake_timeout=tls_timeout,
                     reuse_port=options["reuse_port"],
                     reuse_address=True,
                 )
@@ -266,6 +273,10 @@ class WebSocketServer(EventEmitter):
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+            path = self.options["unix_path"]
+            if path is not None and _is_socket(path):
+                # Node's server.close() unlinks its socket file; asyncio before 3.13 does not.
+                os.unlink(path)
         self._state = CLOSED_SERVER
         self._closed.set_result(None)
         self.emit("close")
@@ -522,6 +533,13 @@ class WebSocketServer(EventEmitter):
             ws._start(bytes(head or b""))
             if ws.ready_state != CLOSED and not ws.is_paused:
                 ws._resume_reading()
+
+
+def _is_socket(path: Any) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _arity(func: Callable[..., Any]) -> int:
