@@ -41,9 +41,9 @@ def run_cli(*args: str, timeout: float = 30, **env: str) -> subprocess.Completed
     )
 
 
-async def acli(*args: str, stdin: bytes | None = None, timeout: float = 30) -> tuple[int, str, str]:
-    """``python -m wsfast ARGS`` without blocking the loop (for peers in this process)."""
-    proc = await asyncio.create_subprocess_exec(
+async def spawn(*args: str) -> asyncio.subprocess.Process:
+    """``python -m wsfast ARGS`` as an asyncio subprocess with piped stdin, stdout and stderr."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "wsfast",
@@ -54,6 +54,11 @@ async def acli(*args: str, stdin: bytes | None = None, timeout: float = 30) -> t
         env=_env(),
         cwd=ROOT,
     )
+
+
+async def acli(*args: str, stdin: bytes | None = None, timeout: float = 30) -> tuple[int, str, str]:
+    """``python -m wsfast ARGS`` without blocking the loop (for peers in this process)."""
+    proc = await spawn(*args)
     out, err = await wait_for(proc.communicate(stdin or b""), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -72,19 +77,7 @@ async def serve_cli() -> AsyncIterator[Any]:
     procs: list[asyncio.subprocess.Process] = []
 
     async def start(*args: str) -> ServeProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "wsfast",
-            "serve",
-            "--port",
-            "0",
-            *args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_env(),
-            cwd=ROOT,
-        )
+        proc = await spawn("serve", "--port", "0", *args)
         procs.append(proc)
         assert proc.stdout is not None
         line = (await wait_for(proc.stdout.readline(), 20)).decode()
@@ -245,20 +238,7 @@ async def test_connect_shows_pings_and_slash_commands(make_server: Any) -> None:
         ws.on("close", lambda code, reason: closed.set_result((code, reason)))
 
     server.on("connection", on_connection)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "wsfast",
-        "connect",
-        url_of(server),
-        "-P",
-        "--slash",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_env(),
-        cwd=ROOT,
-    )
+    proc = await spawn("connect", url_of(server), "-P", "--slash")
     assert proc.stdin is not None and proc.stdout is not None
     line = await wait_for(proc.stdout.readline(), 20)
     assert (
