@@ -47,16 +47,18 @@ def payloads_for(size: int) -> list[bytes]:
     return [os.urandom(size) for _ in range(4)]
 
 
-def measure_rate(loop: asyncio.AbstractEventLoop, client: Any, payloads: Sequence[Any],
-                 window: int, count: int) -> float:
+def measure_rate(
+    loop: asyncio.AbstractEventLoop, client: Any, payloads: Sequence[Any], window: int, count: int
+) -> float:
     """Messages per second over one batch of ``count`` echoes."""
     start = time.perf_counter()
     loop.run_until_complete(client.echo(payloads, count, window))
     return count / (time.perf_counter() - start)
 
 
-def idle_memory(server: str, deflate: bool = False, count: int = IDLE_CONNECTIONS,
-                use_uvloop: bool = True) -> tuple[float, float, int]:
+def idle_memory(
+    server: str, deflate: bool = False, count: int = IDLE_CONNECTIONS, use_uvloop: bool = True
+) -> tuple[float, float, int]:
     """(KiB per idle connection, handshakes/s, connections that negotiated deflate).
 
     A fresh server process; 20 connections opened and closed first so that lazily imported
@@ -78,9 +80,14 @@ def idle_memory(server: str, deflate: bool = False, count: int = IDLE_CONNECTION
     return (after - before) / count, count / elapsed, negotiated
 
 
-def format_table(title: str, columns: Sequence[str], rows: dict[str, list[float | None]],
-                 reference: str = "wsfast", fmt: Callable[[float], str] | None = None,
-                 higher_is_better: bool = True) -> str:
+def format_table(
+    title: str,
+    columns: Sequence[str],
+    rows: dict[str, list[float | None]],
+    reference: str = "wsfast",
+    fmt: Callable[[float], str] | None = None,
+    higher_is_better: bool = True,
+) -> str:
     """A Markdown table; each peer row also shows wsfast / peer (>1 = wsfast ahead)."""
 
     def cell(value: float | None) -> str:
@@ -91,8 +98,12 @@ def format_table(title: str, columns: Sequence[str], rows: dict[str, list[float 
         return f"{value / 1000:.1f}k" if value >= 10000 else f"{value:,.0f}"
 
     ref = rows.get(reference)
-    lines = [f"### {title}", "", "| | " + " | ".join(columns) + " |",
-             "| --- |" + " --- |" * len(columns)]
+    lines = [
+        f"### {title}",
+        "",
+        "| | " + " | ".join(columns) + " |",
+        "| --- |" + " --- |" * len(columns),
+    ]
     for name, values in rows.items():
         cells = []
         for i, value in enumerate(values):
@@ -105,10 +116,14 @@ def format_table(title: str, columns: Sequence[str], rows: dict[str, list[float 
     return "\n".join(lines)
 
 
-def echo_table(targets: Sequence[tuple[str, str, str]], cases: Sequence[tuple[str, int, int, int]],
-               rounds: int, deflate: bool = False, use_uvloop: bool = True,
-               payload_maker: Callable[[int], list[Any]] = payloads_for,
-               ) -> dict[str, list[float | None]]:
+def echo_table(
+    targets: Sequence[tuple[str, str, str]],
+    cases: Sequence[tuple[str, int, int, int]],
+    rounds: int,
+    deflate: bool = False,
+    use_uvloop: bool = True,
+    payload_maker: Callable[[int], list[Any]] = payloads_for,
+) -> dict[str, list[float | None]]:
     """Median msg/s per (row, case); ``targets`` are (row name, server, client).
 
     All servers run at once and the rounds go round-robin over them, so a burst of load from
@@ -123,10 +138,10 @@ def echo_table(targets: Sequence[tuple[str, str, str]], cases: Sequence[tuple[st
     try:
         for row, server, client in targets:
             if server not in procs:
-                procs[server] = peers.ServerProcess(server, deflate=deflate,
-                                                    use_uvloop=use_uvloop)
+                procs[server] = peers.ServerProcess(server, deflate=deflate, use_uvloop=use_uvloop)
             clients[row] = loop.run_until_complete(
-                peers.open_client(client, procs[server].url, deflate))
+                peers.open_client(client, procs[server].url, deflate)
+            )
             samples[row] = {case: [] for case in cases}
             for case in cases:  # warm-up: connection buffers, zlib contexts, caches
                 measure_rate(loop, clients[row], payloads[case], case[2], max(2, case[3] // 10))
@@ -149,8 +164,11 @@ def echo_table(targets: Sequence[tuple[str, str, str]], cases: Sequence[tuple[st
 
 
 def server_targets(servers: Sequence[str], client: str = "picows") -> list[tuple[str, str, str]]:
-    return [(s, s, peers.client_for(s, client)) for s in servers
-            if peers.available(s) and peers.available(peers.client_for(s, client))]
+    return [
+        (s, s, peers.client_for(s, client))
+        for s in servers
+        if peers.available(s) and peers.available(peers.client_for(s, client))
+    ]
 
 
 def client_targets(clients: Sequence[str], server: str = "picows") -> list[tuple[str, str, str]]:
@@ -170,13 +188,18 @@ def memory_table(servers: Sequence[str], rounds: int, use_uvloop: bool = True) -
             if server in peers.DEFLATE_SERVERS:
                 kib, _, negotiated = idle_memory(server, True, use_uvloop=use_uvloop)
                 deflated.append(kib if negotiated == IDLE_CONNECTIONS else float("nan"))
-        rows[server] = [statistics.median(plain),
-                        statistics.median(deflated) if deflated else None,
-                        statistics.median(shakes)]
-    lines = [f"### Server memory per idle connection ({IDLE_CONNECTIONS} connections, RSS delta; "
-             "medians) and sequential handshakes/s", "",
-             "| server | KiB per idle conn | KiB, deflate negotiated | handshakes/s |",
-             "| --- | --- | --- | --- |"]
+        rows[server] = [
+            statistics.median(plain),
+            statistics.median(deflated) if deflated else None,
+            statistics.median(shakes),
+        ]
+    lines = [
+        f"### Server memory per idle connection ({IDLE_CONNECTIONS} connections, RSS delta; "
+        "medians) and sequential handshakes/s",
+        "",
+        "| server | KiB per idle conn | KiB, deflate negotiated | handshakes/s |",
+        "| --- | --- | --- | --- |",
+    ]
     for name, (plain_kib, deflate_kib, rate) in rows.items():
         d = "n/a" if deflate_kib is None else f"{deflate_kib:.1f}"
         lines.append(f"| {name} | {plain_kib:.1f} | {d} | {rate:,.0f} |")
@@ -184,8 +207,9 @@ def memory_table(servers: Sequence[str], rounds: int, use_uvloop: bool = True) -
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--table", action="store_true", help="print Markdown tables of medians")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-uvloop", action="store_true")
@@ -198,23 +222,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     use_uvloop = not args.no_uvloop
     parts = args.only or ["servers", "clients", "memory"]
     columns = [c[0] for c in CASES]
-    loop_name = "uvloop" if use_uvloop else "asyncio"
-    print(f"<!-- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python "
-          f"{sys.version.split()[0]}; {loop_name}; CPU {peers.CPU} for client and server; "
-          f"medians of {args.rounds} rounds -->\n", flush=True)
+    print(peers.describe(args.rounds, use_uvloop) + "\n", flush=True)
     if "servers" in parts:
-        rows = echo_table(server_targets(peers.SERVERS), CASES, args.rounds,
-                          use_uvloop=use_uvloop)
-        print(format_table("Servers (picows client; raw = TCP echo, raw client)", columns, rows),
-              end="\n\n", flush=True)
+        rows = echo_table(server_targets(peers.SERVERS), CASES, args.rounds, use_uvloop=use_uvloop)
+        print(
+            format_table("Servers (picows client; raw = TCP echo, raw client)", columns, rows),
+            end="\n\n",
+            flush=True,
+        )
     if "clients" in parts:
-        rows = echo_table(client_targets(peers.CLIENTS), CASES, args.rounds,
-                          use_uvloop=use_uvloop)
-        print(format_table("Clients (against a picows server)", columns, rows,
-                           reference="wsfast"), end="\n\n", flush=True)
+        rows = echo_table(client_targets(peers.CLIENTS), CASES, args.rounds, use_uvloop=use_uvloop)
+        print(
+            format_table("Clients (against a picows server)", columns, rows, reference="wsfast"),
+            end="\n\n",
+            flush=True,
+        )
     if "memory" in parts:
-        print(memory_table(peers.SERVERS, max(1, min(args.rounds, 3)), use_uvloop),
-              end="\n\n", flush=True)
+        print(
+            memory_table(peers.SERVERS, max(1, min(args.rounds, 3)), use_uvloop),
+            end="\n\n",
+            flush=True,
+        )
 
 
 # -- pytest-benchmark --------------------------------------------------------------------------
@@ -228,22 +256,33 @@ if pytest is not None:
 
     @pytest.mark.parametrize("case", CASES, ids=case_id)
     @pytest.mark.parametrize("server", [s for s in peers.SERVERS if peers.available(s)])
-    def test_server_echo(benchmark: Any, bench_loop: Any, echo_client: Any, server: str,
-                         case: tuple[str, int, int, int]) -> None:
+    def test_server_echo(
+        benchmark: Any,
+        bench_loop: Any,
+        echo_client: Any,
+        server: str,
+        case: tuple[str, int, int, int],
+    ) -> None:
         """One server, driven by a picows client (raw TCP echo by the raw client)."""
         client = echo_client(server, peers.client_for(server), False)
         _run_case(benchmark, bench_loop, client, case)
 
     @pytest.mark.parametrize("case", CASES, ids=case_id)
     @pytest.mark.parametrize("client_name", [c for c in peers.CLIENTS if peers.available(c)])
-    def test_client_echo(benchmark: Any, bench_loop: Any, echo_client: Any, client_name: str,
-                         case: tuple[str, int, int, int]) -> None:
+    def test_client_echo(
+        benchmark: Any,
+        bench_loop: Any,
+        echo_client: Any,
+        client_name: str,
+        case: tuple[str, int, int, int],
+    ) -> None:
         """One client library against a picows server."""
         client = echo_client("picows", client_name, False)
         _run_case(benchmark, bench_loop, client, case)
 
-    @pytest.mark.parametrize("server", [s for s in peers.SERVERS
-                                        if s != "raw" and peers.available(s)])
+    @pytest.mark.parametrize(
+        "server", [s for s in peers.SERVERS if s != "raw" and peers.available(s)]
+    )
     def test_idle_memory(benchmark: Any, server: str) -> None:
         """KiB per idle connection in ``extra_info``; the time is 500 sequential handshakes."""
         result: dict[str, float] = {}
@@ -256,13 +295,15 @@ if pytest is not None:
         benchmark.pedantic(run, rounds=3, iterations=1)
         benchmark.extra_info.update(result)
 
-    def _run_case(benchmark: Any, loop: Any, client: Any, case: tuple[str, int, int, int]
-                  ) -> None:
+    def _run_case(benchmark: Any, loop: Any, client: Any, case: tuple[str, int, int, int]) -> None:
         label, size, window, count = case
         payloads = payloads_for(size)
         loop.run_until_complete(client.echo(payloads, max(2, count // 10), window))
-        benchmark.pedantic(lambda: loop.run_until_complete(client.echo(payloads, count, window)),
-                           rounds=5, iterations=1)
+        benchmark.pedantic(
+            lambda: loop.run_until_complete(client.echo(payloads, count, window)),
+            rounds=5,
+            iterations=1,
+        )
         benchmark.extra_info["messages"] = count
         benchmark.extra_info["msg_per_s (median)"] = count / benchmark.stats.stats.median
 

@@ -23,8 +23,11 @@ import peers  # noqa: E402
 
 
 def pytest_addoption(parser: Any) -> None:
-    parser.addoption("--bench-no-uvloop", action="store_true",
-                     help="run the echo benchmarks on asyncio's own loop instead of uvloop")
+    parser.addoption(
+        "--bench-no-uvloop",
+        action="store_true",
+        help="run the echo benchmarks on asyncio's own loop instead of uvloop",
+    )
 
 
 def pytest_collect_file(file_path: Path, parent: Any) -> Any:
@@ -64,8 +67,9 @@ def echo_client(bench_loop: asyncio.AbstractEventLoop, use_uvloop: bool) -> Iter
         key = (server, client, deflate)
         if key not in clients:
             if (server, deflate) not in procs:
-                procs[server, deflate] = peers.ServerProcess(server, deflate=deflate,
-                                                             use_uvloop=use_uvloop)
+                procs[server, deflate] = peers.ServerProcess(
+                    server, deflate=deflate, use_uvloop=use_uvloop
+                )
             url = procs[server, deflate].url
             clients[key] = bench_loop.run_until_complete(peers.open_client(client, url, deflate))
         return clients[key]

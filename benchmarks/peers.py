@@ -35,6 +35,7 @@ __all__ = [
     "DEFLATE_SERVERS",
     "CLIENTS",
     "available",
+    "describe",
     "new_loop",
     "pin_to_cpu",
     "ServerProcess",
@@ -44,8 +45,11 @@ __all__ = [
 ]
 
 HOST = "127.0.0.1"
-SERVERS = ("raw", "wsfast", "wsfast-serve", "websockets", "aiohttp", "picows")
-DEFLATE_SERVERS = ("wsfast", "wsfast-serve", "websockets", "aiohttp")
+# wsfast-fallback: the wsfast server with its native speedups switched off by the variables.
+_SPEEDUPS = importlib.util.find_spec("wsfast_bufferutil") is not None
+_FALLBACK = ("wsfast-fallback",) if _SPEEDUPS else ()
+SERVERS = ("raw", "wsfast", *_FALLBACK, "wsfast-serve", "websockets", "aiohttp", "picows")
+DEFLATE_SERVERS = ("wsfast", *_FALLBACK, "wsfast-serve", "websockets", "aiohttp")
 CLIENTS = ("picows", "wsfast", "wsfast-recv", "websockets", "aiohttp")
 MAX_SIZE = 64 * 1024 * 1024  # above every benchmarked message, so no peer refuses 1 MiB
 CPU = os.environ.get("WSFAST_BENCH_CPU", "0")
@@ -53,6 +57,7 @@ CPU = os.environ.get("WSFAST_BENCH_CPU", "0")
 _MODULES = {
     "raw": None,
     "wsfast": "wsfast",
+    "wsfast-fallback": "wsfast",
     "wsfast-serve": "wsfast",
     "wsfast-recv": "wsfast",
     "websockets": "websockets",
@@ -82,6 +87,26 @@ def pin_to_cpu(cpu: str = CPU) -> None:
         os.sched_setaffinity(0, {int(cpu)})
 
 
+def describe(rounds: int, use_uvloop: bool) -> str:
+    """One comment line naming the conditions of a table: versions, loop, speedups, rounds."""
+    from importlib import metadata
+
+    versions = []
+    for dist in ("wsfast", "websockets", "aiohttp", "picows", "uvloop"):
+        try:
+            versions.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    import wsfast
+
+    loop = "uvloop" if use_uvloop and importlib.util.find_spec("uvloop") else "asyncio"
+    return (
+        f"<!-- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python "
+        f"{sys.version.split()[0]}; {', '.join(versions)}; {loop}; wsfast speedups "
+        f"{wsfast.speedups()}; client and servers on CPU {CPU}; medians of {rounds} rounds -->"
+    )
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of process ``pid`` in KiB (Linux)."""
     with open(f"/proc/{pid}/status") as status:
@@ -109,8 +134,9 @@ async def _serve_raw(deflate: bool) -> tuple[int, Any]:
 async def _serve_wsfast(deflate: bool) -> tuple[int, Any]:
     import wsfast
 
-    server = wsfast.WebSocketServer(port=0, host=HOST, per_message_deflate=deflate,
-                                    max_payload=MAX_SIZE)
+    server = wsfast.WebSocketServer(
+        port=0, host=HOST, per_message_deflate=deflate, max_payload=MAX_SIZE
+    )
 
     def connection(ws: Any, request: Any) -> None:
         ws.on("message", lambda data, is_binary: ws.send(data, binary=is_binary))
@@ -127,8 +153,7 @@ async def _serve_wsfast_serve(deflate: bool) -> tuple[int, Any]:
         async for message in ws:
             await ws.send(message)
 
-    server = await wsfast.serve(handler, HOST, 0, per_message_deflate=deflate,
-                                max_payload=MAX_SIZE)
+    server = await wsfast.serve(handler, HOST, 0, per_message_deflate=deflate, max_payload=MAX_SIZE)
     return server.address()[1], server
 
 
@@ -139,8 +164,15 @@ async def _serve_websockets(deflate: bool) -> tuple[int, Any]:
         async for message in ws:
             await ws.send(message)
 
-    server = await serve(handler, HOST, 0, compression="deflate" if deflate else None,
-                         max_size=MAX_SIZE, max_queue=None, ping_interval=None)
+    server = await serve(
+        handler,
+        HOST,
+        0,
+        compression="deflate" if deflate else None,
+        max_size=MAX_SIZE,
+        max_queue=None,
+        ping_interval=None,
+    )
     return server.sockets[0].getsockname()[1], server
 
 
@@ -189,6 +221,7 @@ async def _serve_picows(deflate: bool) -> tuple[int, Any]:
 _SERVE = {
     "raw": _serve_raw,
     "wsfast": _serve_wsfast,
+    "wsfast-fallback": _serve_wsfast,
     "wsfast-serve": _serve_wsfast_serve,
     "websockets": _serve_websockets,
     "aiohttp": _serve_aiohttp,
@@ -205,6 +238,8 @@ def server_main(argv: Sequence[str]) -> None:
     """``peers.py server NAME [--deflate] [--no-uvloop]``: serve until stdin closes."""
     name = argv[0]
     deflate = "--deflate" in argv
+    if name == "wsfast-fallback":
+        os.environ["WSFAST_NO_BUFFER_UTIL"] = os.environ["WSFAST_NO_UTF_8_VALIDATE"] = "1"
     if not os.environ.get("WSFAST_BENCH_VERBOSE"):
         # Idle connections are dropped without a close frame at the end of the memory figure;
         # the servers' reports of that would bury the tables.
@@ -233,8 +268,14 @@ def server_main(argv: Sequence[str]) -> None:
 class ServerProcess:
     """A benchmark server in a subprocess pinned with ``taskset``; ``.port``, ``.pid``."""
 
-    def __init__(self, name: str, deflate: bool = False, use_uvloop: bool = True,
-                 cpu: str = CPU) -> None:
+    def __init__(
+        self,
+        name: str,
+        deflate: bool = False,
+        use_uvloop: bool = True,
+        cpu: str = CPU,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         args = [sys.executable, os.path.abspath(__file__), "server", name]
         if deflate:
@@ -243,8 +284,13 @@ class ServerProcess:
             args.append("--no-uvloop")
         if cpu != "":
             args = ["taskset", "-c", cpu, *args]
-        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True)
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=None if env is None else {**os.environ, **env},
+        )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line.startswith("PORT "):
@@ -406,8 +452,13 @@ class WebsocketsClient(_AwaitClient):
     async def connect(self, url: str, deflate: bool) -> None:
         from websockets.asyncio.client import connect
 
-        self.ws = await connect(url, compression="deflate" if deflate else None,
-                                max_size=MAX_SIZE, max_queue=None, ping_interval=None)
+        self.ws = await connect(
+            url,
+            compression="deflate" if deflate else None,
+            max_size=MAX_SIZE,
+            max_queue=None,
+            ping_interval=None,
+        )
         self._send = self.ws.send  # type: ignore[method-assign]
         self._recv = self.ws.recv  # type: ignore[method-assign]
 
@@ -422,8 +473,9 @@ class AiohttpClient(_AwaitClient):
         import aiohttp
 
         self.session = aiohttp.ClientSession()
-        self.ws = await self.session.ws_connect(url, compress=15 if deflate else 0,
-                                                max_msg_size=MAX_SIZE, autoping=True)
+        self.ws = await self.session.ws_connect(
+            url, compress=15 if deflate else 0, max_msg_size=MAX_SIZE, autoping=True
+        )
         self._recv = self.ws.receive  # type: ignore[method-assign]
 
     async def _send(self, payload: Any) -> None:
@@ -501,15 +553,19 @@ _REQUEST = (
 )
 
 
-def open_idle(port: int, count: int, deflate: bool = False, timeout: float = 10.0
-              ) -> tuple[list[socket.socket], int]:
+def open_idle(
+    port: int, count: int, deflate: bool = False, timeout: float = 10.0
+) -> tuple[list[socket.socket], int]:
     """Open ``count`` WebSocket connections by hand and leave them idle.
 
     Returns the sockets (close them to end the connections) and how many responses accepted
     permessage-deflate. The same bytes reach every server, so only the server differs.
     """
-    extra = ("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-             if deflate else "")
+    extra = (
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        if deflate
+        else ""
+    )
     request = _REQUEST.format(host=HOST, port=port, extra=extra).encode()
     sockets: list[socket.socket] = []
     negotiated = 0
