@@ -85,6 +85,8 @@ async def http_get(port: int, raw: bytes) -> bytes:
 async def test_one_port_serves_a_page_and_the_websocket() -> None:
     wss = WebSocketServer(no_server=True)
     wss.on("connection", echo)
+    requests: list[Request] = []
+    wss.on("connection", lambda ws, request: requests.append(request))
     async with page_and_websocket(wss) as port:
         answer = await http_get(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
@@ -98,6 +100,9 @@ async def test_one_port_serves_a_page_and_the_websocket() -> None:
         await ws.send("after gc")
         assert await within(ws.recv()) == "after gc"
         assert len(wss.clients) == 1
+        assert ws.transport is not None
+        assert requests[0].remote_address == ws.transport.get_extra_info("sockname")
+        assert requests[0].path == "/ws"
         ws.close()
         await within(ws.wait_closed())
         assert ws.close_code == 1005
