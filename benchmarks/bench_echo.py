@@ -25,7 +25,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import peers  # noqa: E402
 
-__all__ = ["CASES", "measure_rate", "idle_memory", "format_table", "main"]
+__all__ = [
+    "CASES",
+    "measure_rate",
+    "idle_memory",
+    "format_table",
+    "echo_table",
+    "run_case",
+    "idle_memory_benchmark",
+    "main",
+]
 
 # (label, payload size, messages in flight, messages per batch)
 CASES: tuple[tuple[str, int, int, int], ...] = (
@@ -152,13 +161,7 @@ def echo_table(
                     rate = measure_rate(loop, clients[row], payloads[case], case[2], case[3])
                     samples[row][case].append(rate)
     finally:
-        for client in clients.values():
-            try:
-                loop.run_until_complete(asyncio.wait_for(client.close(), 5))
-            except Exception:
-                pass
-        for proc in procs.values():
-            proc.close()
+        peers.close_all(loop, clients.values(), procs.values())
         loop.close()
     return {row: [statistics.median(samples[row][case]) for case in cases] for row in samples}
 
@@ -245,6 +248,34 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
 
+def run_case(
+    benchmark: Any, loop: Any, client: Any, payloads: Sequence[Any], window: int, count: int
+) -> None:
+    """pytest-benchmark one batch of ``count`` echoes, after a warm-up batch."""
+    loop.run_until_complete(client.echo(payloads, max(2, count // 10), window))
+    benchmark.pedantic(
+        lambda: loop.run_until_complete(client.echo(payloads, count, window)),
+        rounds=5,
+        iterations=1,
+    )
+    benchmark.extra_info["messages"] = count
+    benchmark.extra_info["msg_per_s (median)"] = count / benchmark.stats.stats.median
+
+
+def idle_memory_benchmark(benchmark: Any, server: str, deflate: bool) -> None:
+    """KiB per idle connection in ``extra_info``; the time is 500 sequential handshakes."""
+    result: dict[str, float] = {}
+
+    def run() -> None:
+        kib, rate, negotiated = idle_memory(server, deflate)
+        assert negotiated == (IDLE_CONNECTIONS if deflate else 0), "deflate negotiation"
+        result["kib_per_conn"] = kib
+        result["handshakes_per_s"] = rate
+
+    benchmark.pedantic(run, rounds=3, iterations=1)
+    benchmark.extra_info.update(result)
+
+
 # -- pytest-benchmark --------------------------------------------------------------------------
 
 try:
@@ -265,7 +296,7 @@ if pytest is not None:
     ) -> None:
         """One server, driven by a picows client (raw TCP echo by the raw client)."""
         client = echo_client(server, peers.client_for(server), False)
-        _run_case(benchmark, bench_loop, client, case)
+        run_case(benchmark, bench_loop, client, payloads_for(case[1]), case[2], case[3])
 
     @pytest.mark.parametrize("case", CASES, ids=case_id)
     @pytest.mark.parametrize("client_name", [c for c in peers.CLIENTS if peers.available(c)])
@@ -278,34 +309,14 @@ if pytest is not None:
     ) -> None:
         """One client library against a picows server."""
         client = echo_client("picows", client_name, False)
-        _run_case(benchmark, bench_loop, client, case)
+        run_case(benchmark, bench_loop, client, payloads_for(case[1]), case[2], case[3])
 
     @pytest.mark.parametrize(
         "server", [s for s in peers.SERVERS if s != "raw" and peers.available(s)]
     )
     def test_idle_memory(benchmark: Any, server: str) -> None:
         """KiB per idle connection in ``extra_info``; the time is 500 sequential handshakes."""
-        result: dict[str, float] = {}
-
-        def run() -> None:
-            kib, rate, _ = idle_memory(server, False)
-            result["kib_per_conn"] = kib
-            result["handshakes_per_s"] = rate
-
-        benchmark.pedantic(run, rounds=3, iterations=1)
-        benchmark.extra_info.update(result)
-
-    def _run_case(benchmark: Any, loop: Any, client: Any, case: tuple[str, int, int, int]) -> None:
-        label, size, window, count = case
-        payloads = payloads_for(size)
-        loop.run_until_complete(client.echo(payloads, max(2, count // 10), window))
-        benchmark.pedantic(
-            lambda: loop.run_until_complete(client.echo(payloads, count, window)),
-            rounds=5,
-            iterations=1,
-        )
-        benchmark.extra_info["messages"] = count
-        benchmark.extra_info["msg_per_s (median)"] = count / benchmark.stats.stats.median
+        idle_memory_benchmark(benchmark, server, False)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import peers  # noqa: E402
 from bench_deflate_core import random_payload, text_payload  # noqa: E402
-from bench_echo import echo_table, format_table, idle_memory  # noqa: E402
+from bench_echo import echo_table, format_table, idle_memory_benchmark, run_case  # noqa: E402
 
 __all__ = ["CASES", "KINDS", "make_payloads", "main"]
 
@@ -108,30 +108,12 @@ if pytest is not None:
     ) -> None:
         """One server with permessage-deflate negotiated, driven by an aiohttp client."""
         client = echo_client(server, CLIENT, True)
-        payloads = make_payloads(kind, case[1])
-        label, size, window, count = case
-        bench_loop.run_until_complete(client.echo(payloads, max(2, count // 10), window))
-        benchmark.pedantic(
-            lambda: bench_loop.run_until_complete(client.echo(payloads, count, window)),
-            rounds=5,
-            iterations=1,
-        )
-        benchmark.extra_info["messages"] = count
-        benchmark.extra_info["msg_per_s (median)"] = count / benchmark.stats.stats.median
+        run_case(benchmark, bench_loop, client, make_payloads(kind, case[1]), case[2], case[3])
 
     @pytest.mark.parametrize("server", [s for s in peers.DEFLATE_SERVERS if peers.available(s)])
     def test_idle_memory_deflate(benchmark: Any, server: str) -> None:
         """KiB per idle connection with permessage-deflate negotiated, in ``extra_info``."""
-        result: dict[str, float] = {}
-
-        def run() -> None:
-            kib, rate, negotiated = idle_memory(server, True)
-            assert negotiated, "permessage-deflate was not negotiated"
-            result["kib_per_conn"] = kib
-            result["handshakes_per_s"] = rate
-
-        benchmark.pedantic(run, rounds=3, iterations=1)
-        benchmark.extra_info.update(result)
+        idle_memory_benchmark(benchmark, server, True)
 
 
 if __name__ == "__main__":

@@ -75,10 +75,4 @@ def echo_client(bench_loop: asyncio.AbstractEventLoop, use_uvloop: bool) -> Iter
         return clients[key]
 
     yield get
-    for client in clients.values():
-        try:
-            bench_loop.run_until_complete(asyncio.wait_for(client.close(), 5))
-        except Exception:
-            pass
-    for proc in procs.values():
-        proc.close()
+    peers.close_all(bench_loop, clients.values(), procs.values())

@@ -39,6 +39,7 @@ __all__ = [
     "new_loop",
     "pin_to_cpu",
     "ServerProcess",
+    "close_all",
     "open_client",
     "open_idle",
     "rss_kib",
@@ -543,6 +544,17 @@ async def open_client(name: str, url: str, deflate: bool = False) -> Any:
 def client_for(server: str, preferred: str = "picows") -> str:
     """The client that drives ``server``: ``raw`` for the raw echo, else ``preferred``."""
     return "raw" if server == "raw" else preferred
+
+
+def close_all(loop: asyncio.AbstractEventLoop, clients: Any, procs: Any) -> None:
+    """Close the clients (best effort: a server may be gone already), then stop the servers."""
+    for client in clients:
+        try:
+            loop.run_until_complete(asyncio.wait_for(client.close(), 5))
+        except Exception:
+            pass
+    for proc in procs:
+        proc.close()
 
 
 # -- idle connections for the memory figure ----------------------------------------------------
