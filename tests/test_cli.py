@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import io
 import os
 import re
 import shutil
 import ssl
 import subprocess
 import sys
+import types
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -360,3 +363,67 @@ def test_console_script_entry_point_resolves() -> None:
     module_name, _, attr = scripts["wsfast"].partition(":")
     entry = getattr(importlib.import_module(module_name), attr)
     assert entry(["info"]) == 0
+
+
+# -- the same commands in this process (a worker thread runs their event loop) ----------------
+
+
+async def test_in_process_execute_and_interactive(
+    echo_server: wsfast.WebSocketServer, capsys: Any, monkeypatch: Any
+) -> None:
+    from wsfast import cli
+
+    url = url_of(echo_server)
+    code = await asyncio.to_thread(cli.main, ["connect", url, "-x", "in process", "--no-deflate"])
+    assert code == 0 and capsys.readouterr().out == "in process\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("one\ntwo\n"))
+    code = await asyncio.to_thread(cli.main, ["connect", url, "-P", "-H", "X-A: b"])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.out == "< one\n< two\n"
+    assert "disconnected (code: 1000)" in captured.err
+
+
+async def test_in_process_binary_and_failures(make_server: Any, capsys: Any) -> None:
+    from wsfast import cli
+
+    server = await make_server()
+    server.on(
+        "connection", lambda ws, request: ws.on("message", lambda d, b: ws.send(b"\x00" * 40))
+    )
+    code = await asyncio.to_thread(cli.main, ["connect", url_of(server), "-x", "binary please"])
+    assert code == 0
+    assert capsys.readouterr().out == "<binary, 40 bytes: " + " ".join(["00"] * 32) + " ...>\n"
+    code = await asyncio.to_thread(cli.main, ["connect", "ftp://nope/", "-x", "hi"])
+    assert code == 2 and "error:" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        await asyncio.to_thread(cli.main, ["connect", url_of(server), "-H", "bad"])
+
+
+def test_in_process_info_and_bench(capsys: Any, monkeypatch: Any) -> None:
+    from wsfast import cli
+
+    assert cli.main(["info"]) == 0
+    assert "speedup bufferutil:" in capsys.readouterr().out
+    echo = types.ModuleType("wsfast._bench_echo")
+
+    async def run() -> None:
+        print("async bench ran")
+
+    echo.run = run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "wsfast._bench_echo", echo)
+    monkeypatch.setitem(sys.modules, "wsfast._bench_speedups", None)
+    assert cli.main(["bench"]) == 0
+    captured = capsys.readouterr()
+    assert "async bench ran" in captured.out and "note: skipped" in captured.err
+    assert "is not part of this installation" in captured.err
+
+    real_import = importlib.import_module
+
+    def import_module(name: str) -> Any:
+        if name == "wsfast._bench_speedups":  # present, but a dependency of it is missing
+            raise ImportError("No module named 'picows'", name="picows")
+        return real_import(name)
+
+    monkeypatch.setattr(cli.importlib, "import_module", import_module)
+    assert cli.main(["bench"]) == 0
+    assert "could not be imported (No module named 'picows')" in capsys.readouterr().err

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .exceptions import ConnectionClosed
 from .websocket import WebSocket
 
 __all__ = ["create_websocket_stream", "WebSocketStreamWriter"]
@@ -38,10 +37,6 @@ class _PauseAdapter:
     def resume_reading(self) -> None:
         if self.ws.is_paused:
             self.ws.resume()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        transport = self.ws.transport
-        return default if transport is None else transport.get_extra_info(name, default)
 
 
 class WebSocketStreamWriter:
@@ -118,10 +113,9 @@ class WebSocketStreamWriter:
         if ws.ready_state == WebSocket.CLOSED:
             raise ConnectionResetError("Connection lost")
         if last is not None:
-            try:
-                await last
-            except ConnectionClosed as exc:
-                raise ConnectionResetError("Connection lost") from exc
+            # send() made while OPEN returns a future resolved once the transport drained (or
+            # the connection is gone), never an error.
+            await last
 
     def can_write_eof(self) -> bool:
         """True: :meth:`write_eof` sends the close frame."""
