@@ -287,3 +287,51 @@ async def test_unexpected_response_body_without_content_length_reads_to_the_end(
         response = await within(got)
         assert response.status == 500
         assert await response.read() == b"part one, part two"
+
+
+async def test_credentials_dropped_on_a_wss_to_ws_downgrade_of_the_same_host(tmp_path: Any) -> None:
+    # One host:port name, two real servers: the create_connection hook sends wss:// to a TLS
+    # redirecting server and ws:// to a plain one, so only the scheme changes (ws' rule).
+    from certs import client_context, make_certs, server_context
+
+    certs = make_certs(tmp_path)
+    async with routed_server({"/plain": accept}) as (plain_port, plain_seen):
+        tls_seen: list[handshake.Request] = []
+
+        async def tls_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            tls_seen.append(await read_request(reader))
+            writer.write(redirect("ws://service.test:8443/plain"))
+            await reader.read()
+
+        tls_server = await asyncio.start_server(
+            tls_handler, "127.0.0.1", 0, ssl=server_context(certs)
+        )
+        tls_port = tls_server.sockets[0].getsockname()[1]
+
+        async def opener(factory: Any, url: Any, ssl_context: Any) -> Any:
+            loop = asyncio.get_running_loop()
+            if ssl_context is None:
+                return await loop.create_connection(factory, "127.0.0.1", plain_port)
+            return await loop.create_connection(
+                factory, "127.0.0.1", tls_port, ssl=ssl_context, server_hostname="localhost"
+            )
+
+        try:
+            ws = wsfast.WebSocket(
+                "wss://service.test:8443/",
+                follow_redirects=True,
+                headers=SECRET_HEADERS,
+                ssl=client_context(certs),
+                create_connection=opener,
+            )
+            await within(ws.wait_open())
+            ws.terminate()
+        finally:
+            tls_server.close()
+            await tls_server.wait_closed()
+        assert tls_seen[0].headers["authorization"] == "Bearer secret"
+        (request,) = plain_seen
+        assert request.headers["host"] == "service.test:8443"  # the same host, plain text
+        assert "authorization" not in request.headers
+        assert "cookie" not in request.headers
+        assert request.headers["x-trace"] == "t1"
