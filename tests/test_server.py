@@ -587,3 +587,71 @@ async def test_path_mismatch_is_answered_without_ws_client_error(
     status, _, body = await peer.read_response()
     assert (status, body) == (400, b"Bad Request")
     assert errors.events == []
+
+
+async def test_server_closed_during_async_verify_answers_503(
+    make_server: MakeServer, raw_peer: RawConnect
+) -> None:
+    started = asyncio.Event()
+    proceed = asyncio.Event()
+
+    async def verify(info: Any) -> bool:
+        started.set()
+        await proceed.wait()
+        return True
+
+    server = await make_server(verify_client=verify)
+    connections = Recorder(server, "connection")
+    peer = await raw_peer(server, upgrade_request())
+    await wait_for(started.wait())
+    closing = server.close()
+    proceed.set()
+    status, _, _ = await peer.read_response()
+    assert status == 503
+    await wait_for(closing)
+    assert connections.events == []
+
+
+async def test_peer_gone_during_async_verify(
+    make_server: MakeServer, raw_peer: RawConnect, make_client: MakeClient
+) -> None:
+    started = asyncio.Event()
+
+    async def verify(info: Any) -> bool:
+        started.set()
+        await asyncio.sleep(scaled(0.1))
+        return True
+
+    server = await make_server(verify_client=verify)
+    server.on("connection", echo)
+    connections = Recorder(server, "connection", "error")
+    peer = await raw_peer(server, upgrade_request())
+    await wait_for(started.wait())
+    peer.writer.transport.abort()
+    # The reset may go unnoticed while reading is paused for verify_client (ws' socket is
+    # paused too): a connection that still opens must then close, and nothing may leak.
+    await settle(0.2)
+    await until(lambda: not server.clients)
+    assert connections.of("error") == []
+    for ws, _ in connections.of("connection"):
+        await wait_for(ws.wait_closed())
+        assert ws.close_code == 1006
+    client = await make_client(url_of(server))  # the server carries on
+    await client.send("ok")
+    assert await wait_for(client.recv()) == "ok"
+
+
+async def test_headers_listener_that_raises_is_logged(
+    make_server: MakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await make_server()
+
+    def bad(lines: list[str], request: Any) -> None:
+        raise RuntimeError("headers bug")
+
+    server.on("headers", bad)
+    with caplog.at_level(logging.ERROR, logger="wsfast"):
+        ws, events = await client_events(url_of(server))
+    assert events.names() == ["upgrade", "open"]
+    assert "headers bug" in caplog.text
+    ws.terminate()
