@@ -43,6 +43,17 @@ _NO_SKIP_FILES = {
 }
 
 
+#: pytest-timeout's limit for one test of this suite, before scaling.
+TEST_TIMEOUT = 60.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A hung test of this suite fails after TEST_TIMEOUT * factor seconds (pytest-timeout).
+    for item in items:
+        if Path(str(item.fspath)).name in _NO_SKIP_FILES and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(scaled(TEST_TIMEOUT)))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     outcome = yield
