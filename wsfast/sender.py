@@ -61,6 +61,8 @@ def frame(
     mask: bytes | None = None,
 ) -> bytes | bytearray:
     """Serialise one frame. ``mask`` is the 4-byte masking key, or None for an unmasked frame."""
+    if type(data) is not bytes and type(data) is not bytearray:
+        data = _byte_buffer(data)
     length = len(data)
     header = frame_header(length, opcode, fin, rsv1, mask is not None)
     if mask is None:
@@ -78,6 +80,17 @@ def frame(
     if length:
         mask_into(data, mask, out, start, length)
     return out
+
+
+def _byte_buffer(data: Any) -> Any:
+    """``data`` as a buffer whose len() counts bytes, as the frame length does: str is encoded,
+    and a buffer of multi-byte items (``array('H')``, ``memoryview.cast('I')``) is viewed as
+    bytes; len() of those counts items, which framed a wrong length or truncated the payload."""
+    if type(data) is bytes or type(data) is bytearray:
+        return data
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    return memoryview(data).cast("B")
 
 
 def close_payload(code: int | None, reason: str | bytes = "") -> bytes:
@@ -127,8 +140,7 @@ class Sender:
         mask: bool | None = None,
     ) -> bytes | bytearray:
         """Frame one data message, or one fragment of it when ``fin`` is False."""
-        if isinstance(data, str):
-            data = data.encode("utf-8")
+        data = _byte_buffer(data)
         first = self._first_fragment
         opcode = (OP_BINARY if binary else OP_TEXT) if first else OP_CONTINUATION
         rsv1 = False
@@ -158,8 +170,7 @@ class Sender:
         return frame(close_payload(code, reason), OP_CLOSE, mask=self._mask_for(None))
 
     def _control(self, opcode: int, data: Any, mask: bool | None) -> bytes | bytearray:
-        if isinstance(data, str):
-            data = data.encode("utf-8")
+        data = _byte_buffer(data)
         if len(data) > 125:
             raise WebSocketError(
                 "The data size must not be greater than 125 bytes",
