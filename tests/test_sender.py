@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import array
+from typing import Any
+
 import pytest
 from conftest import MASK
 
@@ -188,3 +191,40 @@ def test_sender_output_parses_back(size: int, is_client: bool) -> None:
     text = "é" * (size // 2)
     receiver.feed(bytes(sender.message(data, True)) + bytes(sender.message(text, False)))
     assert received == [(data, True), (text, False)]
+
+
+def _multibyte_buffers() -> list[Any]:
+    return [
+        array.array("H", [0x0102, 0x0304]),
+        memoryview(array.array("i", [1, -1])),
+        memoryview(bytes(range(8))).cast("I"),
+    ]
+
+
+@pytest.mark.parametrize("mask", [None, MASK], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("data", _multibyte_buffers(), ids=["array-H", "array-i", "cast-I"])
+def test_frame_counts_bytes_of_multibyte_buffers(data: Any, mask: bytes | None) -> None:
+    # The length on the wire is in bytes: len() of array('H') counts items.
+    raw = memoryview(data).tobytes()
+    assert bytes(frame(data, OP_BINARY, mask=mask)) == bytes(frame(raw, OP_BINARY, mask=mask))
+
+
+@pytest.mark.parametrize("data", _multibyte_buffers(), ids=["array-H", "array-i", "cast-I"])
+@pytest.mark.parametrize("is_client", [True, False], ids=["client", "server"])
+def test_sender_multibyte_buffers(data: Any, is_client: bool) -> None:
+    raw = memoryview(data).tobytes()
+    received: list[Any] = []
+    receiver = Receiver(
+        is_server=is_client,
+        on_message=lambda d, b: received.append(d),
+        on_ping=received.append,
+    )
+    sender = Sender(is_client=is_client)
+    receiver.feed(bytes(sender.message(data, True)) + bytes(sender.ping(data)))
+    assert received == [raw, raw]
+
+
+def test_sender_control_limit_counts_bytes() -> None:
+    sender = Sender(is_client=False)
+    with pytest.raises(WebSocketError):
+        sender.ping(array.array("i", range(32)))  # 32 items, 128 bytes
