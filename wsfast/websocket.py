@@ -81,6 +81,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         headers: Mapping[str, str] | None = None,
         protocol_version: int = 13,
         max_payload: int = 100 * 1024 * 1024,
+        max_fragments: int = 0,
         follow_redirects: bool = False,
         max_redirects: int = 10,
         skip_utf8_validation: bool = False,
@@ -105,6 +106,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._binary_type = binary_type
         self._auto_pong = auto_pong
         self._max_payload = max_payload
+        self._max_fragments = max_fragments
         self._skip_utf8_validation = skip_utf8_validation
         self._close_timeout = close_timeout
         self._generate_mask = generate_mask
@@ -252,6 +254,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._receiver = Receiver(
             is_server=self._is_server,
             max_payload=self._max_payload,
+            max_fragments=self._max_fragments,
             deflate=deflate,
             skip_utf8_validation=self._skip_utf8_validation,
             binary_type=self._binary_type,

@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import logging
 import os
+import socket
 import ssl as ssl_module
 import stat
 from collections.abc import Callable, Generator, Mapping
@@ -127,6 +128,7 @@ class WebSocketServer(EventEmitter):
         backlog: int = 511,
         per_message_deflate: bool | Mapping[str, Any] = False,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        max_fragments: int = 0,
         verify_client: Callable[..., Any] | None = None,
         handle_protocols: Callable[..., Any] | None = None,
         client_tracking: bool = True,
@@ -158,6 +160,7 @@ class WebSocketServer(EventEmitter):
             "backlog": backlog,
             "per_message_deflate": per_message_deflate,
             "max_payload": max_payload,
+            "max_fragments": max_fragments,
             "verify_client": verify_client,
             "handle_protocols": handle_protocols,
             "client_tracking": client_tracking,
@@ -201,6 +204,20 @@ class WebSocketServer(EventEmitter):
                 self._server = await self._loop.create_unix_server(
                     lambda: _RequestReader(self),
                     options["unix_path"],
+                    backlog=options["backlog"],
+                    ssl=options["ssl"],
+                    ssl_handshake_timeout=tls_timeout,
+                )
+            elif options["sock"] is None and options["host"] is None:
+                # Node listens on one dual-stack socket when no host is given; asyncio would
+                # open one socket per address family, each with its own port when port is 0,
+                # and address() could only report one of them.
+                sock = _any_address_socket(
+                    options["port"], options["reuse_port"], options["backlog"]
+                )
+                self._server = await self._loop.create_server(
+                    lambda: _RequestReader(self),
+                    sock=sock,
                     backlog=options["backlog"],
                     ssl=options["ssl"],
                     ssl_handshake_timeout=tls_timeout,
@@ -516,6 +533,7 @@ class WebSocketServer(EventEmitter):
         ws = WebSocket(
             None,
             max_payload=options["max_payload"],
+            max_fragments=options["max_fragments"],
             skip_utf8_validation=options["skip_utf8_validation"],
             auto_pong=options["auto_pong"],
             close_timeout=options["close_timeout"],
@@ -540,6 +558,19 @@ def _is_socket(path: Any) -> bool:
         return stat.S_ISSOCK(os.stat(path).st_mode)
     except OSError:
         return False
+
+
+def _any_address_socket(port: int, reuse_port: bool | None, backlog: int) -> socket.socket:
+    """A listening socket on every address: IPv6 dual-stack where the system has it."""
+    if socket.has_dualstack_ipv6():
+        return socket.create_server(
+            ("", port),
+            family=socket.AF_INET6,
+            dualstack_ipv6=True,
+            reuse_port=bool(reuse_port),
+            backlog=backlog,
+        )
+    return socket.create_server(("", port), reuse_port=bool(reuse_port), backlog=backlog)
 
 
 def _arity(func: Callable[..., Any]) -> int:
