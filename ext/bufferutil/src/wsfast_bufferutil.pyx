@@ -1,0 +1,165 @@
+# cython: language_level=3, binding=False, boundscheck=False, wraparound=False
+# cython: initializedcheck=False, embedsignature=True
+"""Native WebSocket masking for wsfast, the twin of ws' optional ``bufferutil`` addon.
+
+``mask`` and ``unmask`` accept any object with the buffer protocol. ``bytes``/``bytearray``
+arguments skip the buffer protocol altogether: at 16 bytes acquiring and releasing a buffer
+costs more than the XOR itself.
+"""
+
+from libc.stdint cimport uint32_t
+from libc.string cimport memcpy
+
+cdef extern from "Python.h":
+    # Declared without an exception spec: a failure is inspected (BufferError -> TypeError)
+    # rather than propagated as is.
+    int _get_buffer "PyObject_GetBuffer"(object obj, Py_buffer *view, int flags)
+    void PyBuffer_Release(Py_buffer *view)
+    enum:
+        PyBUF_SIMPLE
+        PyBUF_WRITABLE
+    bint PyBytes_CheckExact(object o)
+    bint PyByteArray_CheckExact(object o)
+    char *PyBytes_AS_STRING(object o)
+    Py_ssize_t PyBytes_GET_SIZE(object o)
+    char *PyByteArray_AS_STRING(object o)
+    Py_ssize_t PyByteArray_GET_SIZE(object o)
+    Py_ssize_t PyNumber_AsSsize_t(object o, object exc) except? -1
+    int PyErr_ExceptionMatches(object exc)
+    void PyErr_Clear()
+    void *PyMem_Malloc(size_t n)
+    void PyMem_Free(void *p)
+
+cdef extern from "wsfast_mask.h":
+    ctypedef void (*wsf_mask_fn)(const unsigned char *src, unsigned char *dst, size_t n,
+                                 uint32_t key) noexcept nogil
+    wsf_mask_fn wsf_mask_impl
+    const char *wsf_mask_impl_name
+    void wsf_mask_init(const char *force) noexcept
+
+__version__ = "0.1.0"
+__all__ = ["mask", "unmask", "__version__"]
+
+wsf_mask_init(NULL)
+
+
+cdef int _acquire(object obj, Py_buffer *view, int flags, str what) except -1:
+    if _get_buffer(obj, view, flags) < 0:
+        # A read-only or non-contiguous buffer raises BufferError from the buffer protocol;
+        # the pure-Python twin raises TypeError for both (memoryview.readonly, cast("B")).
+        if PyErr_ExceptionMatches(BufferError):
+            PyErr_Clear()
+            if flags & PyBUF_WRITABLE:
+                raise TypeError(f"{what} must be a writable, contiguous buffer")
+            raise TypeError(f"{what} must be a contiguous buffer")
+        return -1  # the buffer protocol's own exception (TypeError) stays set
+    return 0
+
+
+cdef int _read_key(object key_obj, uint32_t *key) except -1:
+    cdef Py_buffer view
+    if PyBytes_CheckExact(key_obj) and PyBytes_GET_SIZE(key_obj) >= 4:
+        memcpy(key, PyBytes_AS_STRING(key_obj), 4)
+        return 0
+    _acquire(key_obj, &view, PyBUF_SIMPLE, "mask")
+    if view.len < 4:
+        PyBuffer_Release(&view)
+        raise ValueError("mask must be 4 bytes long")
+    memcpy(key, view.buf, 4)
+    PyBuffer_Release(&view)
+    return 0
+
+
+def mask(source, mask, output, offset, length):
+    """Write ``source[:length]`` XOR ``mask`` into ``output[offset:offset + length]``.
+
+    ``mask`` is a buffer of at least 4 bytes (the first 4 are used). Raises TypeError if
+    ``output`` is read-only and ValueError for a short mask or an out-of-range offset/length.
+    """
+    cdef uint32_t key
+    cdef Py_buffer oview
+    cdef Py_buffer sview
+    cdef bint ohold = False
+    cdef bint shold = False
+    cdef Py_ssize_t off, n, olen, slen
+    cdef unsigned char *optr
+    cdef const unsigned char *sptr
+    cdef unsigned char *tmp
+
+    _read_key(mask, &key)
+    if not PyByteArray_CheckExact(output):
+        _acquire(output, &oview, PyBUF_WRITABLE, "output")
+        ohold = True
+    try:
+        off = PyNumber_AsSsize_t(offset, ValueError)
+        n = PyNumber_AsSsize_t(length, ValueError)
+        # Pointers are read only now: __index__ above may have run Python code.
+        if ohold:
+            optr = <unsigned char *>oview.buf
+            olen = oview.len
+        else:
+            optr = <unsigned char *>PyByteArray_AS_STRING(output)
+            olen = PyByteArray_GET_SIZE(output)
+        if off < 0 or n < 0 or off > olen - n:
+            raise ValueError("offset/length out of range of output")
+        if PyBytes_CheckExact(source):
+            sptr = <const unsigned char *>PyBytes_AS_STRING(source)
+            slen = PyBytes_GET_SIZE(source)
+        elif PyByteArray_CheckExact(source):
+            sptr = <const unsigned char *>PyByteArray_AS_STRING(source)
+            slen = PyByteArray_GET_SIZE(source)
+        else:
+            _acquire(source, &sview, PyBUF_SIMPLE, "source")
+            shold = True
+            sptr = <const unsigned char *>sview.buf
+            slen = sview.len
+        if n > slen:
+            raise ValueError("length exceeds source")
+        optr += off
+        if optr > sptr and optr < sptr + n:
+            # Output starts inside the source: a forward pass would read bytes it has already
+            # overwritten. The fallback computes the whole result first; do the same.
+            tmp = <unsigned char *>PyMem_Malloc(<size_t>n)
+            if tmp == NULL:
+                raise MemoryError()
+            wsf_mask_impl(sptr, tmp, <size_t>n, key)
+            memcpy(optr, tmp, <size_t>n)
+            PyMem_Free(tmp)
+        else:
+            wsf_mask_impl(sptr, optr, <size_t>n, key)
+    finally:
+        if shold:
+            PyBuffer_Release(&sview)
+        if ohold:
+            PyBuffer_Release(&oview)
+
+
+def unmask(buffer, mask):
+    """XOR ``buffer`` with ``mask`` in place. ``buffer`` must be writable (else TypeError)."""
+    cdef uint32_t key
+    cdef Py_buffer view
+    _read_key(mask, &key)
+    if PyByteArray_CheckExact(buffer):
+        wsf_mask_impl(<const unsigned char *>PyByteArray_AS_STRING(buffer),
+                      <unsigned char *>PyByteArray_AS_STRING(buffer),
+                      <size_t>PyByteArray_GET_SIZE(buffer), key)
+        return
+    _acquire(buffer, &view, PyBUF_WRITABLE, "buffer")
+    wsf_mask_impl(<const unsigned char *>view.buf, <unsigned char *>view.buf,
+                  <size_t>view.len, key)
+    PyBuffer_Release(&view)
+
+
+def _kernel():
+    """Name of the masking kernel in use (``avx512``, ``avx2``, ``sse2``, ``neon``, ``words``)."""
+    return wsf_mask_impl_name.decode()
+
+
+def _use_kernel(name=None):
+    """Pin a kernel by name (tests exercise each); None picks the best one again."""
+    if name is None:
+        wsf_mask_init(NULL)
+    else:
+        b = name.encode()
+        wsf_mask_init(b)
+    return _kernel()

@@ -1,0 +1,156 @@
+"""Tests of wsfast_bufferutil on its own (no wsfast needed): every kernel the CPU has, against a
+byte-by-byte reference, plus the argument checks. Run: ``pytest ext/bufferutil/tests``."""
+
+import array
+import os
+import random
+
+import pytest
+
+wsfast_bufferutil = pytest.importorskip("wsfast_bufferutil")
+
+KERNELS = ["words", "sse2", "avx2", "avx512"]
+SIZES = [0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 125, 127, 128, 129, 255,
+         256, 257, 300, 1023, 1024, 4097, 65536 + 13]
+
+
+def reference(data, key):
+    return bytes(b ^ key[i & 3] for i, b in enumerate(data))
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    name = wsfast_bufferutil._use_kernel(request.param)
+    if name != request.param:
+        wsfast_bufferutil._use_kernel(None)
+        pytest.skip(f"kernel {request.param} not available here (got {name})")
+    yield name
+    wsfast_bufferutil._use_kernel(None)
+
+
+def test_version():
+    assert wsfast_bufferutil.__version__ == "0.1.0"
+    assert wsfast_bufferutil._kernel() in ("avx512", "avx2", "sse2", "neon", "words")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_unmask_matches_reference(kernel, size):
+    rnd = random.Random(size)
+    data = rnd.randbytes(size)
+    key = rnd.randbytes(4)
+    # Offsets into a larger buffer move the start off every alignment the kernels care about.
+    for start in (0, 1, 3, 17, 63):
+        buf = bytearray(rnd.randbytes(start)) + bytearray(data) + bytearray(b"\xaa" * 5)
+        view = memoryview(buf)[start : start + size]
+        wsfast_bufferutil.unmask(view, key)
+        assert bytes(view) == reference(data, key)
+        assert buf[start + size :] == b"\xaa" * 5  # nothing written past the end
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_mask_matches_reference(kernel, size):
+    rnd = random.Random(size + 1)
+    data = rnd.randbytes(size)
+    key = rnd.randbytes(4)
+    for offset in (0, 1, 2, 6, 14, 33):
+        out = bytearray(b"\x55" * (offset + size + 7))
+        wsfast_bufferutil.mask(data, key, out, offset, size)
+        assert out[:offset] == b"\x55" * offset
+        assert bytes(out[offset : offset + size]) == reference(data, key)
+        assert out[offset + size :] == b"\x55" * 7
+
+
+def test_mask_partial_length_and_types():
+    data = bytearray(os.urandom(100))
+    key = memoryview(b"\x01\x02\x03\x04\x05")  # longer masks: the first four bytes count
+    out = array.array("B", bytes(120))
+    wsfast_bufferutil.mask(memoryview(data), key, out, 10, 50)
+    assert out.tobytes()[10:60] == reference(data[:50], b"\x01\x02\x03\x04")
+    words = array.array("I", range(10))  # any buffer: its bytes are what count
+    raw = words.tobytes()
+    wsfast_bufferutil.unmask(words, b"abcd")
+    assert words.tobytes() == reference(raw, b"abcd")
+
+
+def test_overlapping_source_and_output(kernel):
+    for shift in (1, 3, 4, 40):
+        base = bytes(range(256)) * 2
+        got = bytearray(base)
+        wsfast_bufferutil.mask(got, b"\x10\x20\x30\x40", got, shift, 300)
+        expected = bytearray(base)
+        expected[shift : shift + 300] = reference(base[:300], b"\x10\x20\x30\x40")
+        assert got == expected
+        # Output before the source (a frame header prepended in place).
+        view = memoryview(got)
+        src = bytes(view[shift:])
+        wsfast_bufferutil.mask(view[shift:], b"\x10\x20\x30\x40", got, 0, 300)
+        assert bytes(got[:300]) == reference(src[:300], b"\x10\x20\x30\x40")
+
+
+def test_mask_then_unmask_round_trip():
+    data = os.urandom(70000)
+    key = os.urandom(4)
+    out = bytearray(len(data))
+    wsfast_bufferutil.mask(data, key, out, 0, len(data))
+    wsfast_bufferutil.unmask(out, key)
+    assert out == data
+
+
+@pytest.mark.parametrize(
+    "call, exc",
+    [
+        (lambda m: m.unmask(b"abcd", b"1234"), TypeError),  # read-only buffer
+        (lambda m: m.unmask(bytearray(4), b"123"), ValueError),  # short mask
+        (lambda m: m.unmask(bytearray(4), bytearray()), ValueError),
+        (lambda m: m.unmask(memoryview(bytearray(8))[::2], b"1234"), TypeError),
+        (lambda m: m.unmask("text", b"1234"), TypeError),
+        (lambda m: m.unmask(bytearray(4), "1234"), TypeError),
+        (lambda m: m.mask(b"abc", b"1234", b"xxxxx", 0, 3), TypeError),  # read-only output
+        (lambda m: m.mask(b"abc", b"12", bytearray(5), 0, 3), ValueError),
+        (lambda m: m.mask(b"abc", b"1234", bytearray(2), 0, 3), ValueError),
+        (lambda m: m.mask(b"abc", b"1234", bytearray(5), 3, 3), ValueError),
+        (lambda m: m.mask(b"abc", b"1234", bytearray(5), -1, 3), ValueError),
+        (lambda m: m.mask(b"abc", b"1234", bytearray(5), 0, -1), ValueError),
+        (lambda m: m.mask(b"abc", b"1234", bytearray(9), 0, 4), ValueError),  # beyond source
+        (lambda m: m.mask(b"abc", b"1234", bytearray(9), 2**70, 3), ValueError),
+        (lambda m: m.mask(b"abc", b"1234", bytearray(9), 0, 2**63), ValueError),
+        (lambda m: m.mask(b"abc", b"1234", bytearray(9), 1.0, 3), TypeError),
+        (lambda m: m.mask(memoryview(b"abcdef")[::2], b"1234", bytearray(9), 0, 3), TypeError),
+        (lambda m: m.mask(None, b"1234", bytearray(9), 0, 3), TypeError),
+    ],
+    ids=[
+        "unmask-readonly", "unmask-short-mask", "unmask-empty-mask", "unmask-noncontiguous",
+        "unmask-str", "unmask-str-mask", "mask-readonly-output", "mask-short-mask",
+        "mask-output-too-small", "mask-offset-past-end", "mask-negative-offset",
+        "mask-negative-length", "mask-length-beyond-source", "mask-huge-offset",
+        "mask-huge-length", "mask-float-offset", "mask-noncontiguous-source", "mask-none-source",
+    ],
+)
+def test_bad_arguments_raise(call, exc):
+    with pytest.raises(exc):
+        call(wsfast_bufferutil)
+
+
+def test_failed_call_writes_nothing():
+    out = bytearray(b"\x00" * 8)
+    with pytest.raises(ValueError):
+        wsfast_bufferutil.mask(b"abcdefgh", b"1234", out, 4, 8)
+    assert out == bytes(8)
+
+
+def test_bytearray_export_is_released():
+    buf = bytearray(16)
+    wsfast_bufferutil.unmask(memoryview(buf), b"1234")
+    wsfast_bufferutil.mask(b"x" * 16, b"1234", memoryview(buf), 0, 16)
+    buf.extend(b"more")  # would raise BufferError if a view were still held
+    assert len(buf) == 20
+
+
+def test_unknown_kernel_name_keeps_a_working_kernel():
+    try:
+        wsfast_bufferutil._use_kernel("no-such-kernel")
+        buf = bytearray(b"abcd" * 10)
+        wsfast_bufferutil.unmask(buf, b"\x00\x00\x00\x01")
+        assert buf == b"abce" * 10
+    finally:
+        wsfast_bufferutil._use_kernel(None)

@@ -1,0 +1,82 @@
+"""Build script for wsfast-utf8validate: the native module is optional unless a release asks.
+
+A user without a C compiler still gets a working install: the build failure becomes a warning,
+the distribution installs without the ``wsfast_utf8validate`` module, and wsfast falls back to its
+pure-Python UTF-8 validation. Release builds (cibuildwheel) set ``WSFAST_REQUIRE_EXTENSIONS=1`` so that a
+broken build fails loudly instead of publishing an empty wheel.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+REQUIRED = os.environ.get("WSFAST_REQUIRE_EXTENSIONS", "") == "1"
+NAME = "wsfast_utf8validate"
+
+
+def _headers() -> list:
+    # The kernels live in headers: a change there must rebuild the module.
+    return sorted(str(p.relative_to(HERE)) for p in (HERE / "src").glob("*.h"))
+
+
+def _sources() -> list:
+    pyx = Path("src") / f"{NAME}.pyx"
+    c_file = Path("src") / f"{NAME}.c"
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        cythonize = None
+    if cythonize is not None and (HERE / pyx).exists():
+        try:
+            return cythonize(
+                [Extension(NAME, [str(pyx)], include_dirs=["src"], depends=_headers())],
+                compiler_directives={"language_level": "3"},
+                quiet=True,
+            )
+        except Exception:
+            if REQUIRED or not (HERE / c_file).exists():
+                raise
+    # No Cython: the generated C file shipped in the sdist builds on its own.
+    return [Extension(NAME, [str(c_file)], include_dirs=["src"], depends=_headers())]
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that turns a failure into a warning unless WSFAST_REQUIRE_EXTENSIONS=1."""
+
+    def build_extensions(self) -> None:
+        if self.compiler.compiler_type == "msvc":
+            flags = ["/O2"]
+        else:
+            # -O3 for the scalar word loops; no -march: SIMD kernels are chosen at run time.
+            flags = ["-O3", "-fno-strict-aliasing"]
+        for ext in self.extensions:
+            ext.extra_compile_args = flags + list(ext.extra_compile_args or [])
+        super().build_extensions()
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - any build failure is treated alike
+            self._failed(exc)
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        if REQUIRED:
+            raise exc
+        sys.stderr.write(
+            f"WARNING: {NAME} could not be compiled ({exc!r}); installing without it. "
+            "wsfast will use its pure-Python UTF-8 validation. Set WSFAST_REQUIRE_EXTENSIONS=1 to make "
+            "this an error.\n"
+        )
+
+
+setup(ext_modules=_sources(), cmdclass={"build_ext": OptionalBuildExt})
