@@ -9,7 +9,9 @@ from . import buffer_util, validation
 from .constants import CLOSED, CLOSING, CONNECTING, OPEN
 from .event_target import CloseEvent, ErrorEvent, Event, EventTarget, MessageEvent
 from .exceptions import ConnectionClosed, HandshakeError, InvalidURL, WebSocketError
+from .client import ClientRequest
 from .handshake import Headers, Request, Response
+from .proxy import ProxyError
 from .sender import generate_mask
 from .stream import WebSocketStreamWriter, create_websocket_stream
 from .websocket import WebSocket, connect
@@ -21,12 +23,14 @@ __all__ = [
     "CLOSED",
     "CLOSING",
     "CONNECTING",
+    "ClientRequest",
     "CloseEvent",
     "ErrorEvent",
     "Event",
     "EventTarget",
     "MessageEvent",
     "OPEN",
+    "ProxyError",
     "ConnectionClosed",
     "HandshakeError",
     "Headers",
