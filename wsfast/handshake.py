@@ -199,29 +199,36 @@ def build_request(
     origin: str | None = None,
     headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
 ) -> bytes:
-    """The client's upgrade request."""
-    lines = [
-        f"GET {target} HTTP/1.1",
-        f"Host: {host}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        f"Sec-WebSocket-Version: {version}",
-    ]
-    protocols = list(protocols)
-    if protocols:
-        lines.append(f"Sec-WebSocket-Protocol: {','.join(protocols)}")
-    if extensions_header:
-        lines.append(f"Sec-WebSocket-Extensions: {extensions_header}")
-    if origin:
-        # Version 8 (HyBi drafts 7-12) used Sec-WebSocket-Origin.
-        lines.append(f"{'Sec-WebSocket-Origin' if version < 13 else 'Origin'}: {origin}")
+    """The client's upgrade request.
+
+    As in ws (Node's ``setHeader``), header names are compared case-insensitively: a custom
+    ``Host`` replaces the default one, and the handshake's own headers replace custom ones of
+    the same name; no header is ever sent twice.
+    """
+    fields: dict[str, tuple[str, str]] = {"host": ("Host", host)}
     if headers:
         items = headers.items() if isinstance(headers, Mapping) else headers
         for name, value in items:
             if not _TOKEN_RE.match(name) or "\r" in str(value) or "\n" in str(value):
                 raise ValueError(f"invalid header {name!r}")
-            lines.append(f"{name}: {value}")
+            fields[name.lower()] = (name, str(value))
+    own = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", key),
+        ("Sec-WebSocket-Version", str(version)),
+    ]
+    protocols = list(protocols)
+    if protocols:
+        own.append(("Sec-WebSocket-Protocol", ",".join(protocols)))
+    if extensions_header:
+        own.append(("Sec-WebSocket-Extensions", extensions_header))
+    if origin:
+        # Version 8 (HyBi drafts 7-12) used Sec-WebSocket-Origin.
+        own.append(("Sec-WebSocket-Origin" if version < 13 else "Origin", origin))
+    for name, value in own:
+        fields[name.lower()] = (name, value)
+    lines = [f"GET {target} HTTP/1.1", *(f"{name}: {value}" for name, value in fields.values())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
