@@ -613,3 +613,63 @@ async def test_client_sends_a_valid_request(
     assert "sec-websocket-extensions" not in headers
     assert ws.protocol == "b"
     ws.terminate()
+
+
+def _request_fields(raw: bytes) -> list[tuple[str, str]]:
+    lines = raw.decode("latin-1").split("\r\n")[1:-2]
+    return [(name.lower(), value.strip()) for name, _, value in (ln.partition(":") for ln in lines)]
+
+
+def test_build_request_custom_headers_do_not_duplicate() -> None:
+    # As ws (Node's setHeader): a custom Host replaces the default one, and the handshake's own
+    # headers win over custom ones of the same name, compared case-insensitively.
+    raw = handshake.build_request(
+        "127.0.0.1:8080",
+        "/",
+        KEY,
+        protocols=["chat"],
+        origin="http://o",
+        headers={
+            "host": "example.com",
+            "Upgrade": "h2c",
+            "CONNECTION": "close",
+            "Sec-WebSocket-Version": "99",
+            "sec-websocket-key": "x",
+            "Sec-WebSocket-Protocol": "other",
+            "Origin": "http://evil",
+            "X-Custom": "kept",
+        },
+    )
+    fields = _request_fields(raw)
+    names = [name for name, _ in fields]
+    assert len(names) == len(set(names)), fields
+    values = dict(fields)
+    assert values["host"] == "example.com"
+    assert values["upgrade"] == "websocket"
+    assert values["connection"] == "Upgrade"
+    assert values["sec-websocket-version"] == "13"
+    assert values["sec-websocket-key"] == KEY
+    assert values["sec-websocket-protocol"] == "chat"
+    assert values["origin"] == "http://o"
+    assert values["x-custom"] == "kept"
+
+
+async def test_client_custom_host_header() -> None:
+    heads: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.put_nowait(await reader.readuntil(b"\r\n\r\n"))
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        ws = wsfast.WebSocket(
+            f"ws://127.0.0.1:{port}/", per_message_deflate=False, headers={"Host": "example.com"}
+        )
+        Recorder(ws, "error")
+        fields = _request_fields(await wait_for(heads.get()))
+        assert [value for name, value in fields if name == "host"] == ["example.com"]
+        await wait_for(ws.wait_closed())
+    finally:
+        server.close()
