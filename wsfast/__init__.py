@@ -6,10 +6,10 @@ The public names are re-exported here; ``tests/test_public_api.py`` checks the l
 from __future__ import annotations
 
 from . import buffer_util, validation
+from .client import ClientRequest
 from .constants import CLOSED, CLOSING, CONNECTING, OPEN
 from .event_target import CloseEvent, ErrorEvent, Event, EventTarget, MessageEvent
 from .exceptions import ConnectionClosed, HandshakeError, InvalidURL, WebSocketError
-from .client import ClientRequest
 from .handshake import Headers, Request, Response
 from .proxy import ProxyError
 from .sender import generate_mask

@@ -90,7 +90,7 @@ def _load_native() -> Any:
     if os.environ.get("WSFAST_NO_BUFFER_UTIL"):
         return None
     try:
-        import wsfast_bufferutil
+        import wsfast_bufferutil  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:
         return None
     return wsfast_bufferutil

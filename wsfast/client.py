@@ -191,8 +191,10 @@ class _HandshakeProtocol(asyncio.Protocol):
             self._resolve()
         elif not self.done.done():
             self.done.set_exception(
-                HandshakeError("socket hang up" if exc is None else f"socket error: {exc}",
-                               "WS_ERR_HANDSHAKE_CLOSED")
+                HandshakeError(
+                    "socket hang up" if exc is None else f"socket error: {exc}",
+                    "WS_ERR_HANDSHAKE_CLOSED",
+                )
             )
 
     def _resolve(self) -> None:
@@ -214,8 +216,10 @@ async def _open_transport(
     ssl_context: ssl_module.SSLContext | None = None
     if url.secure:
         given = options["ssl"]
-        ssl_context = given if isinstance(given, ssl_module.SSLContext) else (
-            ssl_module.create_default_context()
+        ssl_context = (
+            given
+            if isinstance(given, ssl_module.SSLContext)
+            else (ssl_module.create_default_context())
         )
     hook = options["create_connection"]
     if hook is not None:
@@ -287,6 +291,7 @@ async def run_client(ws: WebSocket, address: str) -> None:
     headers = dict(options["headers"])
     redirects = 0
     protocol: _HandshakeProtocol | None = None
+    deflate: Any = None
     original = parse_url(address)
     task = asyncio.current_task()
 
@@ -329,6 +334,7 @@ async def run_client(ws: WebSocket, address: str) -> None:
                 raise HandshakeError(
                     "Opening handshake has timed out", "WS_ERR_HANDSHAKE_TIMEOUT"
                 ) from None
+            assert protocol is not None
             transport = protocol.transport
             assert transport is not None
             if ws._ready_state != ws.CONNECTING:
@@ -385,6 +391,7 @@ async def run_client(ws: WebSocket, address: str) -> None:
         ws._handshake_failed(exc)
         return
     ws.off("close", cancel_on_close)
+    assert protocol is not None
     head = bytes(protocol.buffer)
     ws._setup(transport, head, selected, negotiated, deflate)
     ws.emit("upgrade", response)

@@ -239,7 +239,9 @@ def build_response(status: int, headers: Iterable[str]) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
 
 
-def abort_response(status: int, message: str = "", headers: Mapping[str, str] | None = None) -> bytes:
+def abort_response(
+    status: int, message: str = "", headers: Mapping[str, str] | None = None
+) -> bytes:
     """A complete error response that closes the connection (ws' ``abortHandshake``)."""
     if not message:
         message = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
@@ -303,9 +305,7 @@ def request_extensions(request: Request) -> dict[str, Any]:
     try:
         return extension.parse(", ".join(values))
     except ValueError:
-        raise RequestError(
-            400, "Invalid or unacceptable Sec-WebSocket-Extensions header"
-        ) from None
+        raise RequestError(400, "Invalid or unacceptable Sec-WebSocket-Extensions header") from None
 
 
 def validate_response(

@@ -68,11 +68,15 @@ def frame(
     if mask is None:
         if not length:
             return header
-        return header + data
+        unmasked_frame: bytes = header + data
+        return unmasked_frame
     if length < 4096:
         # Small frames: three short concatenations beat filling a preallocated buffer through
         # mask(), whose argument checks dominate at this size.
-        return header + mask + unmasked(data, mask) if length else header + mask
+        if not length:
+            return header + mask
+        masked: bytes = header + mask + unmasked(data, mask)
+        return masked
     start = len(header) + 4
     out = bytearray(start + length)
     out[: start - 4] = header

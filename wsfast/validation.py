@@ -78,7 +78,7 @@ def _load_native() -> Any:
     if os.environ.get("WSFAST_NO_UTF_8_VALIDATE"):
         return None
     try:
-        import wsfast_utf8validate
+        import wsfast_utf8validate  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:
         return None
     return wsfast_utf8validate

@@ -518,8 +518,9 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         elif not isinstance(data, (str, bytes, bytearray, memoryview)):
             raise TypeError(f"cannot send {type(data).__name__}")
         assert self._sender is not None and self._transport is not None
-        self._transport.write(self._sender.message(data, binary, fin=fin, compress=compress,
-                                                   mask=mask))
+        self._transport.write(
+            self._sender.message(data, binary, fin=fin, compress=compress, mask=mask)
+        )
         return self._written(callback)
 
     def ping(
@@ -637,9 +638,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             cleanup = getattr(self._deflate, "cleanup", None)
             if cleanup is not None:
                 cleanup()
-        self._release_writers(
-            WebSocketError("The socket was closed while data was being sent")
-        )
+        self._release_writers(WebSocketError("The socket was closed while data was being sent"))
         waiter = self._recv_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionClosed(self._close_code, self._close_reason))
@@ -751,4 +750,3 @@ class Connect:
 def connect(url: str, **options: Any) -> Connect:
     """Open a client connection: ``ws = await connect(url)`` or ``async with connect(url)``."""
     return Connect(url, options)
-

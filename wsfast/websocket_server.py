@@ -22,6 +22,7 @@ from typing import Any, cast
 from . import handshake
 from .constants import CLOSED, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_PAYLOAD
 from .event_emitter import EventEmitter
+from .exceptions import HandshakeError
 from .handshake import Request, RequestError
 from .websocket import DEFAULT_MAX_QUEUE, WebSocket
 
@@ -61,7 +62,9 @@ class _RequestReader(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         timeout = self.server.options["handshake_timeout"]
         if timeout:
-            self.timer = asyncio.get_running_loop().call_later(timeout, transport.abort)
+            self.timer = asyncio.get_running_loop().call_later(
+                timeout, cast(asyncio.Transport, transport).abort
+            )
 
     def data_received(self, data: bytes) -> None:
         if self.done:
@@ -72,7 +75,9 @@ class _RequestReader(asyncio.Protocol):
         assert transport is not None
         try:
             parsed = handshake.parse_head(
-                self.buffer, self.server.options["max_head_size"], self.server.options["max_headers"]
+                self.buffer,
+                self.server.options["max_head_size"],
+                self.server.options["max_headers"],
             )
             if parsed is None:
                 return
@@ -181,7 +186,7 @@ class WebSocketServer(EventEmitter):
         self._verify_arity = _arity(verify_client) if verify_client else 0
         self.clients: set[WebSocket] = set()
         self._state = RUNNING
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._loop = asyncio.get_running_loop()
         self._listening: asyncio.Future[None] = self._loop.create_future()
         self._closed: asyncio.Future[None] = self._loop.create_future()
@@ -310,7 +315,7 @@ class WebSocketServer(EventEmitter):
         path = self.options["path"]
         if path is None:
             return True
-        return request.path.split("?", 1)[0] == path
+        return bool(request.path.split("?", 1)[0] == path)
 
     def _on_request(self, request: Request, transport: asyncio.Transport, reader: Any) -> None:
         def emit_connection(ws: WebSocket, req: Request) -> None:
@@ -442,8 +447,9 @@ class WebSocketServer(EventEmitter):
         if self._verify_arity >= 2:
             future: asyncio.Future[Any] = self._loop.create_future()
 
-            def done(ok: bool, code: int = 401, message: str | None = None,
-                     headers: Any = None) -> None:
+            def done(
+                ok: bool, code: int = 401, message: str | None = None, headers: Any = None
+            ) -> None:
                 if not future.done():
                     future.set_result((ok, code, message, headers))
 
@@ -488,7 +494,7 @@ class WebSocketServer(EventEmitter):
         self, transport: asyncio.Transport, request: Request, exc: RequestError, emit: bool = True
     ) -> None:
         if emit and self.listener_count("wsClientError"):
-            error = handshake.HandshakeError(exc.message, "WS_ERR_HANDSHAKE", http_status=exc.status)
+            error = HandshakeError(exc.message, "WS_ERR_HANDSHAKE", http_status=exc.status)
             self.emit("wsClientError", error, transport, request)
             return
         if not transport.is_closing():
@@ -578,16 +584,15 @@ def _arity(func: Callable[..., Any]) -> int:
         params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
         return 1
-    return sum(
-        1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    )
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
 class Serve:
     """What :func:`serve` returns: ``await`` it or ``async with`` it to get the server."""
 
-    def __init__(self, handler: Callable[..., Any] | None, args: tuple[Any, ...],
-                 options: dict[str, Any]) -> None:
+    def __init__(
+        self, handler: Callable[..., Any] | None, args: tuple[Any, ...], options: dict[str, Any]
+    ) -> None:
         self._handler = handler
         self._args = args
         self._options = options
@@ -596,9 +601,7 @@ class Serve:
     async def _start(self) -> WebSocketServer:
         host = self._args[0] if len(self._args) > 0 else self._options.pop("host", None)
         port = self._args[1] if len(self._args) > 1 else self._options.pop("port", None)
-        if port is None and not any(
-            k in self._options for k in ("unix_path", "sock", "no_server")
-        ):
+        if port is None and not any(k in self._options for k in ("unix_path", "sock", "no_server")):
             port = 0
         server = WebSocketServer(port, host, **self._options)
         handler = self._handler
@@ -617,8 +620,9 @@ class Serve:
                     if ws.ready_state == WebSocket.OPEN:
                         ws.close(1000)
 
-                server.on("connection", lambda ws, request: server._loop.create_task(
-                    run(ws, request)))
+                server.on(
+                    "connection", lambda ws, request: server._loop.create_task(run(ws, request))
+                )
             else:
                 server.on("connection", handler)
         self._server = server
