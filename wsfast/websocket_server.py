@@ -584,7 +584,12 @@ def _arity(func: Callable[..., Any]) -> int:
         params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
         return 1
-    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    # As JavaScript's Function.length, which ws reads: parameters with defaults do not count.
+    return sum(
+        1
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    )
 
 
 class Serve:
