@@ -655,3 +655,19 @@ async def test_headers_listener_that_raises_is_logged(
     assert events.names() == ["upgrade", "open"]
     assert "headers bug" in caplog.text
     ws.terminate()
+
+
+def _defaulted_second_parameter(info: Any, unused: Any = None) -> bool:
+    return True
+
+
+async def test_verify_client_arity_ignores_defaulted_parameters(
+    make_server: MakeServer, raw_peer: RawConnect
+) -> None:
+    # ws picks the callback form by verifyClient.length, which does not count parameters with
+    # defaults: (info, unused=None) is the one-argument form and its return value counts.
+    server = await make_server(verify_client=_defaulted_second_parameter)
+    connections = Recorder(server, "connection")
+    peer = await raw_peer(server, upgrade_request())
+    assert (await peer.read_head())[0] == 101
+    await connections.wait("connection")
