@@ -6,14 +6,13 @@ import tracemalloc
 from typing import Any
 
 import pytest
+from conftest import MASK, url_of, wait_for
 
 import wsfast
 from wsfast.constants import OP_BINARY, OP_CONTINUATION, OP_TEXT
 from wsfast.exceptions import WebSocketError
 from wsfast.receiver import Receiver
 from wsfast.sender import frame
-
-from conftest import MASK, url_of, wait_for
 
 
 def fragmented(count: int, piece: bytes, opcode: int = OP_BINARY) -> bytes:
