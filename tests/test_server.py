@@ -671,3 +671,22 @@ async def test_verify_client_arity_ignores_defaulted_parameters(
     peer = await raw_peer(server, upgrade_request())
     assert (await peer.read_head())[0] == 101
     await connections.wait("connection")
+
+
+async def test_concurrent_clients(make_server: MakeServer, make_client: MakeClient) -> None:
+    server = await make_server()
+    server.on("connection", echo)
+    requests = Recorder(server, "connection")
+    clients = await asyncio.gather(*(make_client(url_of(server, f"/{i}")) for i in range(30)))
+    for i, client in enumerate(clients):
+        client.send(f"hello {i}")
+        client.send(bytes([i]) * 1000)
+    for i, client in enumerate(clients):
+        assert await wait_for(client.recv()) == f"hello {i}"
+        assert await wait_for(client.recv()) == bytes([i]) * 1000
+    assert len(server.clients) == 30
+    paths = sorted(request.path for _, request in requests.of("connection"))
+    assert paths == sorted(f"/{i}" for i in range(30))
+    assert all(request.remote_address[0] == "127.0.0.1" for _, request in requests.of("connection"))
+    await asyncio.gather(*(client.close() for client in clients))
+    await until(lambda: not server.clients)
