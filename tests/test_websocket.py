@@ -415,7 +415,7 @@ async def test_buffered_amount(make_server: MakeServer, make_client: MakeClient)
     server_ws, client, _ = await open_pair(make_server, make_client)
     assert client.buffered_amount == 0
     server_ws.pause()  # the server stops reading: the client's writes pile up
-    big = bytes(8 * 1024 * 1024)
+    big = bytes(32 * 1024 * 1024)  # more than loopback socket buffers take
     sent = client.send(big)
     assert client.buffered_amount > 0
     server_ws.resume()
@@ -546,7 +546,7 @@ async def test_listener_added_later_gets_queued_messages_first(
     assert events.of("message")[-1] == ("m3", False)
 
 
-@pytest.mark.parametrize("size", [16, 10 * 1024], ids=["16B", "10KiB"])
+@pytest.mark.parametrize("size", [16, 32 * 1024], ids=["16B", "32KiB"])
 async def test_recv_backpressure_bounds_the_queue_and_loses_nothing(
     make_server: MakeServer, make_client: MakeClient, size: int
 ) -> None:
@@ -558,14 +558,14 @@ async def test_recv_backpressure_bounds_the_queue_and_loses_nothing(
     for i in range(count):
         client.send(f"{i:06d}".encode() + bytes(size - 6))
     # Nobody reads on the server: it stops reading the socket once its queue is full, so the
-    # 10 MB pile up in the kernel and in the client's own write buffer, not in the server.
+    # 32 MB pile up in the kernel and in the client's own write buffer, not in the server.
     await until(lambda: len(server_ws._queue) >= max_queue)
     await settle(0.3)
     queued = len(server_ws._queue)
     held = queued * size + server_ws._receiver.buffered  # type: ignore[union-attr]
     assert queued <= max_queue, f"{queued} messages queued"
     assert held <= max_queue * size + 512 * 1024
-    if size * count > 4 * 1024 * 1024:  # more than the kernel's socket buffers take
+    if size * count > 16 * 1024 * 1024:  # more than loopback socket buffers take
         assert client.buffered_amount > 0
     for i in range(count):
         message = await wait_for(server_ws.recv())
