@@ -50,7 +50,9 @@ HOST = "127.0.0.1"
 _SPEEDUPS = importlib.util.find_spec("wsfast_bufferutil") is not None
 _FALLBACK = ("wsfast-fallback",) if _SPEEDUPS else ()
 SERVERS = ("raw", "wsfast", *_FALLBACK, "wsfast-serve", "websockets", "aiohttp", "picows")
-DEFLATE_SERVERS = ("wsfast", *_FALLBACK, "wsfast-serve", "websockets", "aiohttp")
+# wsfast-level1: compression level 1, the level aiohttp's server uses (Z_BEST_SPEED); wsfast's
+# default is ws' (zlib's 6).
+DEFLATE_SERVERS = ("wsfast", "wsfast-level1", *_FALLBACK, "wsfast-serve", "websockets", "aiohttp")
 CLIENTS = ("picows", "wsfast", "wsfast-recv", "websockets", "aiohttp")
 MAX_SIZE = 64 * 1024 * 1024  # above every benchmarked message, so no peer refuses 1 MiB
 CPU = os.environ.get("WSFAST_BENCH_CPU", "0")
@@ -59,6 +61,7 @@ _MODULES = {
     "raw": None,
     "wsfast": "wsfast",
     "wsfast-fallback": "wsfast",
+    "wsfast-level1": "wsfast",
     "wsfast-serve": "wsfast",
     "wsfast-recv": "wsfast",
     "websockets": "websockets",
@@ -132,7 +135,7 @@ async def _serve_raw(deflate: bool) -> tuple[int, Any]:
     return server.sockets[0].getsockname()[1], server
 
 
-async def _serve_wsfast(deflate: bool) -> tuple[int, Any]:
+async def _serve_wsfast(deflate: bool | dict[str, Any]) -> tuple[int, Any]:
     import wsfast
 
     server = wsfast.WebSocketServer(
@@ -223,6 +226,7 @@ _SERVE = {
     "raw": _serve_raw,
     "wsfast": _serve_wsfast,
     "wsfast-fallback": _serve_wsfast,
+    "wsfast-level1": lambda deflate: _serve_wsfast({"level": 1} if deflate else False),
     "wsfast-serve": _serve_wsfast_serve,
     "websockets": _serve_websockets,
     "aiohttp": _serve_aiohttp,
