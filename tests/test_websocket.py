@@ -42,6 +42,19 @@ async def open_pair(
     return await wait_for(accepted), client, server
 
 
+async def accept_upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Play a minimal server: read the upgrade request and answer it with a valid 101."""
+    head = await wait_for(reader.readuntil(b"\r\n\r\n"))
+    lines = head.decode("latin-1").split("\r\n")[1:-2]
+    headers = handshake.Headers((k, v.strip()) for k, _, v in (ln.partition(":") for ln in lines))
+    accept = handshake.accept_key(headers["sec-websocket-key"])
+    writer.write(
+        handshake.build_response(
+            101, ["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Accept: {accept}"]
+        )
+    )
+
+
 # -- messages -------------------------------------------------------------------------------------
 
 MESSAGES = [
@@ -594,22 +607,7 @@ async def test_client_protocol_error_emits_error_then_one_close(
     frames_seen: asyncio.Queue[bytes] = asyncio.Queue()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        key = [
-            ln.split(":", 1)[1].strip()
-            for ln in head.decode().split("\r\n")
-            if ln.lower().startswith("sec-websocket-key")
-        ][0]
-        writer.write(
-            handshake.build_response(
-                101,
-                [
-                    "Upgrade: websocket",
-                    "Connection: Upgrade",
-                    f"Sec-WebSocket-Accept: {handshake.accept_key(key)}",
-                ],
-            )
-        )
+        await accept_upgrade(reader, writer)
         writer.write(client_frame(b"masked!", OP_TEXT))  # a server must not mask
         frames_seen.put_nowait(await reader.read(1024))
         writer.close()
@@ -855,3 +853,24 @@ async def test_close_behind_a_full_queue_is_read_after_the_messages(
     with pytest.raises(ConnectionClosed) as info:
         await wait_for(client.recv())
     assert (info.value.code, info.value.reason) == (1000, "end")
+
+
+async def test_client_close_timeout_when_the_server_never_answers() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accept_upgrade(reader, writer)
+        await reader.read()  # reads everything, answers nothing, never closes first
+        writer.close()
+
+    tcp = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = tcp.sockets[0].getsockname()[1]
+    try:
+        ws = WebSocket(
+            f"ws://127.0.0.1:{port}/", per_message_deflate=False, close_timeout=scaled(0.2)
+        )
+        await wait_for(ws.wait_open())
+        events = Recorder(ws, "error", "close")
+        ws.close(1000)
+        assert await events.wait("close", seconds=2) == [(1006, "")]
+        assert events.names() == ["close"]
+    finally:
+        tcp.close()
