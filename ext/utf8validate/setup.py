@@ -35,6 +35,9 @@ def _sources() -> list:
             return cythonize(
                 [Extension(NAME, [str(pyx)], include_dirs=["src"], depends=_headers())],
                 compiler_directives={"language_level": "3"},
+                # Generate into build/, not over the checked-in src/*.c (which the sdist
+                # carries for builds without Cython).
+                build_dir="build/cython",
                 quiet=True,
             )
         except Exception:
