@@ -349,7 +349,9 @@ class Receiver:
                     "WS_ERR_EXPECTED_FIN",
                     1002,
                 )
-            if (b1 & 0x7F) > 125:
+            # As ws: a 1-byte close payload is refused from the header, not after waiting for
+            # the byte (RFC 6455 5.5.1: a close body starts with a 2-byte code).
+            if (b1 & 0x7F) > 125 or (opcode == OP_CLOSE and (b1 & 0x7F) == 1):
                 raise _error(
                     f"Invalid WebSocket frame: invalid payload length {b1 & 0x7F}",
                     "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH",
