@@ -630,3 +630,16 @@ def test_invalid_utf8_found_at_any_split(
         events.feed(wire[:cut], wire[cut:])
     assert info.value.status_code == 1007
     assert events.events == []
+
+
+@pytest.mark.parametrize("is_server", [False, True], ids=["client", "server"])
+def test_close_length_1_refused_from_the_header(is_server: bool) -> None:
+    # As ws: a 1-byte close payload can never be valid, so the 2-byte header alone is refused
+    # (before the payload, and before the masking check).
+    events = Events(is_server=is_server)
+    with pytest.raises(WebSocketError) as info:
+        events.feed(bytes.fromhex("8801"))
+    assert (info.value.code, info.value.status_code) == (
+        "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH",
+        1002,
+    )
