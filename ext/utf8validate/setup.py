@@ -1,8 +1,8 @@
 """Build script for wsfast-utf8validate: the native module is optional unless a release asks.
 
 A user without a C compiler still gets a working install: the build failure becomes a warning,
-the distribution installs without the ``wsfast_utf8validate`` module, and wsfast falls back to its
-pure-Python UTF-8 validation. Release builds (cibuildwheel) set ``WSFAST_REQUIRE_EXTENSIONS=1`` so that a
+the distribution installs without the ``wsfast_utf8validate`` module, and wsfast falls back to
+CPython's decoder. Release builds (cibuildwheel) set ``WSFAST_REQUIRE_EXTENSIONS=1`` so that a
 broken build fails loudly instead of publishing an empty wheel.
 """
 
@@ -77,8 +77,8 @@ class OptionalBuildExt(build_ext):
             raise exc
         sys.stderr.write(
             f"WARNING: {NAME} could not be compiled ({exc!r}); installing without it. "
-            "wsfast will use its pure-Python UTF-8 validation. Set WSFAST_REQUIRE_EXTENSIONS=1 to make "
-            "this an error.\n"
+            "wsfast will use CPython's decoder. Set WSFAST_REQUIRE_EXTENSIONS=1 to make this an "
+            "error.\n"
         )
 
 

@@ -13,8 +13,37 @@ else:
     wsfast_bufferutil = pytest.importorskip("wsfast_bufferutil")
 
 KERNELS = ["words", "sse2", "avx2", "avx512"]
-SIZES = [0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 125, 127, 128, 129, 255,
-         256, 257, 300, 1023, 1024, 4097, 65536 + 13]
+SIZES = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    7,
+    8,
+    15,
+    16,
+    17,
+    31,
+    32,
+    33,
+    63,
+    64,
+    65,
+    125,
+    127,
+    128,
+    129,
+    255,
+    256,
+    257,
+    300,
+    1023,
+    1024,
+    4097,
+    65536 + 13,
+]
 
 
 def reference(data, key):
@@ -122,11 +151,24 @@ def test_mask_then_unmask_round_trip():
         (lambda m: m.mask(None, b"1234", bytearray(9), 0, 3), TypeError),
     ],
     ids=[
-        "unmask-readonly", "unmask-short-mask", "unmask-empty-mask", "unmask-noncontiguous",
-        "unmask-str", "unmask-str-mask", "mask-readonly-output", "mask-short-mask",
-        "mask-output-too-small", "mask-offset-past-end", "mask-negative-offset",
-        "mask-negative-length", "mask-length-beyond-source", "mask-huge-offset",
-        "mask-huge-length", "mask-float-offset", "mask-noncontiguous-source", "mask-none-source",
+        "unmask-readonly",
+        "unmask-short-mask",
+        "unmask-empty-mask",
+        "unmask-noncontiguous",
+        "unmask-str",
+        "unmask-str-mask",
+        "mask-readonly-output",
+        "mask-short-mask",
+        "mask-output-too-small",
+        "mask-offset-past-end",
+        "mask-negative-offset",
+        "mask-negative-length",
+        "mask-length-beyond-source",
+        "mask-huge-offset",
+        "mask-huge-length",
+        "mask-float-offset",
+        "mask-noncontiguous-source",
+        "mask-none-source",
     ],
 )
 def test_bad_arguments_raise(call, exc):

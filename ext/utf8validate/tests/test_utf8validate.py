@@ -17,8 +17,19 @@ else:
 KERNELS = ["scalar", "avx2", "avx512", "neon"]
 
 VALID = [
-    "a", "\x7f", "\x80", "é", "\u07ff", "\u0800", "€", "\ud7ff", "\ue000", "\uffff",
-    "\U00010000", "😀", "\U0010ffff",
+    "a",
+    "\x7f",
+    "\x80",
+    "é",
+    "\u07ff",
+    "\u0800",
+    "€",
+    "\ud7ff",
+    "\ue000",
+    "\uffff",
+    "\U00010000",
+    "😀",
+    "\U0010ffff",
 ]
 # Each entry is invalid wherever it appears (followed by ASCII).
 INVALID = {
@@ -44,8 +55,15 @@ INVALID = {
     "extra-continuation": b"\xc3\xa9\xa9",
     "four-byte-extra-cont": b"\xf0\x9f\x98\x80\x80",
 }
-TRUNCATED_ENDS = [b"\xc3", b"\xe2", b"\xe2\x82", b"\xf0", b"\xf0\x9f", b"\xf0\x9f\x98",
-                  b"\xf4\x8f\xbf"]
+TRUNCATED_ENDS = [
+    b"\xc3",
+    b"\xe2",
+    b"\xe2\x82",
+    b"\xf0",
+    b"\xf0\x9f",
+    b"\xf0\x9f\x98",
+    b"\xf4\x8f\xbf",
+]
 
 
 def reference(data):
@@ -98,16 +116,20 @@ def test_unknown_kernel_is_refused():
 @pytest.mark.parametrize("char", VALID)
 @pytest.mark.parametrize("pad", [0, 1, 13, 29, 30, 31, 32, 61, 62, 63, 64, 65, 127, 200])
 def test_valid_characters_at_every_block_position(kernel, char, pad):
-    for data in (b"x" * pad + char.encode(), b"x" * pad + char.encode() + b"y" * 70,
-                 (char * (pad + 1)).encode()):
+    for data in (
+        b"x" * pad + char.encode(),
+        b"x" * pad + char.encode() + b"y" * 70,
+        (char * (pad + 1)).encode(),
+    ):
         assert u8.is_valid_utf8(data) is True
         assert u8.is_valid_utf8(bytearray(data)) is True
         assert u8.is_valid_utf8(memoryview(data)) is True
 
 
 @pytest.mark.parametrize("name", sorted(INVALID))
-@pytest.mark.parametrize("pad", [0, 1, 30, 31, 32, 33, 62, 63, 64, 65, 66, 67, 127, 128, 4095,
-                                 4096, 5000])
+@pytest.mark.parametrize(
+    "pad", [0, 1, 30, 31, 32, 33, 62, 63, 64, 65, 66, 67, 127, 128, 4095, 4096, 5000]
+)
 def test_invalid_sequences_at_every_block_position(kernel, name, pad):
     bad = INVALID[name]
     for filler in (b"x", "é".encode()):
@@ -149,7 +171,7 @@ def test_incremental_is_fail_fast_and_exact(kernel):
             data[rnd.randrange(len(data))] = rnd.randrange(0x80, 0x100)
         data = bytes(data)
         cuts = sorted(rnd.sample(range(len(data) + 1), min(4, len(data) + 1)))
-        parts = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+        parts = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)], strict=True)]
         v = u8.Utf8Validator()
         seen = b""
         for i, part in enumerate(parts):
@@ -179,8 +201,20 @@ def test_incremental_is_fail_fast_and_exact(kernel):
         ([b"\xf0", b"\x9f", b"\x98"], True),
         ([b"ok \xce"], True),
     ],
-    ids=["ed-a0", "ed|a0", "f4-90", "f4|90", "e0-80", "f0-8f", "c0", "f5", "ed-9f", "f4-8f",
-         "f0|9f|98", "open-2-byte"],
+    ids=[
+        "ed-a0",
+        "ed|a0",
+        "f4-90",
+        "f4|90",
+        "e0-80",
+        "f0-8f",
+        "c0",
+        "f5",
+        "ed-9f",
+        "f4-8f",
+        "f0|9f|98",
+        "open-2-byte",
+    ],
 )
 def test_fail_fast_prefixes(kernel, chunks, expected):
     v = u8.Utf8Validator()

@@ -1,0 +1,420 @@
+"""The native speedups (wsfast_bufferutil, wsfast_utf8validate) against their pure-Python twins.
+
+- ``TestMasking`` / ``TestUtf8``: one class of behaviour tests, run against the native and the
+  fallback implementation alike (the native one is skipped when the extension is not installed).
+- ``test_*_differential``: hypothesis drives random buffers, sizes, offsets, masks and every
+  UTF-8 validity class through both implementations, on every SIMD kernel the CPU has.
+- ``test_expected_speedups_loaded`` fails when ``WSFAST_EXPECT_SPEEDUPS=1`` (CI's "present" axis)
+  but ``wsfast.speedups()`` reports a fallback: a broken build must not pass as a slow success.
+
+Run with and without ``WSFAST_NO_BUFFER_UTIL=1 WSFAST_NO_UTF_8_VALIDATE=1``.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import wsfast
+from wsfast import buffer_util, validation
+
+try:
+    import wsfast_bufferutil as native_bu
+except ImportError:  # pragma: no cover - depends on the environment
+    native_bu = None
+try:
+    import wsfast_utf8validate as native_u8
+except ImportError:  # pragma: no cover - depends on the environment
+    native_u8 = None
+
+needs_bu = pytest.mark.skipif(native_bu is None, reason="wsfast-bufferutil is not installed")
+needs_u8 = pytest.mark.skipif(native_u8 is None, reason="wsfast-utf8validate is not installed")
+
+#: RFC 6455 section 5.7: "Hello" masked with 37 fa 21 3d.
+RFC_MASK = b"\x37\xfa\x21\x3d"
+RFC_HELLO_MASKED = b"\x7f\x9f\x4d\x51\x58"
+
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def reference_mask(data: bytes, key: bytes) -> bytes:
+    return bytes(b ^ key[i & 3] for i, b in enumerate(data))
+
+
+# --- which implementation is active ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key, native, env, seams",
+    [
+        (
+            "bufferutil",
+            native_bu,
+            "WSFAST_NO_BUFFER_UTIL",
+            [(buffer_util, "mask", "py_mask"), (buffer_util, "unmask", "py_unmask")],
+        ),
+        (
+            "utf8validate",
+            native_u8,
+            "WSFAST_NO_UTF_8_VALIDATE",
+            [
+                (validation, "is_valid_utf8", "py_is_valid_utf8"),
+                (validation, "Utf8Validator", "PyUtf8Validator"),
+            ],
+        ),
+    ],
+    ids=["bufferutil", "utf8validate"],
+)
+def test_speedups_report_what_is_in_use(
+    key: str, native: Any, env: str, seams: list[tuple[Any, str, str]]
+) -> None:
+    # Installed and not switched off <=> reported and wired into the core's seam.
+    active = native is not None and not os.environ.get(env)
+    assert wsfast.speedups()[key] == (native.__version__ if active else None)
+    for module, name, fallback in seams:
+        expected = getattr(native, name) if active else getattr(module, fallback)
+        assert getattr(module, name) is expected
+
+
+@pytest.mark.skipif(
+    os.environ.get("WSFAST_EXPECT_SPEEDUPS") != "1",
+    reason="set WSFAST_EXPECT_SPEEDUPS=1 where the native extensions must be in use",
+)
+def test_expected_speedups_loaded() -> None:
+    report = wsfast.speedups()
+    assert report["bufferutil"] is not None, (
+        "WSFAST_EXPECT_SPEEDUPS=1 but wsfast_bufferutil is not in use "
+        f"(installed: {native_bu is not None}, "
+        f"WSFAST_NO_BUFFER_UTIL={os.environ.get('WSFAST_NO_BUFFER_UTIL')!r})"
+    )
+    assert report["utf8validate"] is not None, (
+        "WSFAST_EXPECT_SPEEDUPS=1 but wsfast_utf8validate is not in use "
+        f"(installed: {native_u8 is not None}, "
+        f"WSFAST_NO_UTF_8_VALIDATE={os.environ.get('WSFAST_NO_UTF_8_VALIDATE')!r})"
+    )
+
+
+# --- masking: one class, both implementations --------------------------------------------------
+
+MaskFns = tuple[Callable[..., None], Callable[..., None]]
+
+MASK_IMPLS = [
+    pytest.param((buffer_util.py_mask, buffer_util.py_unmask), id="fallback"),
+    pytest.param(
+        (getattr(native_bu, "mask", None), getattr(native_bu, "unmask", None)),
+        id="native",
+        marks=needs_bu,
+    ),
+]
+
+
+@pytest.mark.parametrize("impl", MASK_IMPLS)
+class TestMasking:
+    def test_rfc_6455_example(self, impl: MaskFns) -> None:
+        mask, unmask = impl
+        out = bytearray(7)
+        mask(b"Hello", RFC_MASK, out, 2, 5)
+        assert out == b"\x00\x00" + RFC_HELLO_MASKED
+        unmask(memoryview(out)[2:], RFC_MASK)
+        assert out[2:] == b"Hello"
+
+    @pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 15, 16, 17, 63, 64, 65, 255, 256, 257, 4099])
+    def test_sizes_and_offsets(self, impl: MaskFns, size: int) -> None:
+        mask, unmask = impl
+        rnd = random.Random(size)
+        data, key = rnd.randbytes(size), rnd.randbytes(4)
+        for offset in (0, 1, 2, 3, 7, 14):
+            out = bytearray(b"\xee" * (offset + size + 3))
+            mask(data, key, out, offset, size)
+            assert out[:offset] == b"\xee" * offset
+            assert out[offset : offset + size] == reference_mask(data, key)
+            assert out[offset + size :] == b"\xee\xee\xee"
+        buf = bytearray(data)
+        unmask(buf, key)
+        assert buf == reference_mask(data, key)
+
+    def test_buffer_types(self, impl: MaskFns) -> None:
+        mask, unmask = impl
+        out = array.array("B", bytes(12))
+        mask(memoryview(b"abcdefgh"), bytearray(b"1234"), out, 2, 8)
+        assert out.tobytes()[2:10] == reference_mask(b"abcdefgh", b"1234")
+        words = array.array("H", [1, 2, 3, 4])
+        raw = words.tobytes()
+        unmask(words, b"\x01\x02\x03\x04")
+        assert words.tobytes() == reference_mask(raw, b"\x01\x02\x03\x04")
+
+    def test_long_mask_uses_first_four_bytes(self, impl: MaskFns) -> None:
+        _, unmask = impl
+        buf = bytearray(b"abcdefgh")
+        unmask(buf, b"\x01\x02\x03\x04\xff\xff")
+        assert buf == reference_mask(b"abcdefgh", b"\x01\x02\x03\x04")
+
+    @pytest.mark.parametrize(
+        "call, exc",
+        [
+            (lambda m, u: u(b"abcd", RFC_MASK), TypeError),
+            (lambda m, u: u(bytearray(4), b"\x01\x02\x03"), ValueError),
+            (lambda m, u: u(memoryview(bytearray(8))[::2], RFC_MASK), TypeError),
+            (lambda m, u: m(b"abcd", RFC_MASK, b"12345678", 0, 4), TypeError),
+            (lambda m, u: m(b"abcd", b"\x01", bytearray(8), 0, 4), ValueError),
+            (lambda m, u: m(b"abcd", RFC_MASK, bytearray(8), 5, 4), ValueError),
+            (lambda m, u: m(b"abcd", RFC_MASK, bytearray(8), -1, 4), ValueError),
+            (lambda m, u: m(b"abcd", RFC_MASK, bytearray(8), 0, -1), ValueError),
+            (lambda m, u: m(b"abcd", RFC_MASK, bytearray(8), 0, 5), ValueError),
+            (lambda m, u: m(b"abcd", RFC_MASK, bytearray(8), 2**64, 4), ValueError),
+        ],
+        ids=[
+            "unmask-read-only",
+            "unmask-short-mask",
+            "unmask-non-contiguous",
+            "mask-read-only-output",
+            "mask-short-mask",
+            "mask-past-output",
+            "mask-negative-offset",
+            "mask-negative-length",
+            "mask-beyond-source",
+            "mask-huge-offset",
+        ],
+    )
+    def test_bad_arguments(self, impl: MaskFns, call: Callable[..., Any], exc: type) -> None:
+        with pytest.raises(exc):
+            call(*impl)
+
+    def test_refused_call_writes_nothing(self, impl: MaskFns) -> None:
+        mask, _ = impl
+        out = bytearray(8)
+        with pytest.raises(ValueError):
+            mask(b"abcdefgh", RFC_MASK, out, 4, 8)
+        assert out == bytes(8)
+
+    def test_overlapping_source_and_output(self, impl: MaskFns) -> None:
+        mask, _ = impl
+        base = bytes(range(200))
+        for shift in (1, 3, 4, 64):
+            got = bytearray(base)
+            mask(got, RFC_MASK, got, shift, 120)
+            assert got[shift : shift + 120] == reference_mask(base[:120], RFC_MASK)
+            assert got[:shift] == base[:shift]
+
+
+# --- UTF-8: one class, both implementations ----------------------------------------------------
+
+Utf8Fns = tuple[Callable[[Any], bool], Callable[[], Any]]
+
+UTF8_IMPLS = [
+    pytest.param((validation.py_is_valid_utf8, validation.PyUtf8Validator), id="fallback"),
+    pytest.param(
+        (getattr(native_u8, "is_valid_utf8", None), getattr(native_u8, "Utf8Validator", None)),
+        id="native",
+        marks=needs_u8,
+    ),
+]
+
+#: (bytes, valid?) for each RFC 3629 class, with ids.
+UTF8_CLASSES = {
+    "ascii": (b"hello", True),
+    "two-byte": ("é".encode(), True),
+    "three-byte": ("€".encode(), True),
+    "four-byte": ("😀".encode(), True),
+    "max-code-point": ("\U0010ffff".encode(), True),
+    "last-before-surrogates": ("\ud7ff".encode(), True),
+    "first-after-surrogates": ("\ue000".encode(), True),
+    "empty": (b"", True),
+    "lone-continuation": (b"\x80", False),
+    "overlong-2": (b"\xc0\xaf", False),
+    "overlong-2-c1": (b"\xc1\xbf", False),
+    "overlong-3": (b"\xe0\x80\xaf", False),
+    "overlong-4": (b"\xf0\x80\x80\xaf", False),
+    "surrogate": (b"\xed\xa0\x80", False),
+    "surrogate-pair-cesu": (b"\xed\xa0\xbd\xed\xb8\x80", False),
+    "above-max": (b"\xf4\x90\x80\x80", False),
+    "f5": (b"\xf5\x80\x80\x80", False),
+    "ff": (b"\xff", False),
+    "truncated-2": (b"\xc3", False),
+    "truncated-3": (b"\xe2\x82", False),
+    "truncated-4": (b"\xf0\x9f\x98", False),
+    "missing-continuation": (b"\xe2\x82a", False),
+}
+
+
+@pytest.mark.parametrize("impl", UTF8_IMPLS)
+class TestUtf8:
+    @pytest.mark.parametrize("name", list(UTF8_CLASSES))
+    def test_validity_classes(self, impl: Utf8Fns, name: str) -> None:
+        is_valid, _ = impl
+        data, valid = UTF8_CLASSES[name]
+        # Whatever surrounds it, in or across the vector blocks, the class decides.
+        for padded in (data, b"x" * 61 + data, b"x" * 200 + data, data + b"y" * 100):
+            assert is_valid(padded) is valid
+        assert is_valid(bytearray(data)) is valid
+        assert is_valid(memoryview(data)) is valid
+
+    @pytest.mark.parametrize(
+        "chunks, results",
+        [
+            ([b"\xed\xa0"], [False]),
+            ([b"\xf4\x90"], [False]),
+            ([b"\xe0\x80"], [False]),
+            ([b"\xf0\x8f"], [False]),
+            ([b"\xc3", b"\xa9"], [True, True]),
+            ([b"\xf0\x9f", b"\x98", b"\x80"], [True, True, True]),
+            ([b"ok", b"\xff"], [True, False]),
+        ],
+        ids=[
+            "surrogate-prefix",
+            "above-max-prefix",
+            "overlong-3-prefix",
+            "overlong-4-prefix",
+            "split-2",
+            "split-4",
+            "invalid-second-chunk",
+        ],
+    )
+    def test_incremental_fail_fast(
+        self, impl: Utf8Fns, chunks: list[bytes], results: list[bool]
+    ) -> None:
+        _, validator = impl
+        v = validator()
+        assert [v.feed(c) for c in chunks] == results
+
+    def test_final_refuses_open_character(self, impl: Utf8Fns) -> None:
+        _, validator = impl
+        v = validator()
+        assert v.feed(b"abc\xe2\x82") is True
+        assert v.feed(b"", final=True) is False
+        v.reset()
+        assert v.feed(b"\xe2\x82") is True
+        assert v.feed(b"\xac", final=True) is True
+        assert v.feed("fin ✓".encode(), final=True) is True  # ready for the next message
+
+
+# --- differential (hypothesis) -----------------------------------------------------------------
+
+
+def _bu_kernels() -> list[Any]:
+    names = ["words", "sse2", "avx2", "avx512", "neon"]
+    return [pytest.param(n, marks=needs_bu) for n in names]
+
+
+def _u8_kernels() -> list[Any]:
+    names = ["scalar", "avx2", "avx512", "neon"]
+    return [pytest.param(n, marks=needs_u8) for n in names]
+
+
+@pytest.fixture
+def bu_kernel(request: pytest.FixtureRequest) -> Iterator[str]:
+    assert native_bu is not None
+    name = request.param
+    if native_bu._use_kernel(name) != name:
+        native_bu._use_kernel(None)
+        pytest.skip(f"masking kernel {name} is not available on this CPU")
+    yield name
+    native_bu._use_kernel(None)
+
+
+@pytest.fixture
+def u8_kernel(request: pytest.FixtureRequest) -> Iterator[str]:
+    assert native_u8 is not None
+    name = request.param
+    try:
+        native_u8._use_kernel(name)
+    except ValueError:
+        pytest.skip(f"UTF-8 kernel {name} is not available on this CPU")
+    yield name
+    native_u8._use_kernel(None)
+
+
+@pytest.mark.parametrize("bu_kernel", _bu_kernels(), indirect=True)
+@SETTINGS
+@given(
+    data=st.binary(max_size=700),
+    key=st.binary(min_size=4, max_size=6),
+    offset=st.integers(0, 70),
+    cut=st.integers(0, 700),
+    slack=st.integers(0, 9),
+)
+def test_mask_differential(
+    bu_kernel: str, data: bytes, key: bytes, offset: int, cut: int, slack: int
+) -> None:
+    assert native_bu is not None
+    length = min(cut, len(data))
+    native_out = bytearray(b"\x5a" * (offset + length + slack))
+    py_out = bytearray(native_out)
+    native_bu.mask(data, key, native_out, offset, length)
+    buffer_util.py_mask(data, key, py_out, offset, length)
+    assert native_out == py_out
+    native_buf, py_buf = bytearray(data), bytearray(data)
+    native_bu.unmask(memoryview(native_buf)[offset % 5 :], key)
+    buffer_util.py_unmask(memoryview(py_buf)[offset % 5 :], key)
+    assert native_buf == py_buf
+
+
+@pytest.mark.parametrize("bu_kernel", _bu_kernels(), indirect=True)
+@pytest.mark.parametrize("size", [65536 + 3, (8 << 20) + 5])  # aligned and streaming paths
+def test_mask_differential_large(bu_kernel: str, size: int) -> None:
+    assert native_bu is not None
+    rnd = random.Random(size)
+    data, key = rnd.randbytes(size), rnd.randbytes(4)
+    native_out, py_out = bytearray(size + 1), bytearray(size + 1)
+    native_bu.mask(data, key, native_out, 1, size)
+    buffer_util.py_mask(data, key, py_out, 1, size)
+    assert native_out == py_out
+
+
+_PIECES = [value for value, _ in UTF8_CLASSES.values()] + [
+    b"a",
+    b" ",
+    "ж".encode(),
+    "中".encode(),
+    "\u0800".encode(),
+    "\uffff".encode(),
+    "\U00010000".encode(),
+    b"\xc3",
+    b"\xa9",
+    b"\x80",
+    b"\xbf",
+    b"\xf4",
+]
+utf8_like = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=200).map(lambda s: s.encode("utf-8", "surrogatepass")),
+    st.lists(st.sampled_from(_PIECES), max_size=80).map(b"".join),
+    st.tuples(st.integers(0, 140), st.lists(st.sampled_from(_PIECES), max_size=4)).map(
+        lambda t: b"x" * t[0] + b"".join(t[1])
+    ),
+)
+
+
+@pytest.mark.parametrize("u8_kernel", _u8_kernels(), indirect=True)
+@SETTINGS
+@given(data=utf8_like)
+def test_utf8_differential(u8_kernel: str, data: bytes) -> None:
+    assert native_u8 is not None
+    assert native_u8.is_valid_utf8(data) is validation.py_is_valid_utf8(data)
+
+
+@pytest.mark.parametrize("u8_kernel", _u8_kernels(), indirect=True)
+@SETTINGS
+@given(data=utf8_like, cuts=st.lists(st.integers(0, 300), max_size=4))
+def test_utf8_incremental_differential(u8_kernel: str, data: bytes, cuts: list[int]) -> None:
+    assert native_u8 is not None
+    points = sorted({min(c, len(data)) for c in cuts})
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    native, fallback = native_u8.Utf8Validator(), validation.PyUtf8Validator()
+    for i, chunk in enumerate(chunks):
+        final = i == len(chunks) - 1
+        got, expected = native.feed(chunk, final), fallback.feed(chunk, final)
+        assert got is expected, (chunks, i)
+        if not got:
+            break
