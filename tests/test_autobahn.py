@@ -78,6 +78,14 @@ def _selected(section: str) -> str:
     return mode
 
 
+def _report(result: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    summary = harness.write_summary(result)
+    with capsys.disabled():  # the figures belong in the log even when the test passes
+        print()
+        print(result.table())
+        print(f"report: {result.outdir}/index.html; summary: {summary}")
+
+
 @pytest.mark.autobahn
 @pytest.mark.timeout(PYTEST_TIMEOUT)
 @pytest.mark.parametrize("section", MODES["all"])
@@ -89,12 +97,13 @@ def test_autobahn(role: str, section: str, capsys: pytest.CaptureFixture[str]) -
             "WSFAST_AUTOBAHN is set but wstest is missing: run .ci/install-autobahn.sh "
             "(or point WSFAST_WSTEST at it)"
         )
-    result = _run(role, section, mode).result()
-    summary = harness.write_summary(result)
-    with capsys.disabled():  # the figures belong in the log even when the test passes
-        print()
-        print(result.table())
-        print(f"report: {result.outdir}/index.html; summary: {summary}")
+    try:
+        result = _run(role, section, mode).result()
+    except harness.AutobahnError as exc:
+        if exc.result is not None:  # out of time: show what did run, then fail
+            _report(exc.result, capsys)
+        raise
+    _report(result, capsys)
     failing = result.failing
     assert not failing, (
         f"{len(failing)} of {len(result.cases)} Autobahn cases not passing as {role} "

@@ -22,6 +22,7 @@ Run by hand: ``python tests/autobahn/harness.py server 1-10`` (prints the verdic
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import os
@@ -83,7 +84,13 @@ TESTEES = {
 
 
 class AutobahnError(RuntimeError):
-    """wstest or the testee could not run, or produced no report."""
+    """wstest or the testee could not run, or produced no report.
+
+    ``result`` holds the verdicts of the cases that did run when they could be had (a testee
+    client past its time limit), with ``partial`` set; otherwise it is None.
+    """
+
+    result: SuiteResult | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,7 @@ class SuiteResult:
     cases: dict[str, CaseResult] = field(default_factory=dict)
     seconds: float = 0.0
     outdir: str = ""
+    partial: bool = False
 
     @property
     def failing(self) -> list[CaseResult]:
@@ -134,7 +142,10 @@ class SuiteResult:
         head += f"{'total':>8}{'seconds':>9}"
         row = f"{self.role:<7}{self.section:<9}" + "".join(f"{counts[v]:>15}" for v in VERDICTS)
         row += f"{len(self.cases):>8}{self.seconds:>9.1f}"
-        lines = [f"Autobahn {self.testee} ({self.path} path)", head, row]
+        title = f"Autobahn {self.testee} ({self.path} path)"
+        if self.partial:
+            title += " PARTIAL: stopped at its time limit, the cases not run are not counted"
+        lines = [title, head, row]
         for c in self.failing[:40]:
             lines.append(f"  not passing: {c.case} behavior={c.behavior} close={c.behavior_close}")
         if len(self.failing) > 40:
@@ -152,6 +163,7 @@ class SuiteResult:
             "seconds": round(self.seconds, 1),
             "failing": {c.case: [c.behavior, c.behavior_close] for c in self.failing},
             "report": self.outdir,
+            "partial": self.partial,
         }
 
 
@@ -246,6 +258,31 @@ def _wait_exit(proc: subprocess.Popen[bytes], deadline: float, what: str, outdir
         raise AutobahnError(f"{what} ran past its time limit; output in {outdir}") from None
     if rc != 0:
         raise AutobahnError(f"{what} exited with {rc}; see {outdir}")
+
+
+def _request_reports(port: int, agent: str, timeout: float = 120.0) -> None:
+    """Asks the fuzzing server to write its reports, as the testee client does last
+    (``/updateReports``): it writes them before answering, then closes."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /updateReports?agent={agent} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request.encode())
+        sock.recv(65536)  # the 101 response comes once the reports are on disk
+
+
+def _rescue_partial(exc: AutobahnError, result: SuiteResult, port: int, outdir: Path) -> None:
+    """After a testee client ran out of time: the verdicts of the cases it did run."""
+    try:
+        _request_reports(port, AGENT)
+        result.cases = parse_report(outdir / "index.json")
+    except (OSError, ValueError, AutobahnError):
+        return
+    result.partial = True
+    exc.result = result
 
 
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
@@ -402,7 +439,12 @@ def run_suite(
                 outdir / "testee-client.log",
                 env,
             )
-            _wait_exit(client_proc, deadline, "the testee client", final)
+            try:
+                _wait_exit(client_proc, deadline, "the testee client", final)
+            except AutobahnError as exc:
+                _stop(client_proc)
+                _rescue_partial(exc, result, port, outdir)
+                raise
         index = outdir / "index.json"
         if not index.exists():
             raise AutobahnError(f"no report at {index}")
@@ -448,13 +490,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=float)
     parser.add_argument("--no-deflate", action="store_true")
     args = parser.parse_args(argv)
-    result = run_suite(
-        args.role,
-        args.section,
-        testee=args.testee,
-        timeout=args.timeout,
-        deflate=not args.no_deflate,
-    )
+    # A SIGTERM (``timeout``, a CI runner) still runs run_suite's cleanup of its processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        result = run_suite(
+            args.role,
+            args.section,
+            testee=args.testee,
+            timeout=args.timeout,
+            deflate=not args.no_deflate,
+        )
+    except AutobahnError as exc:
+        if exc.result is None:
+            raise
+        result = exc.result
+        print(f"error: {exc}")
     print(result.table())
     print("summary:", write_summary(result))
     return 0 if not result.failing else 1
