@@ -64,17 +64,23 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001 - any build failure is treated alike
-            self._failed(exc)
+            self._failed(exc, self.extensions)
 
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001
-            self._failed(exc)
+            self._failed(exc, [ext])
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: Exception, extensions: list) -> None:
         if REQUIRED:
             raise exc
+        # A module left in build/ by an earlier successful build would otherwise be installed
+        # as if this build had worked (pip builds local directories in place).
+        for ext in extensions:
+            stale = self.get_ext_fullpath(ext.name)
+            if os.path.exists(stale):
+                os.remove(stale)
         sys.stderr.write(
             f"WARNING: {NAME} could not be compiled ({exc!r}); installing without it. "
             "wsfast will use CPython's decoder. Set WSFAST_REQUIRE_EXTENSIONS=1 to make this an "
