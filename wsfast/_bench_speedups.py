@@ -189,7 +189,7 @@ def size_label(n: int) -> str:
 
 
 def run(
-    seconds: float = 5.0, sizes: Sequence[int] = SIZES, file: TextIO | None = None
+    seconds: float = 3.0, sizes: Sequence[int] = SIZES, file: TextIO | None = None
 ) -> list[dict[str, Any]]:
     """Print the comparison table in about ``seconds`` and return its figures.
 
