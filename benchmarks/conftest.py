@@ -33,6 +33,8 @@ def pytest_addoption(parser: Any) -> None:
 def pytest_collect_file(file_path: Path, parent: Any) -> Any:
     if file_path.suffix != ".py" or not file_path.name.startswith("bench_"):
         return None
+    if parent.session.isinitpath(file_path):
+        return None  # named on the command line: pytest's own collector takes it
     patterns = parent.config.getini("python_files")
     if any(fnmatch.fnmatch(file_path.name, pattern) for pattern in patterns):
         return None  # pytest's own collector takes it
