@@ -36,6 +36,8 @@ cdef extern from "wsfast_mask.h":
     wsf_mask_fn wsf_mask_impl
     const char *wsf_mask_impl_name
     void wsf_mask_init(const char *force) noexcept
+    void wsf_mask_run(const unsigned char *src, unsigned char *dst, size_t n,
+                      uint32_t key) noexcept nogil
 
 __version__ = "0.1.0"
 __all__ = ["mask", "unmask", "__version__"]
@@ -122,11 +124,11 @@ def mask(source, mask, output, offset, length):
             tmp = <unsigned char *>PyMem_Malloc(<size_t>n)
             if tmp == NULL:
                 raise MemoryError()
-            wsf_mask_impl(sptr, tmp, <size_t>n, key)
+            wsf_mask_run(sptr, tmp, <size_t>n, key)
             memcpy(optr, tmp, <size_t>n)
             PyMem_Free(tmp)
         else:
-            wsf_mask_impl(sptr, optr, <size_t>n, key)
+            wsf_mask_run(sptr, optr, <size_t>n, key)
     finally:
         if shold:
             PyBuffer_Release(&sview)
@@ -140,18 +142,19 @@ def unmask(buffer, mask):
     cdef Py_buffer view
     _read_key(mask, &key)
     if PyByteArray_CheckExact(buffer):
-        wsf_mask_impl(<const unsigned char *>PyByteArray_AS_STRING(buffer),
+        wsf_mask_run(<const unsigned char *>PyByteArray_AS_STRING(buffer),
                       <unsigned char *>PyByteArray_AS_STRING(buffer),
                       <size_t>PyByteArray_GET_SIZE(buffer), key)
         return
     _acquire(buffer, &view, PyBUF_WRITABLE, "buffer")
-    wsf_mask_impl(<const unsigned char *>view.buf, <unsigned char *>view.buf,
+    wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>view.buf,
                   <size_t>view.len, key)
     PyBuffer_Release(&view)
 
 
 def _kernel():
-    """Name of the masking kernel in use (``avx512``, ``avx2``, ``sse2``, ``neon``, ``words``)."""
+    """Name of the masking kernel in use (``avx2``, ``sse2``, ``neon``, ``words``, or a pinned
+    ``avx512``); with AVX-512 present, copies of 256 KiB and more use it regardless."""
     return wsf_mask_impl_name.decode()
 
 

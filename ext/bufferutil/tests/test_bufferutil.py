@@ -199,3 +199,21 @@ def test_unknown_kernel_name_keeps_a_working_kernel():
         assert buf == b"abce" * 10
     finally:
         wsfast_bufferutil._use_kernel(None)
+
+
+def test_default_kernels_at_large_sizes():
+    # Unpinned, large copies may take another kernel than small ones (see WSF_WIDE_FROM).
+    wsfast_bufferutil._use_kernel(None)
+    for size in (256 * 1024 - 1, 256 * 1024, (1 << 20) + 7, (8 << 20) + 3):
+        data = os.urandom(size)
+        key = os.urandom(4)
+        expected = (
+            int.from_bytes(data, "little")
+            ^ int.from_bytes((key * (size // 4 + 1))[:size], "little")
+        ).to_bytes(size, "little")
+        out = bytearray(size + 2)
+        wsfast_bufferutil.mask(data, key, out, 1, size)
+        assert out[1:-1] == expected and out[0] == 0 and out[-1] == 0
+        buf = bytearray(data)
+        wsfast_bufferutil.unmask(buf, key)
+        assert buf == expected

@@ -410,7 +410,17 @@ static int wsf_utf8_avx512(const unsigned char *p, size_t n, size_t *tail) {
     }
 }
 
+static int wsf_utf8_cpu_level_probe(void);
+
+/* CPUID traps to the hypervisor on a virtual machine (tens of microseconds measured here):
+ * probe once. */
 static int wsf_utf8_cpu_level(void) {
+    static int level = -1;
+    if (level < 0) level = wsf_utf8_cpu_level_probe();
+    return level;
+}
+
+static int wsf_utf8_cpu_level_probe(void) {
     /* 0 = none, 2 = AVX2, 3 = AVX-512BW; XCR0 must show the OS saves the wide registers. */
     unsigned int ebx7 = 0;
     unsigned long long xcr0 = 0;
