@@ -136,7 +136,7 @@ class Receiver:
         self._masked = False
         self._mask = b""
         self._payload_length = 0
-        self._payload_chunks: list[bytes] = []
+        self._payload_chunks: list[Any] = []
         self._payload_needed = 0
         self._message_opcode = 0
         self._compressed = False
@@ -175,7 +175,9 @@ class Receiver:
                     available = size - pos
                     if available < needed:
                         if available:
-                            chunk = data[pos:]
+                            # A view, not a slice, of a large piece: the join below is then
+                            # the payload's only copy (data is immutable bytes).
+                            chunk: Any = memoryview(data)[pos:] if available >= 4096 else data[pos:]
                             self._payload_chunks.append(chunk)
                             self._payload_needed = needed - available
                             opcode = self._opcode
@@ -186,8 +188,10 @@ class Receiver:
                         return
                     chunks = self._payload_chunks
                     if chunks:
-                        chunks.append(data[pos : pos + needed])
-                        payload = b"".join(chunks)
+                        chunks.append(memoryview(data)[pos : pos + needed])
+                        # Masked payloads are joined into a bytearray that is unmasked in
+                        # place: one copy instead of join + copy-to-unmask.
+                        payload = (bytearray() if self._masked else b"").join(chunks)
                         chunks.clear()
                     else:
                         payload = data[pos : pos + needed]
@@ -421,11 +425,11 @@ class Receiver:
 
     # -- payload -----------------------------------------------------------------------------
 
-    def _frame_done(self, payload: bytes) -> None:
+    def _frame_done(self, payload: Any) -> None:
         if self._masked and payload:
-            buf = bytearray(payload)
-            unmask(buf, self._mask)
-            payload = buf  # type: ignore[assignment]
+            if type(payload) is not bytearray:
+                payload = bytearray(payload)
+            unmask(payload, self._mask)
         opcode = self._opcode
         if opcode > 7:
             self._control_frame(opcode, payload)

@@ -121,6 +121,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._paused = False
         self._queue_paused = False
         self._write_paused = False
+        self._cork: list[Any] | None = None
+        self._pong_written = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._drain_callbacks: list[Callable[[BaseException | None], Any]] = []
         self._queue: collections.deque[Any] = collections.deque()
@@ -303,6 +305,30 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         receiver = self._receiver
         if receiver is None:  # pragma: no cover - set_protocol happens after _setup
             return
+        # Frames that listeners send while this read is parsed are collected and written once
+        # at its end: one write() per read instead of one per message (32 B pipelined echo
+        # 78.8k -> 101.5k msg/s in the benchmark's pinned runs).
+        if self._cork is not None:
+            # Re-entered (resume() from a listener): the outer call owns the batch and its
+            # order.
+            self._feed(receiver, data)
+            return
+        cork: list[Any] = []
+        self._cork = cork
+        try:
+            self._feed(receiver, data)
+        finally:
+            self._cork = None
+            if cork:
+                self._write_all(cork)
+            if self._pong_written:
+                self._pong_written = False
+                if self._write_paused:
+                    # A peer that floods pings without reading our pongs would grow the
+                    # write buffer without bound: stop reading until it drains.
+                    self._pause_reading()
+
+    def _feed(self, receiver: Receiver, data: bytes) -> None:
         try:
             receiver.feed(data)
         except WebSocketError as exc:
@@ -310,6 +336,35 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         except Exception as exc:  # a bug must not leave a half-parsed connection open
             logger.exception("unexpected error while parsing frames")
             self._fail(WebSocketError(f"internal error: {exc!r}", "WS_ERR_INTERNAL", 1011))
+
+    def _write(self, data: Any) -> None:
+        cork = self._cork
+        if cork is not None:
+            cork.append(data)
+        else:
+            assert self._transport is not None
+            self._transport.write(data)
+
+    def _write_all(self, chunks: list[Any]) -> None:
+        transport = self._transport
+        assert transport is not None
+        if transport.is_closing():
+            return
+        if len(chunks) == 1:
+            transport.write(chunks[0])
+            return
+        if sum(map(len, chunks)) <= 65536:
+            transport.write(b"".join(chunks))
+            return
+        for chunk in chunks:
+            transport.write(chunk)
+
+    def _flush(self) -> None:
+        """Write what the current read collected now (before a half-close)."""
+        cork = self._cork
+        if cork:
+            self._write_all(cork)
+            cork.clear()
 
     def eof_received(self) -> bool:
         """The peer half-closed: let asyncio close the transport (ws' ``socketOnEnd``)."""
@@ -382,12 +437,9 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
 
     def _on_ping(self, data: bytes) -> None:
         if self._auto_pong and self._ready_state == OPEN:
-            assert self._sender is not None and self._transport is not None
-            self._transport.write(self._sender.pong(data))
-            if self._write_paused:
-                # A peer that floods pings without reading our pongs would grow the write
-                # buffer without bound: stop reading until it drains (resume_writing).
-                self._pause_reading()
+            assert self._sender is not None
+            self._write(self._sender.pong(data))
+            self._pong_written = True
         self.emit("ping", data)
 
     def _on_pong(self, data: bytes) -> None:
@@ -517,10 +569,13 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             binary = not isinstance(data, str)
         elif not isinstance(data, (str, bytes, bytearray, memoryview)):
             raise TypeError(f"cannot send {type(data).__name__}")
-        assert self._sender is not None and self._transport is not None
-        self._transport.write(
-            self._sender.message(data, binary, fin=fin, compress=compress, mask=mask)
-        )
+        assert self._sender is not None
+        out = self._sender.message(data, binary, fin=fin, compress=compress, mask=mask, split=True)
+        if type(out) is tuple:
+            self._write(out[0])
+            self._write(out[1])
+        else:
+            self._write(out)
         return self._written(callback)
 
     def ping(
@@ -533,7 +588,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if self._ready_state != OPEN:
             return self._not_open(callback)
         assert self._sender is not None and self._transport is not None
-        self._transport.write(self._sender.ping(data, mask))
+        self._write(self._sender.ping(data, mask))
         return self._written(callback)
 
     def pong(
@@ -546,7 +601,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if self._ready_state != OPEN:
             return self._not_open(callback)
         assert self._sender is not None and self._transport is not None
-        self._transport.write(self._sender.pong(data, mask))
+        self._write(self._sender.pong(data, mask))
         return self._written(callback)
 
     # -- closing -------------------------------------------------------------------------------
@@ -583,7 +638,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         assert self._sender is not None and self._transport is not None
         self._close_frame_sent = True
         if not self._transport.is_closing():
-            self._transport.write(self._sender.close(code, reason))
+            self._write(self._sender.close(code, reason))
         self._close_timer = self._loop.call_later(self._close_timeout, self._close_timed_out)
 
     def _close_timed_out(self) -> None:
@@ -596,6 +651,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
+        self._flush()
         if self._receiver is not None:
             self._receiver.state = 5  # DONE: nothing after the close is parsed
         if transport.can_write_eof():
