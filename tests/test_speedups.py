@@ -418,3 +418,56 @@ def test_utf8_incremental_differential(u8_kernel: str, data: bytes, cuts: list[i
         assert got is expected, (chunks, i)
         if not got:
             break
+
+
+# --- the benchmark behind `python -m wsfast bench` ---------------------------------------------
+
+
+def test_bench_table_runs_and_reports_every_column() -> None:
+    import io
+
+    from wsfast import _bench_speedups
+
+    out = io.StringIO()
+    results = _bench_speedups.run(seconds=0.05, sizes=(16, 2048), file=out)
+    text = out.getvalue()
+    assert "mask (into a buffer)" in text and "utf-8 invalid" in text and "2 KiB" in text
+    implementations = {r["implementation"] for r in results}
+    assert {"fallback", "memcpy", "bytes.decode"} <= implementations
+    assert ("native" in implementations) == (native_bu is not None or native_u8 is not None)
+    assert all(r["ns"] > 0 and r["gbps"] > 0 for r in results)
+    assert _bench_speedups.size_label(1 << 20) == "1 MiB"
+    assert _bench_speedups.size_label(3000) == "3000 B"
+    assert [_bench_speedups._ns(x) for x in (12.4, 2.5e4, 3.2e6)] == ["12 ns", "25.0 us", "3.20 ms"]
+
+
+def test_bench_without_natives_or_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from wsfast import _bench_speedups
+
+    for name in (
+        "wsfast_bufferutil",
+        "wsfast_utf8validate",
+        "websockets.speedups",
+        "aiohttp._websocket.mask",
+    ):
+        monkeypatch.setitem(sys.modules, name, None)  # makes the import fail
+    assert _bench_speedups.peers() == {}
+    out = io.StringIO()
+    results = _bench_speedups.run(seconds=0.05, sizes=(16,), file=out)
+    assert "not installed" in out.getvalue()
+    assert {r["implementation"] for r in results} == {"fallback", "memcpy", "bytes.decode"}
+
+
+def test_bench_inputs() -> None:
+    from wsfast import _bench_speedups
+
+    for size in (0, 1, 16, 1000):
+        assert len(_bench_speedups.ascii_text(size)) == size
+        mixed = _bench_speedups.mixed_text(size)
+        assert size - 4 <= len(mixed) <= size and validation.py_is_valid_utf8(mixed)
+        assert not validation.py_is_valid_utf8(_bench_speedups.invalid_text(max(size, 1)))
+    assert _bench_speedups.ascii_text(10).isascii()
+    assert max(_bench_speedups.mixed_text(4000)) >= 0xF0  # holds 4-byte characters
