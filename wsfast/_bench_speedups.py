@@ -12,6 +12,7 @@ Imported only by the command line, never by ``import wsfast``.
 
 from __future__ import annotations
 
+import importlib
 import random
 import sys
 import time
@@ -115,15 +116,15 @@ def peers() -> dict[str, Callable[..., Any]]:
 
 
 def _natives() -> tuple[Any, Any]:
-    try:
-        import wsfast_bufferutil as bu  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        bu = None
-    try:
-        import wsfast_utf8validate as u8  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        u8 = None
-    return bu, u8
+    """The native extensions that are installed (None for a missing one), whatever the
+    WSFAST_NO_* variables say: the table compares them with the fallback either way."""
+    found: list[Any] = []
+    for name in ("wsfast_bufferutil", "wsfast_utf8validate"):
+        try:
+            found.append(importlib.import_module(name))
+        except ImportError:
+            found.append(None)
+    return found[0], found[1]
 
 
 def _mask_rows(size: int, bu: Any, peer: dict[str, Callable[..., Any]]) -> list[Any]:
