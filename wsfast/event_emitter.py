@@ -111,16 +111,20 @@ class EventEmitter:
         # common single listener, a tuple of it) so that on()/off() inside a listener wait for
         # the next emit.
         for listener in listeners[:] if len(listeners) > 1 else (listeners[0],):
-            try:
-                result = listener(*args)
-            except Exception:
-                logger.exception("a %r listener of %r raised", event, self)
-                continue
-            # Only coroutines (async def listeners) are scheduled: a listener that returns the
-            # awaitable of send() (``lambda d, b: ws.send(d)``) must not cost a Task per message.
-            if result is not None and type(result) is CoroutineType:
-                _schedule(result)
+            self._call(event, listener, args)
         return True
+
+    def _call(self, event: str, listener: Listener, args: tuple[Any, ...]) -> None:
+        """Run one listener as emit() does: errors logged, coroutines scheduled."""
+        try:
+            result = listener(*args)
+        except Exception:
+            logger.exception("a %r listener of %r raised", event, self)
+            return
+        # Only coroutines (async def listeners) are scheduled: a listener that returns the
+        # awaitable of send() (``lambda d, b: ws.send(d)``) must not cost a Task per message.
+        if result is not None and type(result) is CoroutineType:
+            _schedule(result)
 
     def _listeners_changed(self, event: str) -> None:
         """Hook for subclasses (the message queue of ``recv`` depends on 'message' listeners)."""

@@ -117,7 +117,14 @@ def close_payload(code: int | None, reason: str | bytes = "") -> bytes:
 class Sender:
     """Per-connection framing: masks on the client side, compresses when negotiated."""
 
-    __slots__ = ("is_client", "deflate", "generate_mask", "_compress_fragments", "_first_fragment")
+    __slots__ = (
+        "is_client",
+        "deflate",
+        "generate_mask",
+        "plain",
+        "_compress_fragments",
+        "_first_fragment",
+    )
 
     def __init__(
         self,
@@ -129,6 +136,8 @@ class Sender:
         self.is_client = is_client
         self.deflate = deflate
         self.generate_mask = generate_mask or _default_mask
+        #: Unmasked and uncompressed by default: WebSocket.send frames small messages itself.
+        self.plain = not is_client and deflate is None
         self._compress_fragments = False
         self._first_fragment = True
 

@@ -128,6 +128,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._queue: collections.deque[Any] = collections.deque()
         self._recv_waiter: asyncio.Future[Any] | None = None
         self._message_listeners = False
+        self._message_listener: Callable[..., Any] | None = None
         self._loop = asyncio.get_running_loop()
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._closed: asyncio.Future[None] = self._loop.create_future()
@@ -395,7 +396,10 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             self._update_message_listeners()
 
     def _update_message_listeners(self) -> None:
-        self._message_listeners = bool(self._events.get("message"))
+        listeners = self._events.get("message")
+        self._message_listeners = bool(listeners)
+        # The usual single listener is called directly, without emit()'s copy and loop.
+        self._message_listener = listeners[0] if listeners and len(listeners) == 1 else None
         if self._message_listeners:
             # Messages queued for recv() before the listener came go to it first, in order.
             queue = self._queue
@@ -406,6 +410,10 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
                 self._unpause_queue()
 
     def _on_message(self, data: Any, is_binary: bool) -> None:
+        listener = self._message_listener
+        if listener is not None:
+            self._call("message", listener, (data, is_binary))
+            return
         if self._message_listeners:
             self.emit("message", data, is_binary)
             return
@@ -565,12 +573,26 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         """
         if self._ready_state != OPEN:
             return self._not_open(callback)
+        sender = self._sender
+        assert sender is not None
+        if sender.plain and fin and mask is None and sender._first_fragment:
+            # Server side, no compression: a whole small message is framed here directly
+            # (RFC 6455 5.2: FIN + opcode, 7-bit length), without the general path's calls.
+            kind = type(data)
+            if kind is str or kind is bytes:
+                payload: Any = data.encode("utf-8") if kind is str else data  # type: ignore[union-attr]
+                length = len(payload)
+                if length < 126:
+                    text = kind is str if binary is None else not binary
+                    self._write(bytes((0x81 if text else 0x82, length)) + payload)
+                    if callback is None and not self._write_paused:
+                        return _DONE
+                    return self._written(callback)
         if binary is None:
             binary = not isinstance(data, str)
         elif not isinstance(data, (str, bytes, bytearray, memoryview)):
             raise TypeError(f"cannot send {type(data).__name__}")
-        assert self._sender is not None
-        out = self._sender.message(data, binary, fin=fin, compress=compress, mask=mask, split=True)
+        out = sender.message(data, binary, fin=fin, compress=compress, mask=mask, split=True)
         if type(out) is tuple:
             self._write(out[0])
             self._write(out[1])
