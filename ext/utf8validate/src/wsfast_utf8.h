@@ -136,39 +136,64 @@ static inline size_t wsf_utf8_resume(const unsigned char *p, size_t m) {
 #define WSF_OVERLONG_4 (1 << 6)     /* F0 80..8F */
 #define WSF_TWO_CONTS (1 << 7)      /* continuation after continuation */
 #define WSF_CARRY (WSF_TOO_SHORT | WSF_TOO_LONG | WSF_TWO_CONTS)
+/* Table bytes as the signed char that _mm*_setr_epi8 take (values above 0x7F wrap on purpose). */
+#define WSF_C(x) ((char)(signed char)(x))
 
 /* Table 1: high nibble of the previous byte. */
-#define WSF_T1                                                                               \
-    WSF_TOO_LONG, WSF_TOO_LONG, WSF_TOO_LONG, WSF_TOO_LONG, WSF_TOO_LONG, WSF_TOO_LONG,        \
-        WSF_TOO_LONG, WSF_TOO_LONG, WSF_TWO_CONTS, WSF_TWO_CONTS, WSF_TWO_CONTS,              \
-        WSF_TWO_CONTS, WSF_TOO_SHORT | WSF_OVERLONG_2, WSF_TOO_SHORT,                          \
-        WSF_TOO_SHORT | WSF_OVERLONG_3 | WSF_SURROGATE,                                        \
-        WSF_TOO_SHORT | WSF_TOO_LARGE | WSF_TOO_LARGE_1000 | WSF_OVERLONG_4
+#define WSF_T1 \
+    WSF_C(WSF_TOO_LONG), \
+    WSF_C(WSF_TOO_LONG), \
+    WSF_C(WSF_TOO_LONG), \
+    WSF_C(WSF_TOO_LONG), \
+    WSF_C(WSF_TOO_LONG), \
+    WSF_C(WSF_TOO_LONG), \
+    WSF_C(WSF_TOO_LONG), \
+    WSF_C(WSF_TOO_LONG), \
+    WSF_C(WSF_TWO_CONTS), \
+    WSF_C(WSF_TWO_CONTS), \
+    WSF_C(WSF_TWO_CONTS), \
+    WSF_C(WSF_TWO_CONTS), \
+    WSF_C(WSF_TOO_SHORT | WSF_OVERLONG_2), \
+    WSF_C(WSF_TOO_SHORT), \
+    WSF_C(WSF_TOO_SHORT | WSF_OVERLONG_3 | WSF_SURROGATE), \
+    WSF_C(WSF_TOO_SHORT | WSF_TOO_LARGE | WSF_TOO_LARGE_1000 | WSF_OVERLONG_4)
 /* Table 2: low nibble of the previous byte. */
-#define WSF_T2                                                                               \
-    WSF_CARRY | WSF_OVERLONG_3 | WSF_OVERLONG_2 | WSF_OVERLONG_4, WSF_CARRY | WSF_OVERLONG_2,  \
-        WSF_CARRY, WSF_CARRY, WSF_CARRY | WSF_TOO_LARGE,                                       \
-        WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000,                                        \
-        WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000,                                        \
-        WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000,                                        \
-        WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000,                                        \
-        WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000,                                        \
-        WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000,                                        \
-        WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000,                                        \
-        WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000,                                        \
-        WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000 | WSF_SURROGATE,                        \
-        WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000,                                        \
-        WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000
+#define WSF_T2 \
+    WSF_C(WSF_CARRY | WSF_OVERLONG_3 | WSF_OVERLONG_2 | WSF_OVERLONG_4), \
+    WSF_C(WSF_CARRY | WSF_OVERLONG_2), \
+    WSF_C(WSF_CARRY), \
+    WSF_C(WSF_CARRY), \
+    WSF_C(WSF_CARRY | WSF_TOO_LARGE), \
+    WSF_C(WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000), \
+    WSF_C(WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000), \
+    WSF_C(WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000), \
+    WSF_C(WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000), \
+    WSF_C(WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000), \
+    WSF_C(WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000), \
+    WSF_C(WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000), \
+    WSF_C(WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000), \
+    WSF_C(WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000 | WSF_SURROGATE), \
+    WSF_C(WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000), \
+    WSF_C(WSF_CARRY | WSF_TOO_LARGE | WSF_TOO_LARGE_1000)
 /* Table 3: high nibble of the current byte. */
-#define WSF_T3                                                                               \
-    WSF_TOO_SHORT, WSF_TOO_SHORT, WSF_TOO_SHORT, WSF_TOO_SHORT, WSF_TOO_SHORT, WSF_TOO_SHORT,  \
-        WSF_TOO_SHORT, WSF_TOO_SHORT,                                                          \
-        WSF_TOO_LONG | WSF_OVERLONG_2 | WSF_TWO_CONTS | WSF_OVERLONG_3 | WSF_TOO_LARGE_1000 |  \
-            WSF_OVERLONG_4,                                                                    \
-        WSF_TOO_LONG | WSF_OVERLONG_2 | WSF_TWO_CONTS | WSF_OVERLONG_3 | WSF_TOO_LARGE,        \
-        WSF_TOO_LONG | WSF_OVERLONG_2 | WSF_TWO_CONTS | WSF_SURROGATE | WSF_TOO_LARGE,         \
-        WSF_TOO_LONG | WSF_OVERLONG_2 | WSF_TWO_CONTS | WSF_SURROGATE | WSF_TOO_LARGE,         \
-        WSF_TOO_SHORT, WSF_TOO_SHORT, WSF_TOO_SHORT, WSF_TOO_SHORT
+#define WSF_T3 \
+    WSF_C(WSF_TOO_SHORT), \
+    WSF_C(WSF_TOO_SHORT), \
+    WSF_C(WSF_TOO_SHORT), \
+    WSF_C(WSF_TOO_SHORT), \
+    WSF_C(WSF_TOO_SHORT), \
+    WSF_C(WSF_TOO_SHORT), \
+    WSF_C(WSF_TOO_SHORT), \
+    WSF_C(WSF_TOO_SHORT), \
+    WSF_C(WSF_TOO_LONG | WSF_OVERLONG_2 | WSF_TWO_CONTS | WSF_OVERLONG_3 | WSF_TOO_LARGE_1000 | \
+          WSF_OVERLONG_4), \
+    WSF_C(WSF_TOO_LONG | WSF_OVERLONG_2 | WSF_TWO_CONTS | WSF_OVERLONG_3 | WSF_TOO_LARGE), \
+    WSF_C(WSF_TOO_LONG | WSF_OVERLONG_2 | WSF_TWO_CONTS | WSF_SURROGATE | WSF_TOO_LARGE), \
+    WSF_C(WSF_TOO_LONG | WSF_OVERLONG_2 | WSF_TWO_CONTS | WSF_SURROGATE | WSF_TOO_LARGE), \
+    WSF_C(WSF_TOO_SHORT), \
+    WSF_C(WSF_TOO_SHORT), \
+    WSF_C(WSF_TOO_SHORT), \
+    WSF_C(WSF_TOO_SHORT)
 
 /* Below this length the scalar decoder wins even on multi-byte text. */
 #define WSF_UTF8_VECTOR_FROM 16
@@ -472,10 +497,12 @@ static inline uint8x16_t wsf_neon_errors(uint8x16_t input, uint8x16_t prev_input
 
 static int wsf_utf8_neon(const unsigned char *p, size_t n, size_t *tail) {
     if (n < WSF_UTF8_VECTOR_FROM) return wsf_utf8_scalar(p, n, tail);
-    static const uint8_t k1[16] = {WSF_T1}, k2[16] = {WSF_T2}, k3[16] = {WSF_T3};
+    static const int8_t k1[16] = {WSF_T1}, k2[16] = {WSF_T2}, k3[16] = {WSF_T3};
     static const uint8_t kend[16] = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
                                      0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xEF, 0xDF, 0xBF};
-    const uint8x16_t t1 = vld1q_u8(k1), t2 = vld1q_u8(k2), t3 = vld1q_u8(k3);
+    const uint8x16_t t1 = vreinterpretq_u8_s8(vld1q_s8(k1));
+    const uint8x16_t t2 = vreinterpretq_u8_s8(vld1q_s8(k2));
+    const uint8x16_t t3 = vreinterpretq_u8_s8(vld1q_s8(k3));
     const uint8x16_t max_end = vld1q_u8(kend);
     uint8x16_t prev = vdupq_n_u8(0), prev_incomplete = vdupq_n_u8(0), err = vdupq_n_u8(0);
     size_t m = n & ~(size_t)63, i;
