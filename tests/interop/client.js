@@ -8,15 +8,19 @@
 //   {"op": "send", "text": "..."} | {"op": "send", "hex": "..."} |
 //   {"op": "send", "pattern": "text"|"binary", "length": n}          (a "binary" flag overrides)
 //   {"op": "fragments", "parts": [payload, ...], "binary": bool}      (fin false but on the last)
+//   ("compress": false on a send or fragments step sends that message uncompressed)
 //   {"op": "ping", "hex": "..."} | {"op": "pong", "hex": "..."}
 //   {"op": "wait", "messages": n} | {"op": "wait", "pongs": n} | {"op": "wait", "pings": n}
 //   {"op": "close", "code": n, "reason": "..."} | {"op": "terminate"}
 // Steps run after 'open'; a wait blocks until that many have been received in all. Everything
 // received is printed as JSON lines (open, message, ping, pong, close, error; see common.js for
-// messages). The process exits once the connection has closed: 0, or 2 on the script's timeout.
+// messages); open has the negotiated extensions, their params and the response's
+// Sec-WebSocket-Extensions header. The process exits once the connection has closed: 0, or 2 on the script's timeout.
 
 const WebSocket = require('ws');
-const { describe, emit, payload, isBinarySpec, sendFragments } = require('./common');
+const {
+  describe, emit, payload, isBinarySpec, sendFragments, sendOptions, extensionParams
+} = require('./common');
 
 const url = process.argv[2];
 const script = JSON.parse(process.argv[3] || '{}');
@@ -45,8 +49,10 @@ function wake() {
 function next() {
   while (stepIndex < steps.length) {
     const step = steps[stepIndex++];
-    if (step.op === 'send') ws.send(payload(step), { binary: isBinarySpec(step) });
-    else if (step.op === 'fragments') sendFragments(ws, step.parts, Boolean(step.binary));
+    if (step.op === 'send') ws.send(payload(step), sendOptions(step, isBinarySpec(step)));
+    else if (step.op === 'fragments') {
+      sendFragments(ws, step.parts, Boolean(step.binary), step.compress);
+    }
     else if (step.op === 'ping') ws.ping(Buffer.from(step.hex || '', 'hex'));
     else if (step.op === 'pong') ws.pong(Buffer.from(step.hex || '', 'hex'));
     else if (step.op === 'close') ws.close(step.code, step.reason);
@@ -60,8 +66,14 @@ function next() {
   }
 }
 
+let responseExtensions = null;
+ws.on('upgrade', (res) => {
+  responseExtensions = res.headers['sec-websocket-extensions'] || null;
+});
+
 ws.on('open', () => {
-  emit({ event: 'open', protocol: ws.protocol, extensions: ws.extensions });
+  emit({ event: 'open', protocol: ws.protocol, extensions: ws.extensions,
+    extensionParams: extensionParams(ws), responseExtensions });
   next();
 });
 ws.on('message', (data, isBinary) => {

@@ -8,11 +8,15 @@
 // so tests sharing one server tell their connections apart). Every message is echoed with its
 // type, except a text message starting with "__cmd__" followed by JSON, which makes the server
 // act: {"op": "close", "code", "reason"} | {"op": "ping", "hex"} | {"op": "terminate"} |
-// {"op": "fragments", "parts": [payload...], "binary"} | {"op": "send", payload..., "binary"}.
+// {"op": "fragments", "parts": [payload...], "binary", "compress"?} |
+// {"op": "send", payload..., "binary", "compress"?}. The connection event also has the
+// negotiated extensionParams and the Sec-WebSocket-Extensions header of the response.
 // It runs until killed (SIGTERM/SIGINT close it cleanly).
 
 const { WebSocketServer } = require('ws');
-const { describe, emit, payload, isBinarySpec, sendFragments } = require('./common');
+const {
+  describe, emit, payload, isBinarySpec, sendFragments, sendOptions, extensionParams
+} = require('./common');
 
 const port = Number(process.argv[2] || 0);
 let options = {};
@@ -35,10 +39,18 @@ wss.on('listening', () => {
   process.stdout.write(wss.address().port + '\n');
 });
 
+// The Sec-WebSocket-Extensions header of each 101 response, for the connection event.
+const responseExtensions = new WeakMap();
+wss.on('headers', (headers, req) => {
+  const line = headers.find((h) => /^sec-websocket-extensions:/i.test(h));
+  responseExtensions.set(req, line ? line.slice(line.indexOf(':') + 1).trim() : null);
+});
+
 wss.on('connection', (ws, req) => {
   const path = req.url;
   emit({ event: 'connection', path, extensions: ws.extensions, protocol: ws.protocol,
-    headers: req.headers });
+    headers: req.headers, extensionParams: extensionParams(ws),
+    responseExtensions: responseExtensions.get(req) || null });
   ws.on('message', (data, isBinary) => {
     if (!isBinary && data.length >= 7 && data.toString('latin1', 0, 7) === '__cmd__') {
       const cmd = JSON.parse(data.toString('utf8', 7));
@@ -46,8 +58,9 @@ wss.on('connection', (ws, req) => {
       if (cmd.op === 'close') ws.close(cmd.code, cmd.reason);
       else if (cmd.op === 'ping') ws.ping(Buffer.from(cmd.hex || '', 'hex'));
       else if (cmd.op === 'terminate') ws.terminate();
-      else if (cmd.op === 'fragments') sendFragments(ws, cmd.parts, Boolean(cmd.binary));
-      else if (cmd.op === 'send') ws.send(payload(cmd), { binary: isBinarySpec(cmd) });
+      else if (cmd.op === 'fragments') {
+        sendFragments(ws, cmd.parts, Boolean(cmd.binary), cmd.compress);
+      } else if (cmd.op === 'send') ws.send(payload(cmd), sendOptions(cmd, isBinarySpec(cmd)));
       return;
     }
     emit({ event: 'message', path, ...describe(data, isBinary) });

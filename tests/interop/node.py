@@ -38,8 +38,10 @@ __all__ = [
     "node_echo_server",
     "pattern",
     "payload",
+    "random_bytes",
     "run_node_client",
     "timeout_factor",
+    "wait_listening",
 ]
 
 INTEROP_DIR = Path(__file__).resolve().parent
@@ -51,8 +53,34 @@ def timeout_factor() -> float:
     return float(os.environ.get("WSFAST_TIMEOUT_FACTOR", "1") or 1)
 
 
+_WORDS = (
+    "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", '{"id":',
+    '"name":', "null,", "true}", "websocket", "deflate", "window", "message",
+)  # fmt: skip
+
+
+def random_bytes(length: int) -> bytes:
+    """``common.js``' randomBytes(): SHA-256 of each 4-byte big-endian block index, in turn."""
+    blocks = (hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range((length + 31) // 32))
+    return b"".join(blocks)[:length]
+
+
 def pattern(kind: str, length: int) -> bytes | str:
-    """The payloads of ``common.js``' pattern(): binary byte i is i % 251, text is a..z repeated."""
+    """The payloads of ``common.js``' pattern(): binary byte i is i % 251, text is a..z repeated,
+    "random" is :func:`random_bytes` (binary), "words" is text made of one word per random byte.
+    """
+    if kind == "random":
+        return random_bytes(length)
+    if kind == "words":
+        out: list[str] = []
+        size = 0
+        for b in random_bytes(length):
+            if size >= length:
+                break
+            word = _WORDS[b % 16] + " "
+            out.append(word)
+            size += len(word)
+        return "".join(out)[:length]
     if kind == "binary":
         return bytes(range(251)) * (length // 251) + bytes(range(length % 251))
     return ("abcdefghijklmnopqrstuvwxyz" * (length // 26 + 1))[:length]
@@ -70,7 +98,7 @@ def payload(spec: Event) -> bytes | str:
 def is_binary_spec(spec: Event) -> bool:
     if "binary" in spec:
         return bool(spec["binary"])
-    return "hex" in spec or spec.get("pattern") == "binary"
+    return "hex" in spec or spec.get("pattern") in ("binary", "random")
 
 
 def describe(data: bytes | str, is_binary: bool | None = None) -> Event:
@@ -247,3 +275,24 @@ async def run_node_client(
             f"node client exited with {proc.returncode}: {events} {err.decode(errors='replace')}"
         )
     return events
+
+
+async def wait_listening(wss: Any, timeout: float = 20.0) -> int:
+    """Waits until a wsfast ``WebSocketServer`` is bound and returns its port ('listening' may
+    have fired before a listener could be added, so the address is polled as well)."""
+    loop = asyncio.get_running_loop()
+    listening: asyncio.Future[None] = loop.create_future()
+    wss.on("listening", lambda: listening.done() or listening.set_result(None))
+    wss.on("error", lambda exc: listening.done() or listening.set_exception(exc))
+    deadline = loop.time() + timeout * timeout_factor()
+    while not listening.done():
+        try:
+            if wss.address()[1]:
+                break
+        except Exception:
+            pass
+        if loop.time() > deadline:
+            raise AssertionError("wsfast server did not listen")
+        await asyncio.wait([listening], timeout=0.02)
+    port: int = wss.address()[1]
+    return port

@@ -1,0 +1,674 @@
+"""permessage-deflate interop with node's ``ws`` 8, both ways, over 127.0.0.1 (issue 3).
+
+* wsfast client -> node ``ws`` echo server (``tests/interop/echo_server.js``)
+* node ``ws`` client (``tests/interop/client.js``) -> wsfast echo server
+
+Every connection runs through :class:`Tap`, a TCP relay that records the handshake headers and
+the header of every frame each way, so the tests see what went over the wire: RSV1 on the first
+frame of a compressed message only, ``compress=False`` honoured, context takeover (a repeated
+message shrinks with it and repeats byte for byte without it) and the compressed size.
+
+Covered: each of the four parameters alone and in combinations (``CONFIGS``), text and binary,
+small (under and over the 1024-byte threshold), empty and 1 MiB (text-like and random)
+messages, several in a row on one connection, fragmented messages each way, the negotiated
+extension names, parameters and response header against what ``ws`` reports, a window of 8
+bits (we deflate with 9, ``ws`` inflates with 8) on 1 MiB of text, and node clients' offers
+that a wsfast server and a ``ws`` server with the same options must accept or refuse alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import itertools
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wsfast
+
+_NAME = "wsfast_tests_interop_node"
+if _NAME in sys.modules:  # test_interop_node.py loaded it first
+    node = sys.modules[_NAME]
+else:
+    _spec = importlib.util.spec_from_file_location(
+        _NAME, Path(__file__).parent / "interop" / "node.py"
+    )
+    assert _spec is not None and _spec.loader is not None
+    node = importlib.util.module_from_spec(_spec)
+    sys.modules[_NAME] = node
+    _spec.loader.exec_module(node)
+
+describe, payload, is_binary_spec = node.describe, node.payload, node.is_binary_spec
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
+
+MiB = 1024 * 1024
+THRESHOLD = 1024
+TIMEOUT = 30.0 * node.timeout_factor()
+PMD = "permessage-deflate"
+_ids = itertools.count()
+
+OP_CONTINUATION, OP_TEXT, OP_BINARY = 0, 1, 2
+
+
+# --- configurations ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    """perMessageDeflate options of the client and of the server (snake_case, ws' names)."""
+
+    client: dict[str, Any]
+    server: dict[str, Any]
+
+
+def _both(**options: Any) -> Config:
+    return Config(dict(options), dict(options))
+
+
+CONFIGS = [
+    pytest.param(Config({}, {}), id="defaults"),
+    pytest.param(_both(server_no_context_takeover=True), id="server_no_context_takeover"),
+    pytest.param(_both(client_no_context_takeover=True), id="client_no_context_takeover"),
+    *(
+        pytest.param(_both(server_max_window_bits=bits), id=f"server_max_window_bits-{bits}")
+        for bits in (9, 10, 15)
+    ),
+    *(
+        pytest.param(_both(client_max_window_bits=bits), id=f"client_max_window_bits-{bits}")
+        for bits in (True, 8, 10, 15)
+    ),
+    # The server alone sets a parameter; the client offers ws' defaults.
+    pytest.param(Config({}, {"client_max_window_bits": 10}), id="server-sets-client-bits-10"),
+    pytest.param(
+        Config({}, {"server_max_window_bits": 9, "server_no_context_takeover": True}),
+        id="server-sets-server-bits-9-no-takeover",
+    ),
+    pytest.param(
+        _both(
+            server_no_context_takeover=True,
+            client_no_context_takeover=True,
+            server_max_window_bits=8,
+            client_max_window_bits=8,
+        ),
+        id="both-no-takeover-both-bits-8",
+    ),
+    pytest.param(
+        _both(client_max_window_bits=15, server_max_window_bits=9), id="client-15-server-9"
+    ),
+    pytest.param(
+        _both(client_no_context_takeover=True, server_max_window_bits=10, threshold=100),
+        id="client-no-takeover-server-10-threshold-100",
+    ),
+]
+
+
+def _camel(options: dict[str, Any]) -> dict[str, Any]:
+    """ws' perMessageDeflate object for snake_case options."""
+    return {
+        k.split("_")[0] + "".join(w.title() for w in k.split("_")[1:]): v
+        for k, v in options.items()
+    }
+
+
+def _wsfast_option(options: dict[str, Any]) -> dict[str, Any] | bool:
+    # An empty dict must mean ws' defaults (test_empty_options_dict_enables_deflate); until it
+    # does, True says the same thing.
+    return options or True
+
+
+# --- the tap: a relay that records frame headers ------------------------------------------------
+
+
+@dataclass
+class Frame:
+    fin: bool
+    rsv1: bool
+    opcode: int
+    length: int
+
+
+@dataclass
+class Direction:
+    """One direction of a tapped connection: its HTTP head, then the headers of its frames."""
+
+    head: bytes = b""
+    frames: list[Frame] = field(default_factory=list)
+    _buffer: bytearray = field(default_factory=bytearray)
+    _in_head: bool = True
+    _skip: int = 0
+
+    def feed(self, data: bytes) -> None:
+        buf = self._buffer
+        buf += data
+        while True:
+            if self._in_head:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                self.head = bytes(buf[: end + 4])
+                del buf[: end + 4]
+                self._in_head = False
+            if self._skip:
+                n = min(self._skip, len(buf))
+                del buf[:n]
+                self._skip -= n
+                if self._skip:
+                    return
+            if len(buf) < 2:
+                return
+            b0, b1 = buf[0], buf[1]
+            length, offset = b1 & 0x7F, 2
+            if length == 126:
+                if len(buf) < 4:
+                    return
+                length, offset = int.from_bytes(buf[2:4], "big"), 4
+            elif length == 127:
+                if len(buf) < 10:
+                    return
+                length, offset = int.from_bytes(buf[2:10], "big"), 10
+            if b1 & 0x80:
+                offset += 4
+            if len(buf) < offset:
+                return
+            self.frames.append(Frame(bool(b0 & 0x80), bool(b0 & 0x40), b0 & 0x0F, length))
+            del buf[:offset]
+            self._skip = length
+
+    def header(self, name: str) -> str | None:
+        for line in self.head.decode("latin-1").split("\r\n")[1:]:
+            key, _, value = line.partition(":")
+            if key.strip().lower() == name.lower():
+                return value.strip()
+        return None
+
+    def data_frames(self) -> list[Frame]:
+        return [f for f in self.frames if f.opcode in (OP_CONTINUATION, OP_TEXT, OP_BINARY)]
+
+    def messages(self) -> list[list[Frame]]:
+        """Data frames grouped by message."""
+        out: list[list[Frame]] = []
+        for frame in self.data_frames():
+            if frame.opcode != OP_CONTINUATION:
+                out.append([])
+            out[-1].append(frame)
+        return out
+
+
+@dataclass
+class Tapped:
+    up: Direction = field(default_factory=Direction)  # client -> server
+    down: Direction = field(default_factory=Direction)  # server -> client
+
+
+class Tap:
+    """A TCP relay on 127.0.0.1 in front of ``target_port``, one :class:`Tapped` a connection."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.connections: list[Tapped] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def __aenter__(self) -> Tap:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self.server is not None
+        self.server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def only(self) -> Tapped:
+        assert len(self.connections) == 1, self.connections
+        return self.connections[0]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        tapped = Tapped()
+        self.connections.append(tapped)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            self._tasks.discard(task)
+            return
+        try:
+            await asyncio.gather(
+                self._pipe(reader, up_writer, tapped.up), self._pipe(up_reader, writer, tapped.down)
+            )
+        finally:
+            for w in (writer, up_writer):
+                w.close()
+            self._tasks.discard(task)
+
+    @staticmethod
+    async def _pipe(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: Direction
+    ) -> None:
+        try:
+            while data := await reader.read(256 * 1024):
+                direction.feed(data)  # recorded before the peer can see it
+                writer.write(data)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+        except (ConnectionError, OSError):
+            writer.close()
+
+
+# --- peers ------------------------------------------------------------------------------------
+
+
+class Peer:
+    """Records a wsfast WebSocket's messages and close."""
+
+    def __init__(self, ws: Any) -> None:
+        loop = asyncio.get_running_loop()
+        self.ws = ws
+        self.messages: list[tuple[bytes | str, bool]] = []
+        self.errors: list[BaseException] = []
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[tuple[int, str]] = loop.create_future()
+        self._changed = asyncio.Event()
+        ws.on("open", lambda: self.opened.done() or self.opened.set_result(None))
+        ws.on("message", self._on_message)
+        ws.on("error", self._on_error)
+        ws.on("close", self._on_close)
+
+    def _on_message(self, data: bytes | str, is_binary: bool) -> None:
+        self.messages.append((data, is_binary))
+        self._changed.set()
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self._changed.set()
+
+    def _on_close(self, code: int, reason: str) -> None:
+        if not self.closed.done():
+            self.closed.set_result((code, reason))
+        if not self.opened.done():
+            self.opened.set_exception(AssertionError(f"closed before open: {code} {reason}"))
+        self._changed.set()
+
+    async def wait_messages(self, count: int) -> list[tuple[bytes | str, bool]]:
+        async def until() -> None:
+            while len(self.messages) < count:
+                if self.closed.done():
+                    raise AssertionError(
+                        f"closed {self.closed.result()} after {len(self.messages)} of {count} "
+                        f"messages, errors {self.errors}"
+                    )
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(until(), TIMEOUT)
+        return self.messages
+
+    async def wait_closed(self) -> tuple[int, str]:
+        return await asyncio.wait_for(asyncio.shield(self.closed), TIMEOUT)
+
+
+def _cmd(**command: Any) -> str:
+    return "__cmd__" + json.dumps(command)
+
+
+class WsfastEchoServer:
+    """A wsfast echo server with permessage-deflate options; "__cmd__{json}" text messages
+    make it send (``send`` and ``fragments``, with ``compress``), as echo_server.js does."""
+
+    def __init__(self, per_message_deflate: Any) -> None:
+        self.per_message_deflate = per_message_deflate
+        self.peers: dict[str, Peer] = {}
+        self.wss: Any = None
+        self.port = 0
+
+    async def __aenter__(self) -> WsfastEchoServer:
+        self.wss = wsfast.WebSocketServer(
+            port=0, host="127.0.0.1", per_message_deflate=self.per_message_deflate
+        )
+        self.wss.on("connection", self._connection)
+        await node.wait_listening(self.wss, TIMEOUT)
+        self.port = self.wss.address()[1]
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.wss.close()
+
+    def _connection(self, ws: Any, request: Any) -> None:
+        peer = self.peers[request.path] = Peer(ws)
+        peer.opened.set_result(None)
+
+        @ws.on("message")
+        def message(data: bytes | str, is_binary: bool) -> None:
+            if not is_binary and isinstance(data, str) and data.startswith("__cmd__"):
+                peer.messages.pop()  # a command, not a message of the test
+                cmd = json.loads(data[len("__cmd__") :])
+                compress = cmd.get("compress")
+                if cmd["op"] == "send":
+                    ws.send(payload(cmd), binary=is_binary_spec(cmd), compress=compress)
+                elif cmd["op"] == "fragments":
+                    parts = cmd["parts"]
+                    for i, part in enumerate(parts):
+                        ws.send(
+                            payload(part),
+                            binary=bool(cmd["binary"]),
+                            fin=i == len(parts) - 1,
+                            compress=compress,
+                        )
+            else:
+                ws.send(data, binary=is_binary)
+
+    def peer(self, path: str) -> Peer:
+        assert path in self.peers, f"no wsfast connection for {path}: {sorted(self.peers)}"
+        return self.peers[path]
+
+
+class NodeServers:
+    """node ws echo servers, one per set of perMessageDeflate options, for a module."""
+
+    def __init__(self) -> None:
+        self._servers: dict[str, Any] = {}
+
+    def get(self, options: dict[str, Any] | bool) -> Any:
+        key = json.dumps(options, sort_keys=True)
+        if key not in self._servers:
+            pmd = _camel(options) if isinstance(options, dict) else options
+            self._servers[key] = node.NodeEchoServer({"perMessageDeflate": pmd})
+        return self._servers[key]
+
+    def stop(self) -> None:
+        for server in self._servers.values():
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def node_servers() -> Any:
+    servers = NodeServers()
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture
+def path() -> str:
+    return f"/deflate/{next(_ids)}"
+
+
+def _events(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == name]
+
+
+def _strip(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k in ("binary", "length", "sha256", "data")}
+
+
+def _as_received(data: bytes | str, binary: bool) -> bytes | str:
+    if binary:
+        return data.encode() if isinstance(data, str) else data
+    return data.decode() if isinstance(data, bytes) else data
+
+
+# --- the conversation: many messages on one connection --------------------------------------
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the client does: send a message, send it in fragments, or ask the server to."""
+
+    kind: str  # "send" | "fragments" | "command"
+    spec: dict[str, Any]  # a payload spec (send), or {"parts", "binary"} (fragments, command)
+    compress: bool | None = None
+    server_op: str = ""  # for a command: "send" or "fragments"
+
+    def whole(self) -> tuple[bytes | str, bool]:
+        """The message as it arrives, and whether it is binary."""
+        if "parts" in self.spec:
+            raw = b"".join(
+                p.encode() if isinstance(p, str) else p for p in map(payload, self.spec["parts"])
+            )
+            binary = bool(self.spec["binary"])
+            return (raw if binary else raw.decode()), binary
+        binary = is_binary_spec(self.spec)
+        return _as_received(payload(self.spec), binary), binary
+
+    def size(self) -> int:
+        """Byte length of the first frame the sender hands to send()."""
+        spec = self.spec["parts"][0] if "parts" in self.spec else self.spec
+        data = payload(spec)
+        return len(data.encode() if isinstance(data, str) else data)
+
+    def parts(self) -> int:
+        return len(self.spec["parts"]) if "parts" in self.spec else 1
+
+    def command(self) -> str:
+        extra = {} if self.compress is None else {"compress": self.compress}
+        return _cmd(op=self.server_op, **self.spec, **extra)
+
+    def client_sends(self) -> dict[str, Any]:
+        """The message the client itself sends: its frames (count, first-frame size, compress)."""
+        if self.kind == "command":
+            return {"parts": 1, "size": len(self.command()), "compress": None}
+        return {"parts": self.parts(), "size": self.size(), "compress": self.compress}
+
+    def server_sends(self) -> dict[str, Any]:
+        """The message the server sends back: an echo (one frame) or the command's result."""
+        if self.kind == "command":
+            return {"parts": self.parts(), "size": self.size(), "compress": self.compress}
+        whole, _ = self.whole()
+        size = len(whole.encode() if isinstance(whole, str) else whole)
+        return {"parts": 1, "size": size, "compress": None}
+
+
+WORDS_2000 = {"pattern": "words", "length": 2000}
+
+CONVERSATION = [
+    Action("send", {"pattern": "words", "length": 100}),  # under the threshold
+    Action("send", WORDS_2000),  # over it
+    Action("send", WORDS_2000),  # the same again: smaller with context takeover
+    Action("send", {"hex": "00017f80feff"}),
+    Action("send", {"pattern": "binary", "length": 4096}),
+    Action("send", {"text": ""}),
+    Action("send", {"hex": ""}),
+    Action("send", {"text": "h\u00e9llo w\u00f6rld \u20ac \U0001f600 " * 100}),
+    Action("send", {"pattern": "words", "length": MiB}),
+    Action("send", {"pattern": "random", "length": MiB}),
+    Action("send", WORDS_2000, compress=False),
+    Action(
+        "fragments",
+        {
+            "parts": [{"pattern": "words", "length": 3000}, {"text": ""}, {"text": "the end"}],
+            "binary": False,
+        },
+    ),
+    Action(
+        "fragments",
+        {
+            "parts": [{"pattern": "random", "length": 70000}, {"pattern": "binary", "length": 10}],
+            "binary": True,
+        },
+    ),
+    Action("command", WORDS_2000, server_op="send"),
+    Action("command", WORDS_2000, compress=False, server_op="send"),
+    Action(
+        "command",
+        {
+            "parts": [{"pattern": "words", "length": 5000}, {"pattern": "words", "length": 9}],
+            "binary": False,
+        },
+        server_op="fragments",
+    ),
+    Action(
+        "command",
+        {"parts": [{"pattern": "binary", "length": 2000}, {"hex": "ff"}], "binary": True},
+        compress=False,
+        server_op="fragments",
+    ),
+]
+
+
+def _node_steps(actions: list[Action]) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = []
+    for action in actions:
+        extra = {} if action.compress is None else {"compress": action.compress}
+        if action.kind == "send":
+            steps.append({"op": "send", "binary": is_binary_spec(action.spec), **action.spec})
+            steps[-1].update(extra)
+        elif action.kind == "fragments":
+            steps.append({"op": "fragments", **action.spec, **extra})
+        else:
+            steps.append({"op": "send", "text": action.command()})
+    return steps
+
+
+def _wsfast_send(ws: Any, action: Action) -> None:
+    if action.kind == "command":
+        ws.send(action.command())
+    elif action.kind == "send":
+        ws.send(payload(action.spec), binary=is_binary_spec(action.spec), compress=action.compress)
+    else:
+        parts = action.spec["parts"]
+        for i, part in enumerate(parts):
+            ws.send(
+                payload(part),
+                binary=bool(action.spec["binary"]),
+                fin=i == len(parts) - 1,
+                compress=action.compress,
+            )
+
+
+def _check_wire(
+    messages: list[list[Frame]],
+    sent: list[dict[str, Any]],
+    *,
+    no_takeover: bool,
+    window_bits: int,
+    threshold: int,
+    sender_is_ws: bool,
+) -> None:
+    """One direction's frames against what was sent, message by message."""
+    assert [len(frames) for frames in messages] == [s["parts"] for s in sent]
+    for frames, s in zip(messages, sent):
+        first, rest = frames[0], frames[1:]
+        assert all(not f.rsv1 for f in rest), f"RSV1 on a continuation frame: {frames}"
+        assert all(f.opcode == OP_CONTINUATION for f in rest)
+        if s["compress"] is False:
+            assert not first.rsv1, f"compress=False sent compressed: {s} {frames}"
+        elif s["size"] >= threshold:
+            assert first.rsv1, f"not compressed: {s} {frames}"
+        elif sender_is_ws:
+            # ws' threshold applies only when the sender has no context takeover.
+            assert first.rsv1 is (not no_takeover), f"{s} {frames}"
+    # Messages 1 and 2 are the same 2000 bytes: without context takeover the two compress the
+    # same; with it and a window that reaches back 2000 bytes, the second is a few
+    # back-references to the first.
+    one, two = messages[1][0].length, messages[2][0].length
+    if no_takeover:
+        assert one == two, (one, two)
+    elif window_bits >= 12:
+        assert two < one / 4, (one, two)
+    # 1 MiB: text compresses to well under half, random data stays about its size.
+    text, random = messages[8][0], messages[9][0]
+    assert text.rsv1 and text.length < MiB / 2, text
+    assert random.rsv1 and MiB <= random.length < MiB * 1.01, random
+
+
+def _window(params: dict[str, Any], sender: str) -> int:
+    bits = params.get(f"{sender}_max_window_bits")
+    return bits if isinstance(bits, int) and not isinstance(bits, bool) else 15
+
+
+def _check_conversation_wire(
+    tapped: Tapped, params: dict[str, Any], config: Config, *, client_is_ws: bool
+) -> None:
+    """Both directions: the client's frames are exactly the conversation, the server's its
+    answers (echoes and commanded messages)."""
+    for sender, direction, sent, options, sender_is_ws in (
+        ("client", tapped.up, [a.client_sends() for a in CONVERSATION], config.client, client_is_ws),
+        ("server", tapped.down, [a.server_sends() for a in CONVERSATION], config.server,
+         not client_is_ws),
+    ):  # fmt: skip
+        _check_wire(
+            direction.messages(),
+            sent,
+            no_takeover=bool(params.get(f"{sender}_no_context_takeover")),
+            window_bits=_window(params, sender),
+            threshold=options.get("threshold", THRESHOLD),
+            sender_is_ws=sender_is_ws,
+        )
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+async def test_wsfast_client_node_server(node_servers: Any, path: str, config: Config) -> None:
+    server = node_servers.get(config.server)
+    async with Tap(server.port) as tap:
+        peer = Peer(wsfast.WebSocket(tap.url + path, per_message_deflate=_wsfast_option(config.client)))
+        await asyncio.wait_for(asyncio.shield(peer.opened), TIMEOUT)
+        for action in CONVERSATION:
+            _wsfast_send(peer.ws, action)
+        await peer.wait_messages(len(CONVERSATION))
+        assert peer.messages == [a.whole() for a in CONVERSATION]
+        peer.ws.close(1000)
+        assert await peer.wait_closed() == (1000, "")
+        assert not peer.errors
+        # What node received, in order (commands are logged as such, not as messages).
+        received = [
+            _strip(e) for e in server.events_for(path) if e["event"] == "message"
+        ]
+        assert received == [
+            describe(*a.whole()) for a in CONVERSATION if a.kind != "command"
+        ]
+        [connection] = [e for e in server.events_for(path) if e["event"] == "connection"]
+        assert connection["extensions"] == peer.ws.extensions == PMD
+        assert connection["extensionParams"] == peer.ws.extension_params
+        tapped = tap.only()
+        assert tapped.down.header("Sec-WebSocket-Extensions") == connection["responseExtensions"]
+        _check_conversation_wire(
+            tapped, connection["extensionParams"][PMD], config, client_is_ws=False
+        )
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+async def test_node_client_wsfast_server(path: str, config: Config) -> None:
+    async with WsfastEchoServer(_wsfast_option(config.server)) as server, Tap(server.port) as tap:
+        events = await node.run_node_client(
+            tap.url + path,
+            _node_steps(CONVERSATION) + [
+                {"op": "wait", "messages": len(CONVERSATION)},
+                {"op": "close", "code": 1000},
+            ],
+            options={"perMessageDeflate": _camel(config.client)},
+            timeout=TIMEOUT,
+        )
+        assert not _events(events, "error"), events
+        assert [_strip(e) for e in _events(events, "message")] == [
+            describe(*a.whole()) for a in CONVERSATION
+        ]
+        peer = server.peer(path)
+        assert peer.messages == [a.whole() for a in CONVERSATION if a.kind != "command"]
+        assert await peer.wait_closed() == (1000, "")
+        assert not peer.errors
+        [opened] = _events(events, "open")
+        assert opened["extensions"] == peer.ws.extensions == PMD
+        assert opened["extensionParams"] == peer.ws.extension_params
+        tapped = tap.only()
+        assert tapped.down.header("Sec-WebSocket-Extensions") == opened["responseExtensions"]
+        _check_conversation_wire(
+            tapped, peer.ws.extension_params[PMD], config, client_is_ws=True
+        )
