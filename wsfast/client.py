@@ -142,6 +142,14 @@ def check_options(options: dict[str, Any]) -> None:
         raise ValueError("An invalid or duplicated subprotocol was specified")
 
 
+def fail_future(future: asyncio.Future[Any], exc: BaseException) -> None:
+    """Fail ``future`` and mark its exception retrieved: when the awaiting task was cancelled
+    (a handshake timeout, close() while connecting), nobody else would, and asyncio would log
+    "Future exception was never retrieved" for a failure that was already handled."""
+    future.set_exception(exc)
+    future.exception()
+
+
 class _HandshakeProtocol(asyncio.Protocol):
     """Writes the upgrade request and collects the response head (and a non-101 body)."""
 
@@ -190,11 +198,12 @@ class _HandshakeProtocol(asyncio.Protocol):
         if self.response is not None and self.response.status != 101:
             self._resolve()
         elif not self.done.done():
-            self.done.set_exception(
+            fail_future(
+                self.done,
                 HandshakeError(
                     "socket hang up" if exc is None else f"socket error: {exc}",
                     "WS_ERR_HANDSHAKE_CLOSED",
-                )
+                ),
             )
 
     def _resolve(self) -> None:
@@ -203,7 +212,7 @@ class _HandshakeProtocol(asyncio.Protocol):
 
     def _fail(self, exc: BaseException) -> None:
         if not self.done.done():
-            self.done.set_exception(exc)
+            fail_future(self.done, exc)
         if self.transport is not None:
             self.transport.abort()
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from . import handshake
+from .client import fail_future
 from .exceptions import HandshakeError
 
 if TYPE_CHECKING:
@@ -84,13 +85,14 @@ class _TunnelProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
             detail = "" if exc is None else f": {exc}"
-            self.done.set_exception(
-                ProxyError(f"The proxy closed the connection before the tunnel was open{detail}")
+            fail_future(
+                self.done,
+                ProxyError(f"The proxy closed the connection before the tunnel was open{detail}"),
             )
 
     def _fail(self, exc: BaseException) -> None:
         # Only data_received fails, before the head is accepted: done is pending, transport set.
-        self.done.set_exception(exc)
+        fail_future(self.done, exc)
         assert self.transport is not None
         self.transport.abort()
 
