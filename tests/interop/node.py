@@ -282,8 +282,16 @@ async def wait_listening(wss: Any, timeout: float = 20.0) -> int:
     have fired before a listener could be added, so the address is polled as well)."""
     loop = asyncio.get_running_loop()
     listening: asyncio.Future[None] = loop.create_future()
-    wss.on("listening", lambda: listening.done() or listening.set_result(None))
-    wss.on("error", lambda exc: listening.done() or listening.set_exception(exc))
+
+    def settle(exc: BaseException | None = None) -> None:
+        if not listening.done():
+            if exc is None:
+                listening.set_result(None)
+            else:
+                listening.set_exception(exc)
+
+    wss.on("listening", settle)
+    wss.on("error", settle)
     deadline = loop.time() + timeout * timeout_factor()
     while not listening.done():
         try:
