@@ -486,6 +486,8 @@ class Action:
 
 
 WORDS_2000 = {"pattern": "words", "length": 2000}
+# 3000 random bytes twice: compressible only with a window reaching 3000 bytes back (12 bits).
+FAR_REPEAT = {"hex": (node.random_bytes(3000) * 2).hex()}
 
 CONVERSATION = [
     Action("send", {"pattern": "words", "length": 100}),  # under the threshold
@@ -529,6 +531,7 @@ CONVERSATION = [
         compress=False,
         server_op="fragments",
     ),
+    Action("send", FAR_REPEAT),  # last: _check_wire looks for it there
 ]
 
 
@@ -596,6 +599,14 @@ def _check_wire(
     text, random = messages[8][0], messages[9][0]
     assert text.rsv1 and text.length < MiB / 2, text
     assert random.rsv1 and MiB <= random.length < MiB * 1.01, random
+    # The far repeat shows the sender's window: one that reaches back 3000 bytes halves it;
+    # a smaller one (as negotiated) cannot, and the message stays about its size.
+    far = messages[-1][0]
+    assert far.rsv1, far
+    if window_bits >= 12:
+        assert far.length < 3000 * 1.1, far
+    else:
+        assert far.length >= 6000, far
 
 
 def _window(params: dict[str, Any], sender: str) -> int:
