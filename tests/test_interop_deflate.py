@@ -287,11 +287,13 @@ class Peer:
         self.ws = ws
         self.messages: list[tuple[bytes | str, bool]] = []
         self.errors: list[BaseException] = []
+        self.pings: list[bytes] = []
         self.opened: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[tuple[int, str]] = loop.create_future()
         self._changed = asyncio.Event()
         ws.on("open", self._on_open)
         ws.on("message", self._on_message)
+        ws.on("ping", lambda data: self.pings.append(bytes(data)))
         ws.on("error", self._on_error)
         ws.on("close", self._on_close)
 
@@ -960,3 +962,51 @@ async def test_window_8_ws_inflates_our_1mib(
     assert frames[0].length == frames[1].length
     if spec["pattern"] != "random":
         assert frames[0].length < MiB / 2
+
+
+@pytest.mark.parametrize("role", ["client", "server"])
+async def test_ping_between_compressed_fragments(node_servers: Any, path: str, role: str) -> None:
+    """A ping between the fragments of a compressed message: the control frame is neither
+    compressed nor part of the message, which arrives whole (wsfast sends to ws, ws to wsfast)."""
+    options = {"client_max_window_bits": 10}
+    first, last = {"pattern": "words", "length": 3000}, {"pattern": "words", "length": 500}
+    whole = str(payload(first)) + str(payload(last))
+    if role == "client":  # the wsfast client fragments, the ws server receives
+        server = node_servers.get(options)
+        async with Tap(server.port) as tap:
+            peer = Peer(wsfast.WebSocket(tap.url + path, per_message_deflate=options))
+            await asyncio.wait_for(asyncio.shield(peer.opened), TIMEOUT)
+            peer.ws.send(payload(first), fin=False)
+            peer.ws.ping(b"between")
+            peer.ws.send(payload(last), fin=True)
+            await peer.wait_messages(1)
+            assert peer.messages == [(whole, False)]
+            peer.ws.close(1000)
+            await peer.wait_closed()
+            events = server.events_for(path)
+            pings = [bytes.fromhex(e["hex"]) for e in events if e["event"] == "ping"]
+            frames = tap.only().up.frames
+    else:  # the ws client fragments, the wsfast server receives
+        async with WsfastEchoServer(options) as wss, Tap(wss.port) as tap:
+            events = await node.run_node_client(
+                tap.url + path,
+                [
+                    {"op": "send", **first, "fin": False},
+                    {"op": "ping", "hex": b"between".hex()},
+                    {"op": "send", **last},
+                    {"op": "wait", "messages": 1},
+                    {"op": "close", "code": 1000},
+                ],
+                options={"perMessageDeflate": _camel(options)},
+            )
+            assert wss.peer(path).messages == [(whole, False)]
+            pings = wss.peer(path).pings
+            frames = tap.only().up.frames
+    assert [_strip(e) for e in events if e["event"] == "message"] == [describe(whole, False)]
+    assert pings == [b"between"]
+    assert [(f.opcode, f.fin, f.rsv1) for f in frames[:3]] == [
+        (OP_TEXT, False, True),
+        (0x9, True, False),  # the ping, as is
+        (OP_CONTINUATION, True, False),
+    ]
+    assert frames[1].length == len(b"between")

@@ -8,7 +8,8 @@
 //   {"op": "send", "text": "..."} | {"op": "send", "hex": "..."} |
 //   {"op": "send", "pattern": "text"|"binary", "length": n}          (a "binary" flag overrides)
 //   {"op": "fragments", "parts": [payload, ...], "binary": bool}      (fin false but on the last)
-//   ("compress": false on a send or fragments step sends that message uncompressed)
+//   ("compress": false on a send or fragments step sends that message uncompressed; "fin": false
+//   on a send step sends a fragment, so other steps may come between the fragments)
 //   {"op": "ping", "hex": "..."} | {"op": "pong", "hex": "..."}
 //   {"op": "wait", "messages": n} | {"op": "wait", "pongs": n} | {"op": "wait", "pings": n}
 //   {"op": "close", "code": n, "reason": "..."} | {"op": "terminate"}

@@ -71,10 +71,11 @@ function isBinarySpec(spec) {
   return spec.hex !== undefined || spec.pattern === 'binary' || spec.pattern === 'random';
 }
 
-// Options of ws.send() from a step or command: binary, and compress when given.
+// Options of ws.send() from a step or command: binary, and compress and fin when given.
 function sendOptions(spec, binary) {
   const options = { binary };
   if (spec.compress !== undefined) options.compress = Boolean(spec.compress);
+  if (spec.fin !== undefined) options.fin = Boolean(spec.fin);
   return options;
 }
 
