@@ -172,8 +172,8 @@ def case_key(case: str) -> tuple[int, ...]:
 
 
 def timeout_factor() -> float:
-    """One factor scales every test timeout (``WSFAST_TIMEOUT_FACTOR``, default 1)."""
-    return float(os.environ.get("WSFAST_TIMEOUT_FACTOR", "1") or 1)
+    """One factor scales every test timeout (``WSFAST_TEST_TIMEOUT_FACTOR``, default 1)."""
+    return float(os.environ.get("WSFAST_TEST_TIMEOUT_FACTOR", "1") or 1)
 
 
 def path_label(env: dict[str, str] | os._Environ[str] | None = None) -> str:

@@ -49,8 +49,8 @@ Event = dict[str, Any]
 
 
 def timeout_factor() -> float:
-    """One factor scales every test timeout (``WSFAST_TIMEOUT_FACTOR``, default 1)."""
-    return float(os.environ.get("WSFAST_TIMEOUT_FACTOR", "1") or 1)
+    """One factor scales every test timeout (``WSFAST_TEST_TIMEOUT_FACTOR``, default 1)."""
+    return float(os.environ.get("WSFAST_TEST_TIMEOUT_FACTOR", "1") or 1)
 
 
 _WORDS = (
