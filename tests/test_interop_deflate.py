@@ -16,8 +16,8 @@ bits (we deflate with 9, ``ws`` inflates with 8) on 1 MiB of text, and node clie
 that a wsfast server and a ``ws`` server with the same options must accept or refuse alike
 (and a wsfast client offering and accepting as a ws client does).
 
-Two divergences from ws are strict xfails, to be lifted when fixed: ws' threshold applies only
-without context takeover, and an empty options dict enables permessage-deflate in ws.
+Two divergences from ws that these tests found are fixed and kept covered: ws' threshold
+applies only without context takeover, and an empty options dict enables permessage-deflate.
 """
 
 from __future__ import annotations
@@ -832,17 +832,10 @@ async def test_wsfast_client_offer_as_ws_client(
 
 # --- the threshold, window 8, and ws' defaults ------------------------------------------------
 
-_THRESHOLD_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="wsfast/sender.py applies the threshold always; ws 8.23 (sender.js send()) only "
-    "when the sender has no context takeover, so ws compresses a 100-byte message by default",
-)
-
-
 @pytest.mark.parametrize(
     "no_takeover",
     [
-        pytest.param(False, id="takeover", marks=_THRESHOLD_BUG),
+        pytest.param(False, id="takeover"),
         pytest.param(True, id="no-takeover"),
     ],
 )
@@ -888,11 +881,6 @@ async def test_small_message_compressed_as_ws_would(
     assert wsfast_frame.rsv1 is ws_frame.rsv1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wsfast/client.py and wsfast/websocket_server.py test `if per_message_deflate:`, so "
-    "an empty options dict (ws' `perMessageDeflate: {}`, which enables it) disables it",
-)
 @pytest.mark.parametrize("role", ["client", "server"])
 async def test_empty_options_dict_enables_deflate(node_servers: Any, path: str, role: str) -> None:
     if role == "client":

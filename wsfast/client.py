@@ -261,7 +261,8 @@ async def _attempt(
     deflate = None
     offer = None
     pmd = options["per_message_deflate"]
-    if pmd:
+    # As in ws, an options dict turns compression on even when it is empty.
+    if pmd or isinstance(pmd, dict):
         from .permessage_deflate import PerMessageDeflate
 
         deflate = PerMessageDeflate(

@@ -285,6 +285,12 @@ class PerMessageDeflate:
     def _endpoint(self, ours: bool) -> str:
         return "server" if self._is_server == ours else "client"
 
+    @property
+    def own_no_context_takeover(self) -> bool:
+        """Whether our compressor starts afresh for every message (negotiated for our side)."""
+        params = self._negotiated()
+        return bool(params.get(self._endpoint(True) + "_no_context_takeover"))
+
     def _negotiated(self) -> Params:
         if self.params is None:
             raise RuntimeError("permessage-deflate was not negotiated (call accept() first)")

@@ -170,9 +170,13 @@ class Sender:
         deflate = self.deflate
         if deflate is not None:
             if first:
-                # ws: the threshold is judged on the first fragment; the flag then holds for the
-                # whole message (RSV1 is set on the first frame only, RFC 7692 6).
-                use = compress is not False and len(data) >= deflate.threshold
+                # ws 8 (lib/sender.js): the threshold applies only when our side has no context
+                # takeover; with it, even a small message compresses against earlier ones. It
+                # is judged on the first fragment and then holds for the whole message (RSV1 is
+                # set on the first frame only, RFC 7692 6).
+                use = compress is not False
+                if use and deflate.own_no_context_takeover:
+                    use = len(data) >= deflate.threshold
                 self._compress_fragments = use
                 rsv1 = use
             if self._compress_fragments:

@@ -468,7 +468,7 @@ class WebSocketServer(EventEmitter):
 
     def _negotiate(self, request: Request) -> tuple[Any, dict[str, Any]]:
         option = self.options["per_message_deflate"]
-        if not option:
+        if not option and not isinstance(option, Mapping):
             # As ws: Sec-WebSocket-Extensions is only parsed (and refused with 400 when
             # malformed) by a server that offers permessage-deflate.
             return None, {}
