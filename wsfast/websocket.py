@@ -607,11 +607,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         callback: Callable[[BaseException | None], Any] | None = None,
     ) -> Any:
         """Send a ping (payload up to 125 bytes)."""
-        if self._ready_state != OPEN:
-            return self._not_open(callback)
-        assert self._sender is not None and self._transport is not None
-        self._write(self._sender.ping(data, mask))
-        return self._written(callback)
+        return self._send_control(False, data, mask, callback)
 
     def pong(
         self,
@@ -620,10 +616,20 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         callback: Callable[[BaseException | None], Any] | None = None,
     ) -> Any:
         """Send an unsolicited pong (payload up to 125 bytes)."""
+        return self._send_control(True, data, mask, callback)
+
+    def _send_control(
+        self,
+        pong: bool,
+        data: str | bytes,
+        mask: bool | None,
+        callback: Callable[[BaseException | None], Any] | None,
+    ) -> Any:
         if self._ready_state != OPEN:
             return self._not_open(callback)
-        assert self._sender is not None and self._transport is not None
-        self._write(self._sender.pong(data, mask))
+        sender = self._sender
+        assert sender is not None
+        self._write(sender.pong(data, mask) if pong else sender.ping(data, mask))
         return self._written(callback)
 
     # -- closing -------------------------------------------------------------------------------
@@ -646,8 +652,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             if self._close_frame_sent and self._close_frame_received:
                 self._end()
             return _WaitClosed(self)
-        payload_check = close_payload(code, reason)  # raises before any state changes
-        del payload_check
+        close_payload(code, reason)  # raises on a bad code or reason, before any state changes
         self._ready_state = CLOSING
         self._send_close(code, reason)
         if self._close_frame_received:
