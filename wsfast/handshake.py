@@ -140,10 +140,7 @@ def parse_head(
         return None
     if end + 4 > max_size:
         raise RequestError(431, "Request Header Fields Too Large")
-    try:
-        text = bytes(data[:end]).decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-        raise RequestError(400, "Bad Request") from None
+    text = bytes(data[:end]).decode("latin-1")  # never fails: every byte is a latin-1 char
     lines = text.split("\r\n")
     start = lines[0]
     headers: list[tuple[str, str]] = []

@@ -550,12 +550,7 @@ class Receiver:
             if length == 0:
                 self.on_close(1005, "")
                 return
-            if length == 1:
-                raise _error(
-                    "Invalid WebSocket frame: invalid payload length 1",
-                    "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH",
-                    1002,
-                )
+            # A length of 1 was refused from the header (_get_info).
             code = (payload[0] << 8) | payload[1]
             if not is_valid_status_code(code):
                 raise _error(

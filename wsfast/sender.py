@@ -84,8 +84,7 @@ def frame(
     out = bytearray(start + length)
     out[: start - 4] = header
     out[start - 4 : start] = mask
-    if length:
-        mask_into(data, mask, out, start, length)
+    mask_into(data, mask, out, start, length)
     return out
 
 
