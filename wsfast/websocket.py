@@ -134,7 +134,6 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._url: str | None = None
         self._connect_task: asyncio.Task[None] | None = None
-        self._bytes_before_open = 0
         self._options: dict[str, Any] = {}
         if address is None:
             return
@@ -212,7 +211,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         """Bytes queued in the transport and not yet sent."""
         transport = self._transport
         if transport is None or transport.is_closing() and self._ready_state == CLOSED:
-            return self._bytes_before_open
+            return 0
         return transport.get_write_buffer_size()
 
     @property
@@ -585,8 +584,6 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
                 if length < 126:
                     text = kind is str if binary is None else not binary
                     self._write(bytes((0x81 if text else 0x82, length)) + payload)
-                    if callback is None and not self._write_paused:
-                        return _DONE
                     return self._written(callback)
         if binary is None:
             binary = not isinstance(data, str)

@@ -67,10 +67,9 @@ class _RequestReader(asyncio.Protocol):
             )
 
     def data_received(self, data: bytes) -> None:
-        if self.done:
-            self.buffer += data
-            return
         self.buffer += data
+        if self.done:
+            return
         transport = self.transport
         assert transport is not None
         try:
