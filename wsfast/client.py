@@ -118,7 +118,8 @@ class ClientRequest:
         return f"ClientRequest(GET {self.url})"
 
 
-def _basic_auth(userinfo: str) -> str:
+def basic_auth(userinfo: str) -> str:
+    """The Basic credentials header value for percent-encoded ``user:password``."""
     token = base64.b64encode(unquote(userinfo).encode("utf-8")).decode("ascii")
     return f"Basic {token}"
 
@@ -329,7 +330,7 @@ async def run_client(ws: WebSocket, address: str) -> None:
             has_auth = any(k.lower() == "authorization" for k in headers)
             if use_userinfo and url.userinfo and not has_auth:
                 # The first Authorization wins (curl's rule, as ws): it is kept for redirects.
-                headers["Authorization"] = _basic_auth(url.userinfo)
+                headers["Authorization"] = basic_auth(url.userinfo)
             attempt_headers = dict(headers)
             if redirects:
                 ws.emit("redirect", address, ClientRequest(address, url.target, attempt_headers))

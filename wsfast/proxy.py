@@ -10,13 +10,12 @@ handshake protocol, whose ``connection_made`` writes the upgrade request.
 from __future__ import annotations
 
 import asyncio
-import base64
 import ssl as ssl_module
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from . import handshake
-from .client import fail_future
+from .client import basic_auth, fail_future
 from .exceptions import HandshakeError
 
 if TYPE_CHECKING:
@@ -40,8 +39,7 @@ def connect_request(host: str, port: int, userinfo: str = "") -> bytes:
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
     if userinfo:
-        token = base64.b64encode(unquote(userinfo).encode("utf-8")).decode("ascii")
-        lines.append(f"Proxy-Authorization: Basic {token}")
+        lines.append(f"Proxy-Authorization: {basic_auth(userinfo)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
