@@ -18,6 +18,18 @@ __all__ = [
     "EMPTY",
     "DEFAULT_MAX_PAYLOAD",
     "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_MAX_QUEUE",
+    "DEFAULT_MAX_PENDING_AUTO_PONGS",
+    "DEFAULT_SERVER_HANDSHAKE_TIMEOUT",
+    "DEFAULT_MAX_REDIRECTS",
+    "DEFAULT_BACKLOG",
+    "PROTOCOL_VERSIONS",
+    "MAX_HEAD_SIZE",
+    "MAX_HEADERS",
+    "MAX_RESPONSE_HEAD",
+    "MAX_RESPONSE_HEADERS",
+    "MAX_PROXY_HEAD",
+    "MAX_UNEXPECTED_BODY",
 ]
 
 # RFC 6455 section 1.3: the fixed GUID appended to Sec-WebSocket-Key.
@@ -43,3 +55,27 @@ EMPTY = b""
 DEFAULT_MAX_PAYLOAD = 100 * 1024 * 1024
 # ws' closeTimeout is 30000 ms; wsfast durations are seconds.
 DEFAULT_CLOSE_TIMEOUT = 30.0
+# Messages buffered for recv() while no 'message' listener exists; at this many the socket stops
+# being read (backpressure), as websockets' max_queue does.
+DEFAULT_MAX_QUEUE = 16
+# ws 8.23's maxPendingAutoPongs: automatic pongs still unwritten (the peer does not read) before
+# the connection is terminated; 0 disables the cap.
+DEFAULT_MAX_PENDING_AUTO_PONGS = 60
+# A server drops a connection whose opening handshake (TLS included) takes longer than this.
+DEFAULT_SERVER_HANDSHAKE_TIMEOUT = 60.0
+# ws' maxRedirects.
+DEFAULT_MAX_REDIRECTS = 10
+# Node's default listen() backlog.
+DEFAULT_BACKLOG = 511
+# Sec-WebSocket-Version values ws accepts (RFC 6455's 13 and HyBi draft 8).
+PROTOCOL_VERSIONS = (8, 13)
+# Node's default --max-http-header-size is 16 KiB; requests beyond it get 431.
+MAX_HEAD_SIZE = 16 * 1024
+MAX_HEADERS = 100
+# A response head larger than this is refused (ws relies on Node's 16 KiB parser limit).
+MAX_RESPONSE_HEAD = 64 * 1024
+MAX_RESPONSE_HEADERS = 256
+# A proxy's answer to CONNECT is a bare head; anything longer is not a proxy to trust.
+MAX_PROXY_HEAD = 16 * 1024
+# Bodies of non-101 answers are read for 'unexpected-response' up to this size.
+MAX_UNEXPECTED_BODY = 1024 * 1024

@@ -17,7 +17,8 @@ from http import HTTPStatus
 from typing import Any
 
 from . import extension, subprotocol
-from .constants import GUID
+from .subprotocol import is_valid_token
+from .constants import GUID, MAX_HEAD_SIZE, MAX_HEADERS
 from .exceptions import HandshakeError
 
 __all__ = [
@@ -26,6 +27,9 @@ __all__ = [
     "Response",
     "RequestError",
     "parse_head",
+    "parse_request_line",
+    "parse_status_line",
+    "HeadReader",
     "generate_key",
     "accept_key",
     "build_request",
@@ -37,12 +41,12 @@ __all__ = [
     "MAX_HEADERS",
 ]
 
-# Node's default --max-http-header-size is 16 KiB; requests beyond it get 431.
-MAX_HEAD_SIZE = 16 * 1024
-MAX_HEADERS = 100
 
 _KEY_RE = re.compile(r"^[+/0-9A-Za-z]{22}==$")
-_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# Header values: no control character but horizontal tab (RFC 9110 section 5.5).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# A request target: visible ASCII only (RFC 9112 section 3.2).
+_TARGET_RE = re.compile(r"^[\x21-\x7e]+$")
 
 
 class Headers(Mapping[str, str]):
@@ -131,9 +135,17 @@ def parse_head(
     """Split an HTTP/1.1 head into (start line, header list, bytes consumed).
 
     Returns None while the head is incomplete. Raises :class:`RequestError` (431 or 400) when it
-    is too large or malformed, so a server can answer at once.
+    is too large or malformed, so a server can answer at once. A bare LF (a line ending without
+    its CR) is malformed, as in Node's strict HTTP parser, and is refused as soon as it arrives
+    rather than waiting for a CRLF CRLF that may never come.
     """
     end = data.find(b"\r\n\r\n")
+    limit = len(data) if end < 0 else end + 2
+    lf = data.find(b"\n", 0, limit)
+    while lf >= 0:
+        if lf == 0 or data[lf - 1] != 0x0D:
+            raise RequestError(400, "Bad Request")
+        lf = data.find(b"\n", lf + 1, limit)
     if end < 0:
         if len(data) > max_size:
             raise RequestError(431, "Request Header Fields Too Large")
@@ -148,19 +160,79 @@ def parse_head(
         raise RequestError(431, "Request Header Fields Too Large")
     for line in lines[1:]:
         name, sep, value = line.partition(":")
-        if not sep or not _TOKEN_RE.match(name):
+        if not sep or not is_valid_token(name):
             raise RequestError(400, "Bad Request")
         value = value.strip(" \t")
-        if "\n" in value or "\r" in value or "\x00" in value:
+        if _CONTROL_RE.search(value):
             raise RequestError(400, "Bad Request")
         headers.append((name, value))
     return start, headers, end + 4
 
 
+class HeadReader:
+    """The one HTTP/1.1 head reader: collects a head from a byte stream, sans-I/O.
+
+    The server reads requests with it, the client reads the answer to its upgrade request and
+    the proxy code the answer to CONNECT. :meth:`feed` takes bytes as they arrive and returns
+    True once the head is complete; then ``start_line``, ``headers`` and :meth:`take_rest` (the
+    bytes after the head) are set. Malformed or oversized heads raise :class:`RequestError`.
+    """
+
+    __slots__ = ("max_size", "max_headers", "buffer", "start_line", "headers", "complete")
+
+    def __init__(self, max_size: int = MAX_HEAD_SIZE, max_headers: int = MAX_HEADERS) -> None:
+        self.max_size = max_size
+        self.max_headers = max_headers
+        self.buffer = bytearray()
+        self.start_line = ""
+        self.headers = Headers()
+        self.complete = False
+
+    def feed(self, data: bytes) -> bool:
+        """Take ``data``; True once the head is complete (later bytes are kept as the rest)."""
+        self.buffer += data
+        if self.complete:
+            return True
+        parsed = parse_head(self.buffer, self.max_size, self.max_headers)
+        if parsed is None:
+            return False
+        self.start_line, items, consumed = parsed
+        self.headers = Headers(items)
+        del self.buffer[:consumed]
+        self.complete = True
+        return True
+
+    def take_rest(self) -> bytes:
+        """The bytes received after the head, now owned by the caller."""
+        rest = bytes(self.buffer)
+        self.buffer.clear()
+        return rest
+
+    def request(self, remote_address: Any = None, secure: bool = False) -> Request:
+        """The complete head as a :class:`Request`; RequestError 400 for a bad request line."""
+        method, target, version = parse_request_line(self.start_line)
+        return Request(method, target, self.headers, version, remote_address, secure)
+
+    def response(self) -> Response:
+        """The complete head as a :class:`Response`; HandshakeError for a bad status line."""
+        version, status, reason = parse_status_line(self.start_line)
+        return Response(status, reason, self.headers, version)
+
+
 def parse_request_line(line: str) -> tuple[str, str, str]:
-    """(method, target, version) of a request line; RequestError 400 when malformed."""
+    """(method, target, version) of a request line; RequestError 400 when malformed.
+
+    As Node's parser: only HTTP/1.0 and HTTP/1.1, a token for the method, and a target without
+    control characters, spaces or non-ASCII bytes (RFC 9112 section 3.2).
+    """
     parts = line.split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not _TOKEN_RE.match(parts[0]):
+    if (
+        len(parts) != 3
+        or parts[2] not in ("HTTP/1.1", "HTTP/1.0")
+        or not is_valid_token(parts[0])
+        or not parts[1]
+        or not _TARGET_RE.match(parts[1])
+    ):
         raise RequestError(400, "Bad Request")
     return parts[0], parts[1], parts[2]
 
@@ -169,7 +241,7 @@ def parse_status_line(line: str) -> tuple[str, int, str]:
     """(version, status, reason) of a status line; HandshakeError when malformed."""
     version, _, rest = line.partition(" ")
     code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+    if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
         raise HandshakeError(f"Invalid HTTP status line: {line!r}", "WS_ERR_INVALID_RESPONSE")
     return version, int(code), reason
 
@@ -206,7 +278,7 @@ def build_request(
     if headers:
         items = headers.items() if isinstance(headers, Mapping) else headers
         for name, value in items:
-            if not _TOKEN_RE.match(name) or "\r" in str(value) or "\n" in str(value):
+            if not is_valid_token(name) or "\r" in str(value) or "\n" in str(value):
                 raise ValueError(f"invalid header {name!r}")
             fields[name.lower()] = (name, str(value))
     own = [
