@@ -17,9 +17,9 @@ from http import HTTPStatus
 from typing import Any
 
 from . import extension, subprotocol
-from .subprotocol import is_valid_token
 from .constants import GUID, MAX_HEAD_SIZE, MAX_HEADERS
 from .exceptions import HandshakeError
+from .subprotocol import is_valid_token
 
 __all__ = [
     "Headers",
