@@ -11,15 +11,25 @@ import base64
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
 from . import extension, subprotocol
-from .constants import GUID, MAX_HEAD_SIZE, MAX_HEADERS
+from .constants import (
+    GUID,
+    MAX_HEAD_SIZE,
+    MAX_HEADERS,
+    MAX_RESPONSE_HEAD,
+    MAX_RESPONSE_HEADERS,
+    MAX_UNEXPECTED_BODY,
+)
 from .exceptions import HandshakeError
+from .options import ClientOptions
+from .permessage_deflate import PerMessageDeflate
 from .subprotocol import is_valid_token
+from .url import ParsedURL, basic_auth, parse_url, resolve_url
 
 __all__ = [
     "Headers",
@@ -37,6 +47,9 @@ __all__ = [
     "abort_response",
     "validate_request",
     "validate_response",
+    "BodyReader",
+    "ClientHandshake",
+    "UnexpectedResponse",
     "MAX_HEAD_SIZE",
     "MAX_HEADERS",
 ]
@@ -107,7 +120,8 @@ class Response:
     headers: Headers
     http_version: str = "HTTP/1.1"
     body: bytes = b""
-    _extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: Set by the client adapter while the body is still arriving; :meth:`read` awaits it.
+    body_source: Callable[[], Awaitable[bytes]] | None = field(default=None, repr=False)
 
     @property
     def status_code(self) -> int:
@@ -115,7 +129,12 @@ class Response:
         return self.status
 
     async def read(self) -> bytes:
-        """The body of a non-101 response (up to its Content-Length or the connection's end)."""
+        """The whole body of a non-101 response, in any framing (Content-Length, chunked or
+        up to the connection's end); raises :class:`HandshakeError` when the connection ends
+        before it is complete, its framing is invalid or it exceeds ``MAX_UNEXPECTED_BODY``."""
+        if self.body_source is not None:
+            self.body = await self.body_source()
+            self.body_source = None
         return self.body
 
 
@@ -410,3 +429,373 @@ def validate_response(
                 "Invalid Sec-WebSocket-Extensions header", "WS_ERR_INVALID_EXTENSIONS"
             ) from None
     return protocol or "", extensions
+
+
+# -- the client's side ---------------------------------------------------------------------
+
+
+class UnexpectedResponse(HandshakeError):
+    """The server answered with something other than 101 and an ``'unexpected-response'``
+    listener took the answer (``handled`` is True): the WebSocket closes without an error."""
+
+    def __init__(self, response: Response, handled: bool = True) -> None:
+        super().__init__(
+            f"Unexpected server response: {response.status}",
+            "WS_ERR_UNEXPECTED_RESPONSE",
+            http_status=response.status,
+        )
+        self.response = response
+        self.handled = handled
+
+
+_CHUNK_SIZE_RE = re.compile(rb"^([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?$")
+
+
+class BodyReader:
+    """Collects the body of a response in its framing (RFC 9112 section 6.3), sans-I/O.
+
+    No body for 1xx, 204 and 304; ``Transfer-Encoding`` ending in ``chunked`` wins over
+    ``Content-Length``; another transfer coding, or no length at all, means the body runs to
+    the end of the connection. :meth:`feed` returns True once the body is complete; more than
+    ``limit`` bytes, bad chunk framing or an early end raise :class:`HandshakeError`.
+    """
+
+    __slots__ = ("limit", "status", "mode", "remaining", "body", "complete", "_buffer", "_chunk")
+
+    def __init__(self, status: int, headers: Headers, limit: int = MAX_UNEXPECTED_BODY) -> None:
+        self.limit = limit
+        self.status = status
+        self.body = bytearray()
+        self.complete = False
+        self.remaining = 0
+        self._buffer = bytearray()
+        self._chunk = "size"  # size, data, data-end, trailer
+        codings = [
+            c.strip().lower() for c in ",".join(headers.get_all("transfer-encoding")).split(",")
+        ]
+        lengths = {v.strip() for v in ",".join(headers.get_all("content-length")).split(",") if v}
+        if status < 200 or status in (204, 304):
+            self.mode = "empty"
+        elif codings != [""]:
+            self.mode = "chunked" if codings[-1] == "chunked" else "close"
+        elif lengths:
+            # Differing or non-numeric lengths make the framing unknowable (RFC 9112 6.3 item 5).
+            value = lengths.pop()
+            if lengths or not (value.isascii() and value.isdigit()):
+                raise HandshakeError("Invalid Content-Length header", "WS_ERR_INVALID_RESPONSE")
+            self.mode = "length"
+            self.remaining = int(value)
+        else:
+            self.mode = "close"
+        if self.mode == "empty" or (self.mode == "length" and self.remaining == 0):
+            self.complete = True
+
+    def _take(self, data: bytes | bytearray) -> None:
+        if len(self.body) + len(data) > self.limit:
+            raise HandshakeError(
+                f"Unexpected response body larger than {self.limit} bytes",
+                "WS_ERR_UNEXPECTED_RESPONSE",
+                http_status=self.status,
+            )
+        self.body += data
+
+    def feed(self, data: bytes) -> bool:
+        """Take ``data``; True once the body is complete (bytes after it are ignored)."""
+        if self.complete:
+            return True
+        if self.mode == "length":
+            data = data[: self.remaining]
+            self._take(data)
+            self.remaining -= len(data)
+            self.complete = self.remaining == 0
+        elif self.mode == "close":
+            self._take(data)
+        else:
+            self._buffer += data
+            self._feed_chunked()
+        return self.complete
+
+    def _feed_chunked(self) -> None:
+        buffer = self._buffer
+        while not self.complete:
+            if self._chunk == "data":
+                part = buffer[: self.remaining]
+                self._take(part)
+                del buffer[: len(part)]
+                self.remaining -= len(part)
+                if self.remaining:
+                    return
+                self._chunk = "data-end"
+                continue
+            end = buffer.find(b"\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD_SIZE:
+                    raise HandshakeError("Invalid chunked body", "WS_ERR_INVALID_RESPONSE")
+                return
+            line = bytes(buffer[:end])
+            del buffer[: end + 2]
+            if self._chunk == "data-end":
+                if line:
+                    raise HandshakeError("Invalid chunked body", "WS_ERR_INVALID_RESPONSE")
+                self._chunk = "size"
+            elif self._chunk == "size":
+                match = _CHUNK_SIZE_RE.match(line)
+                if match is None:
+                    raise HandshakeError("Invalid chunked body", "WS_ERR_INVALID_RESPONSE")
+                self.remaining = int(match.group(1), 16)
+                self._chunk = "data" if self.remaining else "trailer"
+            elif not line:  # the empty line that ends the trailer section
+                self.complete = True
+
+    def feed_eof(self) -> None:
+        """The connection ended: completes a close-delimited body, else raises if incomplete."""
+        if self.complete:
+            return
+        if self.mode != "close":
+            raise HandshakeError(
+                "The connection closed before the response body was complete",
+                "WS_ERR_UNEXPECTED_RESPONSE",
+                http_status=self.status,
+            )
+        self.complete = True
+
+
+class ClientHandshake:
+    """The client's opening handshake, redirects included, sans-I/O (websockets'
+    ``ClientProtocol``; ws' ``initAsClient``).
+
+    For each attempt the adapter calls :meth:`prepare_headers` (the headers it may show a
+    ``'redirect'`` listener, who may edit them), then :meth:`request` for the bytes to write,
+    then :meth:`receive_data` / :meth:`receive_eof` with what the server sends, and looks at
+    ``state``:
+
+    - ``OPEN``: a valid 101; ``protocol``, ``extensions``, ``deflate`` and :meth:`take_rest`.
+    - ``REDIRECT``: a 3xx to follow; :meth:`follow` returns the next address.
+    - ``BODY`` then ``DONE``: any other answer; ``response`` is complete at ``BODY``, its body
+      at ``DONE``.
+    - ``FAILED``: ``error`` says why (garbage, a bad 101, a broken body).
+    """
+
+    HEAD = "HEAD"
+    OPEN = "OPEN"
+    REDIRECT = "REDIRECT"
+    BODY = "BODY"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+    def __init__(
+        self, address: str, options: ClientOptions, key_factory: Callable[[], str] = generate_key
+    ) -> None:
+        self.options = options
+        self.address = address
+        self.url: ParsedURL = parse_url(address)
+        self.original = self.url
+        self.redirects = 0
+        self.key_factory = key_factory
+        # Headers carried from one attempt to the next: credentials dropped for a redirect stay
+        # dropped, and an Authorization made from userinfo is kept (ws, after curl 7.77.0).
+        self.headers: dict[str, str] = {}
+        for name, value in options.headers:
+            _set_header(self.headers, name, value)
+        self._begin()
+
+    def _begin(self) -> None:
+        self.state = self.HEAD
+        self.key = ""
+        self.reader = HeadReader(MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS)
+        self.response: Response | None = None
+        self.error: HandshakeError | None = None
+        self.body: BodyReader | None = None
+        self.deflate: PerMessageDeflate | None = None
+        self.protocol = ""
+        self.extensions: dict[str, Any] = {}
+        self.sent_headers: dict[str, str] = {}
+
+    def prepare_headers(self, check_hosts: bool = True) -> dict[str, str]:
+        """The custom headers of the next request, after the redirect and credential rules.
+
+        With ``check_hosts`` (no ``'redirect'`` listener, as ws), a redirect to another host
+        drops Authorization, Cookie and Host, and one from ``wss:`` to ``ws:`` drops the first
+        two: credentials never leak to another host or over plain text. URL userinfo becomes
+        ``Authorization: Basic`` unless one is already set: the first Authorization wins.
+        """
+        url = self.url
+        use_userinfo = True
+        if self.redirects and check_hosts:
+            same_host = _same_host(self.original, url)
+            if not same_host or (self.original.secure and not url.secure):
+                drop = {"authorization", "cookie"} | (set() if same_host else {"host"})
+                for name in [k for k in self.headers if k.lower() in drop]:
+                    del self.headers[name]
+                use_userinfo = False
+        if use_userinfo and url.userinfo and _get_header(self.headers, "authorization") is None:
+            self.headers["Authorization"] = basic_auth(url.userinfo)
+        return dict(self.headers)
+
+    def request(self, headers: Mapping[str, str]) -> bytes:
+        """The upgrade request for the current URL with ``headers`` (a fresh key and offer)."""
+        options = self.options
+        self.key = self.key_factory()
+        offer = None
+        if options.per_message_deflate is not None:
+            self.deflate = PerMessageDeflate(
+                options.per_message_deflate, is_server=False, max_payload=options.max_payload
+            )
+            offer = extension.format({PerMessageDeflate.EXTENSION_NAME: self.deflate.offer()})
+        self.sent_headers = dict(headers)
+        return build_request(
+            self.url.host_header,
+            self.url.target,
+            self.key,
+            version=options.protocol_version,
+            protocols=options.protocols,
+            extensions_header=offer,
+            origin=options.origin,
+            headers=self.sent_headers,
+        )
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the server."""
+        if self.state == self.HEAD:
+            self._receive_head(data)
+        elif self.state == self.BODY:
+            assert self.body is not None
+            try:
+                done = self.body.feed(data)
+            except HandshakeError as exc:
+                self._fail(exc)
+                return
+            if done:
+                self._body_done()
+        elif self.state == self.OPEN:
+            self.reader.buffer += data  # frames, kept for the WebSocket
+
+    def receive_eof(self) -> None:
+        """The server closed its side."""
+        if self.state == self.HEAD:
+            self._fail(HandshakeError("socket hang up", "WS_ERR_HANDSHAKE_CLOSED"))
+        elif self.state == self.BODY:
+            assert self.body is not None
+            try:
+                self.body.feed_eof()
+            except HandshakeError as exc:
+                self._fail(exc)
+                return
+            self._body_done()
+
+    def take_rest(self) -> bytes:
+        """The bytes that followed the 101 head (the first frames), now the caller's."""
+        return self.reader.take_rest()
+
+    def follow(self) -> str:
+        """After ``REDIRECT``: the next address, with the state reset for its attempt.
+
+        Raises :class:`HandshakeError` past ``max_redirects`` and :class:`InvalidURL` for a
+        Location that is not a WebSocket URL (ws' order: the count is checked first).
+        """
+        assert self.response is not None and self.state == self.REDIRECT
+        self.redirects += 1
+        if self.redirects > self.options.max_redirects:
+            raise HandshakeError("Maximum redirects exceeded", "WS_ERR_MAX_REDIRECTS")
+        self.address = resolve_url(self.address, self.response.headers["location"])
+        self.url = parse_url(self.address)
+        self._begin()
+        return self.address
+
+    def unexpected_error(self) -> HandshakeError:
+        """The error for a non-101 answer nobody listened to (ws' message)."""
+        assert self.response is not None
+        status = self.response.status
+        return HandshakeError(
+            f"Unexpected server response: {status}",
+            "WS_ERR_UNEXPECTED_RESPONSE",
+            http_status=status,
+        )
+
+    def _fail(self, exc: HandshakeError) -> None:
+        self.state = self.FAILED
+        self.error = exc
+
+    def _receive_head(self, data: bytes) -> None:
+        # Node's parser refuses a response that does not start with "HTTP/" at its first byte:
+        # garbage fails at once instead of waiting for a head that never ends.
+        seen = bytes(self.reader.buffer[:5]) + data[:5]
+        if not (seen[:5].startswith(b"HTTP/") or b"HTTP/".startswith(seen[:5])):
+            self._fail(HandshakeError("Invalid HTTP response", "WS_ERR_INVALID_RESPONSE"))
+            return
+        try:
+            if not self.reader.feed(data):
+                return
+            self.response = response = self.reader.response()
+        except RequestError:
+            self._fail(HandshakeError("Invalid HTTP response", "WS_ERR_INVALID_RESPONSE"))
+            return
+        except HandshakeError as exc:
+            self._fail(exc)
+            return
+        status = response.status
+        if status == 101:
+            try:
+                self._accept(response)
+            except HandshakeError as exc:
+                self._fail(exc)
+                return
+            self.state = self.OPEN
+            return
+        location = response.headers.get("location")
+        if self.options.follow_redirects and 300 <= status < 400 and location:
+            self.state = self.REDIRECT
+            return
+        try:
+            self.body = BodyReader(status, response.headers)
+        except HandshakeError as exc:
+            self._fail(exc)
+            return
+        self.state = self.BODY
+        self.receive_data(self.reader.take_rest())
+        if self.body.complete and self.state == self.BODY:
+            self._body_done()
+
+    def _body_done(self) -> None:
+        assert self.body is not None and self.response is not None
+        self.response.body = bytes(self.body.body)
+        self.state = self.DONE
+
+    def _accept(self, response: Response) -> None:
+        self.protocol, offered = validate_response(response, self.key, self.options.protocols)
+        if not offered:
+            self.deflate = None
+            return
+        # Only permessage-deflate exists, and only an offered extension may be answered.
+        name = PerMessageDeflate.EXTENSION_NAME
+        if self.deflate is None or set(offered) != {name}:
+            raise HandshakeError(
+                "Server indicated an extension that was not requested",
+                "WS_ERR_INVALID_EXTENSIONS",
+            )
+        try:
+            self.extensions = {name: self.deflate.accept(offered[name])}
+        except ValueError:
+            raise HandshakeError(
+                "Invalid Sec-WebSocket-Extensions header", "WS_ERR_INVALID_EXTENSIONS"
+            ) from None
+
+
+def _get_header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _set_header(headers: dict[str, str], name: str, value: str) -> None:
+    for key in [k for k in headers if k.lower() == name.lower()]:
+        del headers[key]
+    headers[name] = value
+
+
+def _same_host(a: ParsedURL, b: ParsedURL) -> bool:
+    # ws compares url.host (host and non-default port), or the socket path for ws+unix.
+    if a.unix_path is not None or b.unix_path is not None:
+        return a.unix_path == b.unix_path
+    return a.host_header.lower() == b.host_header.lower()

@@ -1,0 +1,314 @@
+"""The client's opening handshake, sans-I/O (``wsfast.handshake.ClientHandshake``).
+
+Byte literals in, decisions out: the request it writes, the 101 it accepts, every way a
+response fails with its ``WS_ERR_*`` code, the body framings of a non-101 answer, redirects
+and the credential rules that go with them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from wsfast.exceptions import HandshakeError, InvalidURL
+from wsfast.handshake import BodyReader, ClientHandshake, Headers
+from wsfast.options import ClientOptions
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 section 1.3's example
+ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+OK_HEAD = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: " + ACCEPT.encode() + b"\r\n"
+)
+
+
+def make(address: str = "ws://example.com/chat", **options: Any) -> ClientHandshake:
+    options.setdefault("per_message_deflate", False)
+    protocols = options.pop("protocols", None)
+    return ClientHandshake(address, ClientOptions.build(protocols, **options), lambda: KEY)
+
+
+def started(address: str = "ws://example.com/chat", **options: Any) -> ClientHandshake:
+    hs = make(address, **options)
+    hs.request(hs.prepare_headers())
+    return hs
+
+
+def test_request_bytes() -> None:
+    hs = make("ws://Example.com:8080/chat?x=1", protocols=["chat"], origin="http://o")
+    assert hs.request(hs.prepare_headers()) == (
+        b"GET /chat?x=1 HTTP/1.1\r\nHost: example.com:8080\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat\r\nOrigin: http://o\r\n\r\n"
+    )
+
+
+def test_request_offers_permessage_deflate() -> None:
+    hs = make(per_message_deflate=True)
+    assert b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" in (
+        hs.request(hs.prepare_headers())
+    )
+
+
+def test_accept_byte_by_byte_keeps_the_frames_after_the_head() -> None:
+    hs = started(protocols=["a", "chat"])
+    data = OK_HEAD + b"Sec-WebSocket-Protocol: chat\r\n\r\n\x81\x02hi"
+    for i in range(len(data)):
+        hs.receive_data(data[i : i + 1])
+    assert hs.state == hs.OPEN
+    assert hs.protocol == "chat"
+    assert hs.extensions == {}
+    assert hs.deflate is None
+    assert hs.take_rest() == b"\x81\x02hi"
+    assert hs.response is not None and hs.response.status == 101
+
+
+def test_accept_permessage_deflate() -> None:
+    hs = started(per_message_deflate={"client_no_context_takeover": True})
+    hs.receive_data(
+        OK_HEAD
+        + b"Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n\r\n"
+    )
+    assert hs.state == hs.OPEN
+    assert hs.deflate is not None
+    assert hs.extensions == {"permessage-deflate": {"client_no_context_takeover": True}}
+
+
+BAD_ANSWERS = [
+    ("garbage", b"garbage\r\n\r\n", {}, "WS_ERR_INVALID_RESPONSE"),
+    ("garbage-first-byte", b"X", {}, "WS_ERR_INVALID_RESPONSE"),
+    ("bare-lf", b"HTTP/1.1 101 OK\nUpgrade: websocket\n\n", {}, "WS_ERR_INVALID_RESPONSE"),
+    ("http-2", b"HTTP/2 101 OK\r\n\r\n", {}, "WS_ERR_INVALID_RESPONSE"),
+    ("status-not-numeric", b"HTTP/1.1 1x1 OK\r\n\r\n", {}, "WS_ERR_INVALID_RESPONSE"),
+    ("head-too-large", b"HTTP/1.1 101 OK\r\nX: " + b"a" * 70000, {}, "WS_ERR_INVALID_RESPONSE"),
+    (
+        "no-upgrade",
+        b"HTTP/1.1 101 OK\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+        + ACCEPT.encode()
+        + b"\r\n\r\n",
+        {},
+        "WS_ERR_INVALID_UPGRADE_HEADER",
+    ),
+    (
+        "no-connection",
+        b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: "
+        + ACCEPT.encode()
+        + b"\r\n\r\n",
+        {},
+        "WS_ERR_INVALID_CONNECTION_HEADER",
+    ),
+    (
+        "bad-accept",
+        b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: AAAA\r\n\r\n",
+        {},
+        "WS_ERR_INVALID_ACCEPT",
+    ),
+    (
+        "protocol-not-requested",
+        OK_HEAD + b"Sec-WebSocket-Protocol: chat\r\n\r\n",
+        {},
+        "WS_ERR_INVALID_PROTOCOL",
+    ),
+    (
+        "protocol-not-offered",
+        OK_HEAD + b"Sec-WebSocket-Protocol: other\r\n\r\n",
+        {"protocols": ["chat"]},
+        "WS_ERR_INVALID_PROTOCOL",
+    ),
+    ("protocol-missing", OK_HEAD + b"\r\n", {"protocols": ["chat"]}, "WS_ERR_INVALID_PROTOCOL"),
+    (
+        "extension-not-offered",
+        OK_HEAD + b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+        {},
+        "WS_ERR_INVALID_EXTENSIONS",
+    ),
+    (
+        "unknown-extension",
+        OK_HEAD + b"Sec-WebSocket-Extensions: x-foo\r\n\r\n",
+        {"per_message_deflate": True},
+        "WS_ERR_INVALID_EXTENSIONS",
+    ),
+    (
+        "bad-deflate-params",
+        OK_HEAD
+        + b"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=99\r\n\r\n",
+        {"per_message_deflate": True},
+        "WS_ERR_INVALID_EXTENSIONS",
+    ),
+    (
+        "unparseable-extensions",
+        OK_HEAD + b"Sec-WebSocket-Extensions: permessage-deflate;;\r\n\r\n",
+        {"per_message_deflate": True},
+        "WS_ERR_INVALID_EXTENSIONS",
+    ),
+    (
+        "invalid-content-length",
+        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 1, 2\r\n\r\n",
+        {},
+        "WS_ERR_INVALID_RESPONSE",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "options", "code"), [row[1:] for row in BAD_ANSWERS], ids=[r[0] for r in BAD_ANSWERS]
+)
+def test_failures(data: bytes, options: dict[str, Any], code: str) -> None:
+    hs = started(**options)
+    hs.receive_data(data)
+    assert hs.state == hs.FAILED
+    assert hs.error is not None and hs.error.code == code
+
+
+def test_eof_before_the_head_is_a_hang_up() -> None:
+    hs = started()
+    hs.receive_data(b"HTTP/1.1 101 Swi")
+    hs.receive_eof()
+    assert hs.state == hs.FAILED
+    assert hs.error is not None
+    assert (str(hs.error), hs.error.code) == ("socket hang up", "WS_ERR_HANDSHAKE_CLOSED")
+
+
+@pytest.mark.parametrize(
+    ("answer", "eof", "body"),
+    [
+        (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope+ignored", False, b"nope"),
+        (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", False, b""),
+        (
+            b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"4;ext=1\r\nnope\r\n3\r\n!!!\r\n0\r\nX-Trailer: t\r\n\r\n",
+            False,
+            b"nope!!!",
+        ),
+        (b"HTTP/1.1 500 Oops\r\nConnection: close\r\n\r\nto the end", True, b"to the end"),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", False, b""),
+        (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", False, b""),
+        (
+            b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nabc",
+            True,
+            b"abc",
+        ),
+    ],
+    ids=["content-length", "empty", "chunked", "close-delimited", "204", "304", "other-coding"],
+)
+def test_unexpected_response_bodies(answer: bytes, eof: bool, body: bytes) -> None:
+    hs = started()
+    for i in range(0, len(answer), 3):
+        hs.receive_data(answer[i : i + 3])
+        if i == 0:
+            assert hs.response is None
+    assert hs.response is not None
+    if eof:
+        assert hs.state == hs.BODY
+        hs.receive_eof()
+    assert hs.state == hs.DONE
+    assert hs.response.body == body
+    assert str(hs.unexpected_error()) == f"Unexpected server response: {hs.response.status}"
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"Content-Length: 10\r\n\r\nshort", "before the response body was complete"),
+        (b"Transfer-Encoding: chunked\r\n\r\n4\r\nab", "before the response body was complete"),
+        (b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", "Invalid chunked body"),
+        (b"Transfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", "Invalid chunked body"),
+    ],
+    ids=["short-length", "short-chunk", "bad-size", "bad-chunk-end"],
+)
+def test_broken_bodies(answer: bytes, message: str) -> None:
+    hs = started()
+    hs.receive_data(b"HTTP/1.1 403 Forbidden\r\n" + answer)
+    hs.receive_eof()
+    assert hs.state == hs.FAILED
+    assert hs.error is not None and message in str(hs.error)
+
+
+def test_body_limit() -> None:
+    reader = BodyReader(403, Headers(), limit=8)
+    assert not reader.feed(b"12345678")
+    with pytest.raises(HandshakeError, match="larger than 8 bytes"):
+        reader.feed(b"9")
+
+
+def test_redirect_is_followed_only_when_asked() -> None:
+    answer = b"HTTP/1.1 302 Found\r\nLocation: /next?a=1\r\nContent-Length: 0\r\n\r\n"
+    hs = started("ws://h/start")
+    hs.receive_data(answer)
+    assert hs.state == hs.DONE
+    hs = started("ws://h/start", follow_redirects=True)
+    hs.receive_data(answer)
+    assert hs.state == hs.REDIRECT
+    assert hs.follow() == "ws://h/next?a=1"
+    assert (hs.state, hs.url.target, hs.redirects) == (hs.HEAD, "/next?a=1", 1)
+
+
+def test_redirect_without_location_is_unexpected() -> None:
+    hs = started(follow_redirects=True)
+    hs.receive_data(b"HTTP/1.1 301 Moved\r\nContent-Length: 0\r\n\r\n")
+    assert hs.state == hs.DONE
+
+
+def test_max_redirects_then_invalid_location() -> None:
+    hs = started(follow_redirects=True, max_redirects=0)
+    hs.receive_data(b"HTTP/1.1 302 Found\r\nLocation: ftp://x/\r\n\r\n")
+    with pytest.raises(HandshakeError) as info:
+        hs.follow()
+    assert info.value.code == "WS_ERR_MAX_REDIRECTS"
+    hs = started(follow_redirects=True)
+    hs.receive_data(b"HTTP/1.1 302 Found\r\nLocation: ftp://x/\r\n\r\n")
+    with pytest.raises(InvalidURL, match="Invalid URL: ftp://x/"):
+        hs.follow()
+
+
+SECRETS = {"Authorization": "Bearer s", "Cookie": "c=1", "Host": "custom", "X-Trace": "t"}
+
+# (first URL, Location, 'redirect' listener, headers expected on the second request)
+REDIRECTS = [
+    ("same-host", "ws://h/a", "/b", False, SECRETS),
+    ("other-host", "ws://h/a", "ws://other/b", False, {"X-Trace": "t"}),
+    ("other-port", "ws://h/a", "ws://h:81/b", False, {"X-Trace": "t"}),
+    ("host-case", "ws://h/a", "ws://H/b", False, SECRETS),
+    # ws compares url.host, where a default port is left out: wss://h and ws://h are one host.
+    ("downgrade", "wss://h/a", "ws://h/b", False, {"Host": "custom", "X-Trace": "t"}),
+    ("upgrade", "ws://h/a", "wss://h/b", False, SECRETS),
+    ("explicit-default-port", "wss://h/a", "ws://h:443/b", False, {"X-Trace": "t"}),
+    ("listener-keeps-all", "ws://h/a", "ws://other/b", True, SECRETS),
+]
+
+
+@pytest.mark.parametrize(
+    ("first", "location", "listener", "expected"),
+    [row[1:] for row in REDIRECTS],
+    ids=[row[0] for row in REDIRECTS],
+)
+def test_redirect_credentials(
+    first: str, location: str, listener: bool, expected: dict[str, str]
+) -> None:
+    hs = started(first, headers=SECRETS, follow_redirects=True)
+    hs.receive_data(b"HTTP/1.1 302 Found\r\nLocation: " + location.encode() + b"\r\n\r\n")
+    hs.follow()
+    assert hs.prepare_headers(check_hosts=not listener) == expected
+
+
+@pytest.mark.parametrize(
+    ("first", "location", "headers", "expected"),
+    [
+        ("ws://u:p@h/", "/b", {}, "Basic dTpw"),
+        ("ws://u:p@h/", "ws://other/", {}, None),
+        ("ws://u:p@h/", "/b", {"authorization": "Bearer t"}, "Bearer t"),
+        ("ws://h/", "ws://u:p@h/b", {}, "Basic dTpw"),
+        ("ws://a:b@h/", "ws://u:p@h/b", {}, "Basic YTpi"),
+    ],
+    ids=["kept-same-host", "dropped-other-host", "header-wins", "from-location", "first-wins"],
+)
+def test_userinfo_credentials(
+    first: str, location: str, headers: dict[str, str], expected: str | None
+) -> None:
+    hs = started(first, headers=headers, follow_redirects=True)
+    hs.receive_data(b"HTTP/1.1 302 Found\r\nLocation: " + location.encode() + b"\r\n\r\n")
+    hs.follow()
+    sent = {k.lower(): v for k, v in hs.prepare_headers().items()}
+    assert sent.get("authorization") == expected
