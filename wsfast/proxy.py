@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import urlsplit
 
-from . import handshake
-from .client import basic_auth, fail_future
+from .constants import MAX_PROXY_HEAD
 from .exceptions import HandshakeError
+from .handshake import HeadReader, RequestError
+from .url import ParsedURL, basic_auth
 
-if TYPE_CHECKING:
-    from .client import ParsedURL
+__all__ = ["ProxyError", "open_via_proxy", "connect_request", "fail_future"]
 
-__all__ = ["ProxyError", "open_via_proxy", "connect_request"]
 
-# A proxy's answer to CONNECT is a bare head; anything longer than this is not a proxy we trust.
-MAX_PROXY_HEAD = 16 * 1024
+def fail_future(future: asyncio.Future[Any], exc: BaseException) -> None:
+    """Fail ``future`` and mark its exception retrieved: when the awaiting task was cancelled
+    (a handshake timeout, close() while connecting), nobody else would, and asyncio would log
+    "Future exception was never retrieved" for a failure that was already handled."""
+    if not future.done():
+        future.set_exception(exc)
+        future.exception()
 
 
 class ProxyError(HandshakeError):
@@ -49,7 +53,7 @@ class _TunnelProtocol(asyncio.Protocol):
     def __init__(self, request: bytes, done: asyncio.Future[bytes]) -> None:
         self.request = request
         self.done = done
-        self.buffer = bytearray()
+        self.reader = HeadReader(MAX_PROXY_HEAD, 256)
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -58,27 +62,25 @@ class _TunnelProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.done.done():  # pragma: no cover - reading is paused once the head is in
-            self.buffer += data
+            self.reader.buffer += data
             return
-        self.buffer += data
         try:
-            parsed = handshake.parse_head(self.buffer, MAX_PROXY_HEAD, 256)
-            if parsed is None:
+            if not self.reader.feed(data):
                 return
-            start, _headers, consumed = parsed
-            _version, status, reason = handshake.parse_status_line(start)
-        except (handshake.RequestError, HandshakeError):
+            response = self.reader.response()
+        except (RequestError, HandshakeError):
             self._fail(ProxyError("Invalid response from the proxy to CONNECT"))
             return
+        status = response.status
         if not 200 <= status < 300:
             # 407 without credentials, 403 for a port the proxy does not tunnel to, 502...
-            self._fail(ProxyError(f"Proxy refused the tunnel: {status} {reason}".rstrip(), status))
+            message = f"Proxy refused the tunnel: {status} {response.reason}".rstrip()
+            self._fail(ProxyError(message, status))
             return
         assert self.transport is not None
         # The tunnel is open: what follows belongs to the next protocol, which is not here yet.
         self.transport.pause_reading()
-        del self.buffer[:consumed]
-        self.done.set_result(bytes(self.buffer))
+        self.done.set_result(self.reader.take_rest())
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
