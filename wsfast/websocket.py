@@ -15,12 +15,15 @@ import ssl as ssl_module
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
 
+from .client import UnexpectedResponse, open_connection
 from .constants import CLOSED, CLOSING, CONNECTING, DEFAULT_CLOSE_TIMEOUT, OPEN
 from .event_emitter import EventEmitter
 from .event_target import EventTarget
 from .exceptions import ConnectionClosed, HandshakeError, WebSocketError
+from .options import ClientOptions
 from .receiver import Receiver
 from .sender import Sender, close_payload
+from .url import parse_url
 
 __all__ = ["WebSocket", "connect", "Connect"]
 
@@ -134,32 +137,25 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._url: str | None = None
         self._connect_task: asyncio.Task[None] | None = None
-        self._options: dict[str, Any] = {}
         if address is None:
             return
-        if isinstance(protocols, str):
-            protocols = [protocols]
-        self._options = {
-            "protocols": list(protocols or ()),
-            "per_message_deflate": per_message_deflate,
-            "handshake_timeout": handshake_timeout,
-            "origin": origin,
-            "headers": dict(headers or {}),
-            "protocol_version": protocol_version,
-            "follow_redirects": follow_redirects,
-            "max_redirects": max_redirects,
-            "ssl": ssl,
-            "proxy": proxy,
-            "create_connection": create_connection,
-        }
-        from .client import check_options, parse_url
-
-        check_options(self._options)
+        options = ClientOptions.build(
+            protocols,
+            per_message_deflate=per_message_deflate,
+            handshake_timeout=handshake_timeout,
+            origin=origin,
+            headers=headers,
+            protocol_version=protocol_version,
+            follow_redirects=follow_redirects,
+            max_redirects=max_redirects,
+            ssl=ssl,
+            proxy=proxy,
+            create_connection=create_connection,
+            max_payload=max_payload,
+        )
         self._url = address
         parse_url(address)  # raise at once for a bad URL, as ws' constructor throws
-        from .client import run_client
-
-        self._connect_task = self._loop.create_task(run_client(self, address))
+        self._connect_task = self._loop.create_task(self._connect(address, options))
 
     # -- state -------------------------------------------------------------------------------
 
@@ -279,10 +275,49 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if head:
             self.data_received(head)
 
+    async def _connect(self, address: str, options: ClientOptions) -> None:
+        """Run the client's opening handshake, then open (the tail of ws' ``initAsClient``)."""
+        try:
+            upgraded = await open_connection(address, options, self, self._follow_redirect)
+        except asyncio.CancelledError:
+            self._handshake_failed(
+                WebSocketError("WebSocket was closed before the connection was established")
+            )
+            raise
+        except UnexpectedResponse:
+            if self._ready_state == CONNECTING:
+                self._handshake_closed()
+            return
+        except (OSError, WebSocketError, ValueError) as exc:
+            self._handshake_failed(exc)
+            return
+        if self._ready_state != CONNECTING:  # closed by a listener meanwhile
+            upgraded.transport.abort()
+            return
+        self._setup(
+            upgraded.transport,
+            upgraded.head,
+            upgraded.protocol,
+            upgraded.extensions,
+            upgraded.deflate,
+        )
+        self.emit("upgrade", upgraded.response)
+        self.emit("open")
+        self._start(upgraded.head)
+        if not self._paused:
+            self._resume_reading()
+
+    def _follow_redirect(self, url: str) -> None:
+        self._url = url
+
     def _handshake_failed(self, exc: BaseException) -> None:
         """The opening handshake did not complete: emit 'error' then 'close' (1006)."""
         if self._ready_state == CLOSED:
             return
+        # close() or terminate() while connecting ends the attempt at once (ws aborts the
+        # request); a 'redirect' listener that closes stops the next attempt the same way.
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()
         self._ready_state = CLOSING
         if not self._opened.done():
             self._opened.set_exception(exc)
