@@ -7,10 +7,17 @@ and the credential rules that go with them.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import scaled
+from test_transports import Events, Handler, raw_server, read_request, within
 
+import wsfast
+from wsfast import handshake
 from wsfast.exceptions import HandshakeError, InvalidURL
 from wsfast.handshake import BodyReader, ClientHandshake, Headers
 from wsfast.options import ClientOptions
@@ -312,3 +319,159 @@ def test_userinfo_credentials(
     hs.follow()
     sent = {k.lower(): v for k, v in hs.prepare_headers().items()}
     assert sent.get("authorization") == expected
+
+
+# -- over real sockets -------------------------------------------------------------------------
+
+
+def _eof_watcher(
+    answer: Callable[[handshake.Request], bytes],
+) -> tuple[Handler, asyncio.Future[float]]:
+    """A raw server handler that answers, keeps its side open and reports how long the
+    client took to close the connection (the result of the future)."""
+    eof: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        writer.write(answer(request))
+        await writer.drain()
+        start = time.monotonic()
+        try:
+            await reader.read()  # returns at EOF, raises if reset: both mean closed
+        except ConnectionError:
+            pass
+        if not eof.done():
+            eof.set_result(time.monotonic() - start)
+
+    return handler, eof
+
+
+def _accept_with(*extra: str, accept: str | None = None) -> Callable[[handshake.Request], bytes]:
+    def answer(request: handshake.Request) -> bytes:
+        key = accept or handshake.accept_key(request.headers["sec-websocket-key"])
+        lines = ["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Accept: {key}"]
+        return handshake.build_response(101, [*lines, *extra])
+
+    return answer
+
+
+FAILED_KINDS = [
+    ("garbage", lambda r: b"SSH-2.0-OpenSSH_9.6\r\n", "WS_ERR_INVALID_RESPONSE"),
+    ("bad-status-line", lambda r: b"HTTP/1.1 abc\r\n\r\n", "WS_ERR_INVALID_RESPONSE"),
+    ("non-101", lambda r: b"HTTP/1.1 403 Forbidden\r\n\r\n", "WS_ERR_UNEXPECTED_RESPONSE"),
+    ("bad-accept", _accept_with(accept="AAAA"), "WS_ERR_INVALID_ACCEPT"),
+    ("bad-protocol", _accept_with("Sec-WebSocket-Protocol: x"), "WS_ERR_INVALID_PROTOCOL"),
+    ("bad-extension", _accept_with("Sec-WebSocket-Extensions: x-y"), "WS_ERR_INVALID_EXTENSIONS"),
+]
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"), [row[1:] for row in FAILED_KINDS], ids=[row[0] for row in FAILED_KINDS]
+)
+async def test_failed_handshake_closes_tcp_at_once(
+    answer: Callable[[handshake.Request], bytes], code: str
+) -> None:
+    handler, eof = _eof_watcher(answer)
+    async with raw_server(handler) as port:
+        ws = wsfast.WebSocket(f"ws://127.0.0.1:{port}/", per_message_deflate=False)
+        error = await Events(ws).failed()
+        assert isinstance(error, wsfast.HandshakeError)
+        assert error.code == code
+        assert await within(eof, 2.0) < scaled(1.0)
+
+
+async def test_timeout_and_close_while_connecting_close_tcp() -> None:
+    handler, eof = _eof_watcher(lambda r: b"")
+    async with raw_server(handler) as port:
+        ws = wsfast.WebSocket(f"ws://127.0.0.1:{port}/", handshake_timeout=0.2)
+        error = await Events(ws).failed()
+        assert getattr(error, "code", None) == "WS_ERR_HANDSHAKE_TIMEOUT"
+        await within(eof, 2.0)
+    handler, eof = _eof_watcher(lambda r: b"")
+    async with raw_server(handler) as port:
+        ws = wsfast.WebSocket(f"ws://127.0.0.1:{port}/")
+        events = Events(ws)
+        await asyncio.sleep(0.1)
+        ws.close()
+        await within(events.closed)
+        assert await within(eof, 2.0) < scaled(1.0)
+        assert events.log == ["error", "close"]
+
+
+HEADS = {
+    "content-length": (b"Content-Length: 12\r\n", [b"part one", b", 2."], False),
+    "chunked": (
+        b"Transfer-Encoding: chunked\r\n",
+        [b"8\r\npart one\r\n", b"4\r\n, 2.\r\n0\r\n\r\n"],
+        False,
+    ),
+    "close-delimited": (b"Connection: close\r\n", [b"part one", b", 2."], True),
+}
+
+
+@pytest.mark.parametrize("framing", list(HEADS))
+async def test_unexpected_response_fires_on_the_head_and_reads_the_body(framing: str) -> None:
+    head_fields, parts, close_after = HEADS[framing]
+    loop = asyncio.get_running_loop()
+    heard: asyncio.Future[Any] = loop.create_future()
+    server_eof: asyncio.Future[None] = loop.create_future()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nX-Why: token\r\n" + head_fields + b"\r\n")
+        await writer.drain()
+        await heard  # the event fired while no byte of the body was sent
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+        if close_after:
+            writer.close()
+            return
+        await reader.read()  # a kept-alive connection: the client must close it
+        server_eof.set_result(None)
+
+    async with raw_server(handler) as port:
+        ws = wsfast.WebSocket(f"ws://127.0.0.1:{port}/")
+        events = Events(ws)
+        ws.on("unexpected-response", lambda request, response: heard.set_result(response))
+        response = await within(heard)
+        assert (response.status, response.headers["x-why"]) == (403, "token")
+        assert await within(response.read()) == b"part one, 2."
+        assert await within(response.read()) == b"part one, 2."
+        await within(events.closed)
+        assert events.log == ["close"]
+        if not close_after:
+            await within(server_eof, 2.0)
+
+
+async def test_chunked_403_on_a_kept_alive_connection_does_not_hang() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nnope!\r\n0\r\n\r\n"
+        )
+        await reader.read()
+
+    async with raw_server(handler) as port:
+        ws = wsfast.WebSocket(f"ws://127.0.0.1:{port}/")
+        got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        ws.on("unexpected-response", lambda request, response: got.set_result(response))
+        response = await within(got)
+        assert await within(response.read(), 2.0) == b"nope!"
+        await within(ws.wait_closed(), 2.0)
+
+
+async def test_broken_body_makes_read_raise() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 10\r\n\r\nshort")
+        writer.close()
+
+    async with raw_server(handler) as port:
+        ws = wsfast.WebSocket(f"ws://127.0.0.1:{port}/")
+        got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        ws.on("unexpected-response", lambda request, response: got.set_result(response))
+        response = await within(got)
+        with pytest.raises(wsfast.HandshakeError, match="before the response body"):
+            await within(response.read())
