@@ -123,6 +123,14 @@ def test_unix_socket_url() -> None:
     assert parse_url("ws+unix:///tmp/s.sock").target == "/"
 
 
+def test_href() -> None:
+    assert (
+        parse_url("HTTP://u:p@Bücher.example:80/a b?c").href
+        == "ws://u:p@xn--bcher-kva.example/a%20b?c"
+    )
+    assert parse_url("https://h:8443").href == "wss://h:8443/"
+
+
 def test_resolve_url() -> None:
     assert resolve_url("ws://h/a/b", "../c?x") == "ws://h/c?x"
     assert resolve_url("wss://h/a", "ws://other/") == "ws://other/"

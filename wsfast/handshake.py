@@ -688,7 +688,8 @@ class ClientHandshake:
         return self.reader.take_rest()
 
     def follow(self) -> str:
-        """After ``REDIRECT``: the next address, with the state reset for its attempt.
+        """After ``REDIRECT``: the next address (serialised as WHATWG does), with the state
+        reset for its attempt.
 
         Raises :class:`HandshakeError` past ``max_redirects`` and :class:`InvalidURL` for a
         Location that is not a WebSocket URL (ws' order: the count is checked first).
@@ -697,8 +698,10 @@ class ClientHandshake:
         self.redirects += 1
         if self.redirects > self.options.max_redirects:
             raise HandshakeError("Maximum redirects exceeded", "WS_ERR_MAX_REDIRECTS")
-        self.address = resolve_url(self.address, self.response.headers["location"])
-        self.url = parse_url(self.address)
+        address = resolve_url(self.address, self.response.headers["location"])
+        self.url = parse_url(address)
+        # ws reports the serialised URL ('redirect', ws.url): normalised host, encoded path.
+        self.address = address if self.url.unix_path is not None else self.url.href
         self._begin()
         return self.address
 

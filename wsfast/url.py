@@ -52,6 +52,14 @@ class ParsedURL:
         default = 443 if self.secure else 80
         return host if self.port == default or self.unix_path else f"{host}:{self.port}"
 
+    @property
+    def href(self) -> str:
+        """The serialised URL, as ws' ``url`` after ``http:`` became ``ws:`` (not for
+        ``ws+unix``, whose socket path is not kept in its WHATWG form)."""
+        userinfo = f"{self.userinfo}@" if self.userinfo else ""
+        scheme = "wss" if self.secure else "ws"
+        return f"{scheme}://{userinfo}{self.host_header}{self.target}"
+
 
 def _percent_encode(text: str, extra: frozenset[str]) -> str:
     out = []
