@@ -18,6 +18,7 @@ from test_transports import Events, Handler, raw_server, read_request, within
 
 import wsfast
 from wsfast import handshake
+from wsfast.client import UnexpectedResponse, open_connection
 from wsfast.exceptions import HandshakeError, InvalidURL
 from wsfast.handshake import BodyReader, ClientHandshake, Headers
 from wsfast.options import ClientOptions
@@ -475,3 +476,102 @@ async def test_broken_body_makes_read_raise() -> None:
         response = await within(got)
         with pytest.raises(wsfast.HandshakeError, match="before the response body"):
             await within(response.read())
+
+
+# -- the boundary with websocket.py ------------------------------------------------------------
+
+
+class PlainHooks:
+    """Only what ClientHooks asks for: open_connection must need nothing else."""
+
+    def __init__(self, listeners: tuple[str, ...] = ()) -> None:
+        self.listeners = listeners
+        self.emitted: list[tuple[str, tuple[Any, ...]]] = []
+
+    def emit(self, event: str, *args: Any) -> bool:
+        self.emitted.append((event, args))
+        return event in self.listeners
+
+    def listener_count(self, event: str) -> int:
+        return int(event in self.listeners)
+
+
+async def test_open_connection_returns_the_upgraded_transport() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        if request.path == "/start":
+            writer.write(b"HTTP/1.1 302 Found\r\nLocation: /chat\r\n\r\n")
+        else:
+            answer = _accept_with("Sec-WebSocket-Protocol: chat")(request)
+            writer.write(answer + b"\x81\x02hi")
+        await reader.read()
+
+    async with raw_server(handler) as port:
+        hooks, redirected = PlainHooks(), []
+        options = ClientOptions.build(["chat"], follow_redirects=True, per_message_deflate=False)
+        upgraded = await within(
+            open_connection(f"ws://127.0.0.1:{port}/start", options, hooks, redirected.append)
+        )
+        try:
+            assert redirected == [f"ws://127.0.0.1:{port}/chat"]
+            assert [event for event, _ in hooks.emitted] == ["redirect"]
+            assert (upgraded.protocol, upgraded.extensions, upgraded.deflate) == ("chat", {}, None)
+            assert upgraded.url == redirected[0]
+            assert upgraded.response.status == 101
+            await asyncio.sleep(0.05)
+            assert upgraded.head == b"\x81\x02hi"  # and reading is paused for the WebSocket
+            assert not upgraded.transport.is_reading()
+        finally:
+            upgraded.transport.abort()
+
+
+async def test_open_connection_unexpected_response_is_handled() -> None:
+    async with raw_server(lambda r, w: _answer_and_wait(r, w, b"HTTP/1.1 403 No\r\n\r\n")) as port:
+        hooks = PlainHooks(("unexpected-response",))
+        options = ClientOptions.build(per_message_deflate=False)
+        with pytest.raises(UnexpectedResponse) as info:
+            await within(open_connection(f"ws://127.0.0.1:{port}/", options, hooks, print))
+        assert info.value.handled and info.value.http_status == 403
+        [(event, (request, response))] = hooks.emitted
+        assert (event, request.path, response) == ("unexpected-response", "/", info.value.response)
+
+
+async def _answer_and_wait(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes
+) -> None:
+    await read_request(reader)
+    writer.write(answer)
+    await asyncio.sleep(0.2)
+    writer.close()
+
+
+async def test_cancelled_open_connection_aborts_its_transport() -> None:
+    handler, eof = _eof_watcher(lambda r: b"")
+    async with raw_server(handler) as port:
+        options = ClientOptions.build(per_message_deflate=False)
+        task = asyncio.ensure_future(
+            open_connection(f"ws://127.0.0.1:{port}/", options, PlainHooks(), print)
+        )
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await within(eof, 2.0) < scaled(1.0)
+
+
+def test_client_side_modules_import_no_cycle() -> None:
+    # client.py drives the WebSocket through ClientHooks only; proxy.py stands below it.
+    import ast
+    import pathlib
+
+    def imported(module: str) -> set[str]:
+        path = pathlib.Path(wsfast.__file__).parent / f"{module}.py"
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                names.add(node.module.split(".")[0])
+        return names
+
+    assert "websocket" not in imported("client")
+    assert not {"client", "websocket"} & imported("proxy")
+    assert not {"client", "proxy", "websocket"} & (imported("handshake") | imported("url"))
