@@ -478,6 +478,18 @@ async def test_broken_body_makes_read_raise() -> None:
             await within(response.read())
 
 
+async def test_a_body_that_never_ends_is_dropped_after_handshake_timeout() -> None:
+    handler, eof = _eof_watcher(lambda r: b"HTTP/1.1 403 No\r\nContent-Length: 10\r\n\r\nhalf")
+    async with raw_server(handler) as port:
+        ws = wsfast.WebSocket(f"ws://127.0.0.1:{port}/", handshake_timeout=0.3)
+        got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        ws.on("unexpected-response", lambda request, response: got.set_result(response))
+        response = await within(got)
+        with pytest.raises(wsfast.HandshakeError, match="timed out"):
+            await within(response.read())
+        await within(eof, 2.0)
+
+
 # -- the boundary with websocket.py ------------------------------------------------------------
 
 

@@ -158,6 +158,19 @@ class _HandshakeProtocol(asyncio.Protocol):
             self.body.set_result(handshake.response.body)
             transport.close()
 
+    def body_deadline(self, timeout: float) -> None:
+        """Abort if the body is not complete within ``timeout`` seconds: the WebSocket is
+        closed by then and nothing else would ever end a server's half-sent body."""
+        handle = asyncio.get_running_loop().call_later(timeout, self._body_timed_out)
+        self.body.add_done_callback(lambda _: handle.cancel())
+
+    def _body_timed_out(self) -> None:
+        assert self.transport is not None
+        self.transport.abort()
+        fail_future(
+            self.body, HandshakeError("Opening handshake has timed out", "WS_ERR_HANDSHAKE_TIMEOUT")
+        )
+
     async def read_body(self) -> bytes:
         # Shielded: a reader that gives up must not cancel the body for a later read().
         return await asyncio.shield(self.body)
@@ -213,9 +226,10 @@ async def open_connection(
     A non-101 answer emits ``'unexpected-response'`` as soon as its head arrives, when that
     event has listeners, then raises :class:`UnexpectedResponse` (``handled`` True); its body
     keeps arriving for ``await response.read()`` and the connection closes once it is
-    complete. Every other failure raises (:class:`HandshakeError`, :class:`InvalidURL`,
-    :class:`ProxyError`, :class:`OSError`, :class:`ssl.SSLError`) with the connection already
-    closed, and so does cancellation.
+    complete (or after ``handshake_timeout`` more seconds, when set). Every other failure
+    raises (:class:`HandshakeError`, :class:`InvalidURL`, :class:`ProxyError`,
+    :class:`OSError`, :class:`ssl.SSLError`) with the connection already closed, and so does
+    cancellation.
     """
     handshake = ClientHandshake(address, options)
     while True:
@@ -246,6 +260,8 @@ async def open_connection(
                 raise handshake.unexpected_error()
             if handshake.state == handshake.BODY:
                 response.body_source = protocol.read_body
+                if options.handshake_timeout is not None:
+                    protocol.body_deadline(options.handshake_timeout)
             try:
                 hooks.emit("unexpected-response", request, response)
             except BaseException:
