@@ -129,10 +129,7 @@ class EventTarget(EventEmitter):
         elif type == "close":
 
             def wrapper(code: int = 1005, reason: str = "") -> Any:
-                was_clean = bool(
-                    getattr(target, "_close_frame_received", False)
-                    and getattr(target, "_close_frame_sent", False)
-                )
+                was_clean = bool(getattr(target, "was_clean", False))
                 return _call(listener, CloseEvent("close", code, reason, was_clean, target))
 
         elif type == "error":

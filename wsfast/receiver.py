@@ -147,6 +147,11 @@ class Receiver:
         self._utf8: Any = None
         self._validated = 0
 
+    def stop(self) -> None:
+        """Ignore all further input (a close frame was exchanged or the connection failed)."""
+        self.state = DONE
+        self._pending = b""
+
     @property
     def buffered(self) -> int:
         """Bytes received but not parsed yet (non-zero while paused)."""
@@ -449,10 +454,11 @@ class Receiver:
         if max_fragments:
             count = self._fragment_count = self._fragment_count + 1
             if count > max_fragments:
+                # ws 8.23: 1008 (policy), not 1009: the message is not too big, too split.
                 raise _error(
-                    "Too many fragments in one message",
-                    "WS_ERR_TOO_MANY_FRAGMENTS",
-                    1009,
+                    "Too many message fragments",
+                    "WS_ERR_TOO_MANY_BUFFERED_PARTS",
+                    1008,
                 )
         if self._fin:
             self._fragment_count = 0

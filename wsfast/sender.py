@@ -122,7 +122,7 @@ class Sender:
         "generate_mask",
         "plain",
         "_compress_fragments",
-        "_first_fragment",
+        "first_fragment",
     )
 
     def __init__(
@@ -138,7 +138,8 @@ class Sender:
         #: Unmasked and uncompressed by default: WebSocket.send frames small messages itself.
         self.plain = not is_client and deflate is None
         self._compress_fragments = False
-        self._first_fragment = True
+        #: False while a message sent with ``fin=False`` is unfinished.
+        self.first_fragment = True
 
     def _mask_for(self, mask: bool | None) -> bytes | None:
         if mask is None:
@@ -163,7 +164,7 @@ class Sender:
         zeroes).
         """
         data = _byte_buffer(data)
-        first = self._first_fragment
+        first = self.first_fragment
         opcode = (OP_BINARY if binary else OP_TEXT) if first else OP_CONTINUATION
         rsv1 = False
         deflate = self.deflate
@@ -180,7 +181,7 @@ class Sender:
                 rsv1 = use
             if self._compress_fragments:
                 data = deflate.compress(data, fin)
-        self._first_fragment = fin
+        self.first_fragment = fin
         key = self._mask_for(mask)
         if split and key is None and len(data) >= SPLIT_SIZE:
             return frame_header(len(data), opcode, fin, rsv1, False), data

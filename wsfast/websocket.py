@@ -1,9 +1,11 @@
-"""The WebSocket connection (the twin of ws' ``lib/websocket.js``) on asyncio.
+"""The WebSocket connection (the twin of ws' ``lib/websocket.js``): the asyncio adapter.
 
 One :class:`WebSocket` per connection is both the public object (ws' event API and the asyncio
-API) and, once the opening handshake is done, the transport's ``asyncio.Protocol``: bytes from
-the socket go straight into the sans-I/O :class:`~wsfast.receiver.Receiver`, whose callbacks
-dispatch messages to listeners with no Future or Task per frame.
+API) and, once the opening handshake is done, the transport's ``asyncio.Protocol``. What the
+connection decides (state, closing handshake, auto-pong, failing on protocol errors) lives in
+the sans-I/O :class:`~wsfast.protocol.Protocol`; this module feeds it the socket's bytes, writes
+what it produces, runs its close timer, and maps its callbacks to ws' events and to the asyncio
+API, with no Future or Task per frame.
 """
 
 from __future__ import annotations
@@ -13,26 +15,36 @@ import collections
 import logging
 import ssl as ssl_module
 from collections.abc import Callable, Generator, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .client import UnexpectedResponse, open_connection
-from .constants import CLOSED, CLOSING, CONNECTING, DEFAULT_CLOSE_TIMEOUT, OPEN
+from .constants import (
+    BINARY_TYPES,
+    CLOSED,
+    CLOSING,
+    CONNECTING,
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_PAYLOAD,
+    DEFAULT_MAX_PENDING_AUTO_PONGS,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_REDIRECTS,
+    OPEN,
+)
 from .event_emitter import EventEmitter
 from .event_target import EventTarget
 from .exceptions import ConnectionClosed, HandshakeError, WebSocketError
-from .options import ClientOptions
-from .receiver import Receiver
-from .sender import Sender, close_payload
+from .options import ClientOptions, ClientOptionsDict, ConnectionOptions
+from .protocol import Protocol, State
 from .url import parse_url
 
-__all__ = ["WebSocket", "connect", "Connect"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["WebSocket", "connect", "Connect", "accept", "start"]
 
 logger = logging.getLogger("wsfast")
 
 _STATES = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")
-# Messages buffered for recv() while no 'message' listener exists; at this many the socket stops
-# being read (backpressure), as websockets' max_queue does.
-DEFAULT_MAX_QUEUE = 16
 
 
 class _Done:
@@ -60,6 +72,11 @@ class _Raise:
         yield  # pragma: no cover
 
 
+def _peer_caused(exc: BaseException) -> bool:
+    """Errors a remote peer or the network can cause, as opposed to bugs in code."""
+    return isinstance(exc, (WebSocketError, OSError, asyncio.TimeoutError))
+
+
 class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
     """A WebSocket connection: ws' ``WebSocket`` class with asyncio awaitables on top.
 
@@ -83,12 +100,13 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         origin: str | None = None,
         headers: Mapping[str, str] | None = None,
         protocol_version: int = 13,
-        max_payload: int = 100 * 1024 * 1024,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
         max_fragments: int = 0,
         follow_redirects: bool = False,
-        max_redirects: int = 10,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
         skip_utf8_validation: bool = False,
         auto_pong: bool = True,
+        max_pending_auto_pongs: int = DEFAULT_MAX_PENDING_AUTO_PONGS,
         ssl: ssl_module.SSLContext | bool | None = None,
         proxy: str | None = None,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
@@ -96,48 +114,40 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         max_queue: int = DEFAULT_MAX_QUEUE,
         binary_type: str = "bytes",
         create_connection: Callable[..., Any] | None = None,
+        _server_options: ConnectionOptions | None = None,
     ) -> None:
         EventEmitter.__init__(self)
-        self._ready_state = CONNECTING
-        self._is_server = address is None
+        self._state = CONNECTING
+        self._proto: Protocol | None = None
         self._transport: asyncio.Transport | None = None
-        self._receiver: Receiver | None = None
-        self._sender: Sender | None = None
-        self._deflate: Any = None
-        self._protocol = ""
+        self._subprotocol = ""
         self._extensions: dict[str, Any] = {}
-        self._binary_type = binary_type
-        self._auto_pong = auto_pong
-        self._max_payload = max_payload
-        self._max_fragments = max_fragments
-        self._skip_utf8_validation = skip_utf8_validation
-        self._close_timeout = close_timeout
-        self._generate_mask = generate_mask
-        self._max_queue = max_queue
-        self._close_frame_sent = False
-        self._close_frame_received = False
-        self._close_code = 1006
-        self._close_reason = ""
-        self._close_timer: asyncio.TimerHandle | None = None
         self._error_emitted = False
         self._close_emitted = False
+        self._close_timer: asyncio.TimerHandle | None = None
+        # Reading stops for three independent reasons: pause() (the user), a full recv() queue,
+        # and a full write buffer while auto-pongs pile up; it resumes when none holds.
         self._paused = False
         self._queue_paused = False
         self._write_paused = False
         self._cork: list[Any] | None = None
-        self._pong_written = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._drain_callbacks: list[Callable[[BaseException | None], Any]] = []
         self._queue: collections.deque[Any] = collections.deque()
         self._recv_waiter: asyncio.Future[Any] | None = None
         self._message_listeners = False
         self._message_listener: Callable[..., Any] | None = None
+        self._keep_alive: object = None
         self._loop = asyncio.get_running_loop()
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._closed: asyncio.Future[None] = self._loop.create_future()
-        self._url: str | None = None
+        self._url: str | None = address
         self._connect_task: asyncio.Task[None] | None = None
+        self._handshake_error: BaseException | None = None
         if address is None:
+            self._options: ConnectionOptions = _server_options or ConnectionOptions(
+                binary_type=binary_type
+            )
             return
         options = ClientOptions.build(
             protocols,
@@ -146,14 +156,22 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             origin=origin,
             headers=headers,
             protocol_version=protocol_version,
+            max_payload=max_payload,
+            max_fragments=max_fragments,
             follow_redirects=follow_redirects,
             max_redirects=max_redirects,
+            skip_utf8_validation=skip_utf8_validation,
+            auto_pong=auto_pong,
+            max_pending_auto_pongs=max_pending_auto_pongs,
             ssl=ssl,
             proxy=proxy,
+            close_timeout=close_timeout,
+            generate_mask=generate_mask,
+            max_queue=max_queue,
+            binary_type=binary_type,
             create_connection=create_connection,
-            max_payload=max_payload,
         )
-        self._url = address
+        self._options = options
         parse_url(address)  # raise at once for a bad URL, as ws' constructor throws
         self._connect_task = self._loop.create_task(self._connect(address, options))
 
@@ -162,12 +180,13 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
     @property
     def ready_state(self) -> int:
         """CONNECTING (0), OPEN (1), CLOSING (2) or CLOSED (3)."""
-        return self._ready_state
+        proto = self._proto
+        return int(proto.state) if proto is not None else self._state
 
     @property
     def protocol(self) -> str:
         """The subprotocol the server selected, or ``""``."""
-        return self._protocol
+        return self._subprotocol
 
     @property
     def extensions(self) -> str:
@@ -187,26 +206,32 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
     @property
     def is_server(self) -> bool:
         """True for the server side of a connection."""
-        return self._is_server
+        return self._connect_task is None and self._url is None
+
+    @property
+    def options(self) -> ConnectionOptions:
+        """The validated options of this connection."""
+        return self._options
 
     @property
     def binary_type(self) -> str:
         """How binary messages are delivered: ``"bytes"``, ``"bytearray"`` or ``"fragments"``."""
-        return self._binary_type
+        proto = self._proto
+        return proto.receiver.binary_type if proto is not None else self._options.binary_type
 
     @binary_type.setter
     def binary_type(self, value: str) -> None:
-        if value not in ("bytes", "bytearray", "fragments"):
-            raise ValueError(f"invalid binary_type {value!r}")
-        self._binary_type = value
-        if self._receiver is not None:
-            self._receiver.binary_type = value
+        if value not in BINARY_TYPES:
+            raise ValueError(f"invalid binary_type {value!r} (one of {', '.join(BINARY_TYPES)})")
+        self._options = _replace(self._options, binary_type=value)
+        if self._proto is not None:
+            self._proto.receiver.binary_type = value
 
     @property
     def buffered_amount(self) -> int:
         """Bytes queued in the transport and not yet sent."""
         transport = self._transport
-        if transport is None or transport.is_closing() and self._ready_state == CLOSED:
+        if transport is None or transport.is_closing() and self.ready_state == CLOSED:
             return 0
         return transport.get_write_buffer_size()
 
@@ -216,14 +241,26 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         return self._paused
 
     @property
-    def close_code(self) -> int:
-        """The close code received (1005 with none, 1006 when the connection dropped)."""
-        return self._close_code
+    def close_code(self) -> int | None:
+        """None until the connection is closed; then the close code received (1005 when the
+        frame had none), the code of the protocol error that failed it, or 1006 (dropped)."""
+        if self.ready_state != CLOSED:
+            return None
+        proto = self._proto
+        code = proto.close_code if proto is not None else None
+        return 1006 if code is None else code
+
+    @property
+    def was_clean(self) -> bool:
+        """Whether close frames were both sent and received (the DOM's ``wasClean``)."""
+        proto = self._proto
+        return proto is not None and proto.close_sent and proto.close_received
 
     @property
     def close_reason(self) -> str:
         """The close reason received."""
-        return self._close_reason
+        proto = self._proto
+        return proto.close_reason if proto is not None else ""
 
     @property
     def transport(self) -> asyncio.Transport | None:
@@ -231,154 +268,139 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         return self._transport
 
     def __repr__(self) -> str:
-        side = "server" if self._is_server else "client"
-        return f"<wsfast.WebSocket {side} {_STATES[self._ready_state]} {self._url or ''}>"
+        side = "server" if self.is_server else "client"
+        return f"<wsfast.WebSocket {side} {_STATES[self.ready_state]} {self._url or ''}>"
 
     # -- opening -----------------------------------------------------------------------------
 
-    def _setup(
+    def _attach(
         self,
         transport: asyncio.Transport,
-        head: bytes,
-        protocol: str = "",
-        extensions: dict[str, Any] | None = None,
-        deflate: Any = None,
+        is_server: bool,
+        subprotocol: str,
+        extensions: dict[str, Any],
+        deflate: Any,
     ) -> None:
         """Switch ``transport`` to this connection once the handshake succeeded."""
         self._transport = transport
-        self._protocol = protocol
-        self._extensions = extensions or {}
-        self._deflate = deflate
-        self._receiver = Receiver(
-            is_server=self._is_server,
-            max_payload=self._max_payload,
-            max_fragments=self._max_fragments,
+        self._subprotocol = subprotocol
+        self._extensions = extensions
+        self._proto = Protocol(
+            is_server=is_server,
+            options=self._options,
             deflate=deflate,
-            skip_utf8_validation=self._skip_utf8_validation,
-            binary_type=self._binary_type,
+            write=self._write,
             on_message=self._on_message,
             on_ping=self._on_ping,
             on_pong=self._on_pong,
-            on_close=self._on_close_frame,
-        )
-        self._sender = Sender(
-            is_client=not self._is_server, deflate=deflate, generate_mask=self._generate_mask
+            on_error=self._on_protocol_error,
         )
         transport.set_protocol(self)
-        self._ready_state = OPEN
         if not self._opened.done():
             self._opened.set_result(None)
         self._update_message_listeners()
 
     def _start(self, head: bytes) -> None:
-        """Feed bytes that arrived with the handshake, once ``'open'`` listeners ran."""
+        """Feed bytes that arrived with the handshake, then read the socket."""
         if head:
             self.data_received(head)
+        if self.ready_state != CLOSED and not self._paused:
+            self._resume_reading()
 
     async def _connect(self, address: str, options: ClientOptions) -> None:
-        """Run the client's opening handshake, then open (the tail of ws' ``initAsClient``)."""
+        """Run the client's opening handshake; every failure becomes 'error' then 'close'."""
         try:
-            upgraded = await open_connection(address, options, self, self._follow_redirect)
-        except asyncio.CancelledError:
-            self._handshake_failed(
-                WebSocketError("WebSocket was closed before the connection was established")
-            )
-            raise
+            upgraded = await open_connection(address, options, self, self._redirected)
         except UnexpectedResponse:
-            if self._ready_state == CONNECTING:
-                self._handshake_closed()
+            # An 'unexpected-response' listener took the answer: no 'error' is owed.
+            self._handshake_failed(None)
             return
-        except (OSError, WebSocketError, ValueError) as exc:
+        except (OSError, WebSocketError, ValueError, asyncio.TimeoutError) as exc:
             self._handshake_failed(exc)
             return
-        if self._ready_state != CONNECTING:  # closed by a listener meanwhile
+        if self._state != CONNECTING:  # closed by a listener meanwhile
             upgraded.transport.abort()
             return
-        self._setup(
-            upgraded.transport,
-            upgraded.head,
-            upgraded.protocol,
-            upgraded.extensions,
-            upgraded.deflate,
+        self._url = upgraded.url
+        self._attach(
+            upgraded.transport, False, upgraded.protocol, upgraded.extensions, upgraded.deflate
         )
         self.emit("upgrade", upgraded.response)
         self.emit("open")
         self._start(upgraded.head)
-        if not self._paused:
-            self._resume_reading()
 
-    def _follow_redirect(self, url: str) -> None:
+    def _redirected(self, url: str) -> None:
         self._url = url
 
-    def _handshake_failed(self, exc: BaseException) -> None:
-        """The opening handshake did not complete: emit 'error' then 'close' (1006)."""
-        if self._ready_state == CLOSED:
+    def _handshake_failed(self, exc: BaseException | None) -> None:
+        """The opening handshake did not complete: emit 'error' (if owed) then 'close' (1006)."""
+        if self._state != CONNECTING:
             return
-        # close() or terminate() while connecting ends the attempt at once (ws aborts the
-        # request); a 'redirect' listener that closes stops the next attempt the same way.
-        if self._connect_task is not None and not self._connect_task.done():
-            self._connect_task.cancel()
-        self._ready_state = CLOSING
+        self._state = CLOSING
+        task = self._connect_task
+        if task is not None and not task.done():
+            task.cancel()  # close()/terminate() before 'open' ends the attempt (ws aborts it)
         if not self._opened.done():
-            self._opened.set_exception(exc)
+            failure = exc if exc is not None else HandshakeError("Unexpected server response")
+            self._opened.set_exception(failure)
             self._opened.exception()  # retrieved: recv()/await report it themselves
-        self._emit_error(exc)
-        self._finish()
-
-    def _handshake_closed(self) -> None:
-        """The handshake ended without an error being owed ('unexpected-response' was heard)."""
-        if not self._opened.done():
-            self._opened.set_exception(HandshakeError("Unexpected server response"))
-            self._opened.exception()
-        self._ready_state = CLOSING
+        if exc is not None:
+            self._emit_error(exc)
         self._finish()
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        """Feed the socket's bytes to the receiver (asyncio callback)."""
-        receiver = self._receiver
-        if receiver is None:  # pragma: no cover - set_protocol happens after _setup
-            return
+        """Feed the socket's bytes to the protocol (asyncio callback)."""
+        proto = self._proto
+        assert proto is not None  # set_protocol happens after _attach
         # Frames that listeners send while this read is parsed are collected and written once
         # at its end: one write() per read instead of one per message (32 B pipelined echo
         # 78.8k -> 101.5k msg/s in the benchmark's pinned runs).
         if self._cork is not None:
             # Re-entered (resume() from a listener): the outer call owns the batch and its
             # order.
-            self._feed(receiver, data)
+            self._feed(proto, data)
             return
         cork: list[Any] = []
         self._cork = cork
         try:
-            self._feed(receiver, data)
+            self._feed(proto, data)
         finally:
             self._cork = None
             if cork:
                 self._write_all(cork)
-            if self._pong_written:
-                self._pong_written = False
-                if self._write_paused:
-                    # A peer that floods pings without reading our pongs would grow the
-                    # write buffer without bound: stop reading until it drains.
-                    self._pause_reading()
+            if proto.pending:
+                self._apply(proto)
+            if proto.pending_auto_pongs:
+                self._check_auto_pongs(proto)
 
-    def _feed(self, receiver: Receiver, data: bytes) -> None:
+    def _feed(self, proto: Protocol, data: bytes) -> None:
         try:
-            receiver.feed(data)
-        except WebSocketError as exc:
-            self._fail(exc)
+            proto.receive_data(data)
         except Exception as exc:  # a bug must not leave a half-parsed connection open
             logger.exception("unexpected error while parsing frames")
-            self._fail(WebSocketError(f"internal error: {exc!r}", "WS_ERR_INTERNAL", 1011))
+            proto.fail(WebSocketError(f"internal error: {exc!r}", "WS_ERR_INTERNAL", 1011))
+
+    def _check_auto_pongs(self, proto: Protocol) -> None:
+        transport = self._transport
+        assert transport is not None
+        if transport.get_write_buffer_size() == 0:
+            proto.auto_pongs_flushed()
+        elif self._write_paused:
+            # A peer that floods pings without reading our pongs would grow the write buffer
+            # without bound when the cap is off: stop reading until it drains.
+            self._pause_reading()
 
     def _write(self, data: Any) -> None:
         cork = self._cork
         if cork is not None:
             cork.append(data)
         else:
-            assert self._transport is not None
-            self._transport.write(data)
+            transport = self._transport
+            assert transport is not None
+            if not transport.is_closing():
+                transport.write(data)
 
     def _write_all(self, chunks: list[Any]) -> None:
         transport = self._transport
@@ -394,17 +416,50 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         for chunk in chunks:
             transport.write(chunk)
 
-    def _flush(self) -> None:
-        """Write what the current read collected now (before a half-close)."""
-        cork = self._cork
-        if cork:
-            self._write_all(cork)
-            cork.clear()
+    def _apply(self, proto: Protocol) -> None:
+        """Do what the protocol asked of the transport: abort, arm the timer, half-close."""
+        proto.pending = False
+        transport = self._transport
+        assert transport is not None
+        if proto.abort_due:
+            proto.abort_due = False
+            transport.abort()
+            return
+        seconds = proto.timer
+        if seconds is not None:
+            proto.timer = None
+            if self._close_timer is not None:
+                self._close_timer.cancel()
+            self._close_timer = self._loop.call_later(seconds, self._expire)
+        if proto.eof_due:
+            proto.eof_due = False
+            cork = self._cork
+            if cork:  # what this read produced goes out before the EOF
+                self._write_all(cork)
+                cork.clear()
+            if transport.is_closing():
+                return
+            if transport.can_write_eof():
+                try:
+                    transport.write_eof()
+                except OSError:
+                    # The peer is already gone (ENOTCONN): nothing is left to flush.
+                    transport.abort()
+            else:
+                transport.close()
+
+    def _expire(self) -> None:
+        self._close_timer = None
+        proto = self._proto
+        if proto is not None:
+            proto.expire()
+            self._apply(proto)
 
     def eof_received(self) -> bool:
         """The peer half-closed: let asyncio close the transport (ws' ``socketOnEnd``)."""
-        if self._ready_state == OPEN:
-            self._ready_state = CLOSING
+        proto = self._proto
+        if proto is not None:
+            proto.receive_eof()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -419,8 +474,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         """The transport's buffer drained below its low-water mark (asyncio callback)."""
         self._write_paused = False
         self._release_writers(None)
-        if self._queue_paused is False and not self._paused and self._transport is not None:
-            # Reading stopped while pongs could not be written (see _on_ping).
+        if not self._queue_paused and not self._paused and self._transport is not None:
+            # Reading stopped while pongs could not be written (see _check_auto_pongs).
             self._resume_reading()
 
     # -- receiving ---------------------------------------------------------------------------
@@ -458,57 +513,48 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             return
         queue = self._queue
         queue.append(data)
-        if len(queue) >= self._max_queue and not self._queue_paused:
+        if len(queue) >= self._options.max_queue and not self._queue_paused:
             self._queue_paused = True
             self._pause_reading()
             # Stop parsing as well: the rest of this read stays raw bytes in the receiver.
             # Pausing the transport alone let one read (up to 256 KiB, thousands of small
             # frames) land in the queue past max_queue.
-            if self._receiver is not None:
-                self._receiver.paused = True
+            proto = self._proto
+            assert proto is not None
+            proto.receiver.paused = True
 
     def _unpause_queue(self) -> None:
         """The recv() queue has room again: parse what it held back, then read the socket."""
         self._queue_paused = False
-        receiver = self._receiver
-        if receiver is not None and not self._paused:
+        proto = self._proto
+        if proto is not None and not self._paused:
+            receiver = proto.receiver
             receiver.paused = False
             if receiver.buffered:
                 self.data_received(b"")
         self._resume_reading()
 
     def _on_ping(self, data: bytes) -> None:
-        if self._auto_pong and self._ready_state == OPEN:
-            assert self._sender is not None
-            self._write(self._sender.pong(data))
-            self._pong_written = True
         self.emit("ping", data)
 
     def _on_pong(self, data: bytes) -> None:
         self.emit("pong", data)
 
-    def _on_close_frame(self, code: int, reason: str) -> None:
-        self._close_frame_received = True
-        self._close_code = code
-        self._close_reason = reason
-        if code == 1005:
-            self.close()
-        else:
-            self.close(code, reason)
-
-    def _fail(self, exc: WebSocketError) -> None:
-        """A protocol error: send its close code, end the connection, emit 'error' (ws)."""
-        self._close_code = exc.status_code
-        if self._ready_state == OPEN:
-            self._ready_state = CLOSING
-            self._send_close(exc.status_code, "")
-        self._end()
+    def _on_protocol_error(self, exc: WebSocketError) -> None:
         self._emit_error(exc)
 
     def _emit_error(self, exc: BaseException) -> None:
-        if not self._error_emitted:
-            self._error_emitted = True
+        if self._error_emitted:
+            return
+        self._error_emitted = True
+        if self.listener_count("error"):
             self.emit("error", exc)
+        elif _peer_caused(exc):
+            # A remote peer must not be able to write ERROR lines into the log: what it broke
+            # is reported to the application (ConnectionClosed.__cause__), not logged loudly.
+            logger.info("%r: %s", self, exc)
+        else:
+            self.emit("error", exc)  # a bug: EventEmitter logs it at ERROR
 
     # -- flow control --------------------------------------------------------------------------
 
@@ -518,7 +564,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if self._paused or self._queue_paused or self._ready_state == CLOSED:
+        if self._paused or self._queue_paused or self.ready_state == CLOSED:
             return
         transport = self._transport
         if transport is not None and not transport.is_reading() and not transport.is_closing():
@@ -526,23 +572,23 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
 
     def pause(self) -> None:
         """Stop reading from the socket and stop emitting messages (ws' ``pause``)."""
-        if self._ready_state in (CONNECTING, CLOSED):
+        proto = self._proto
+        if proto is None or proto.state is State.CLOSED:
             return
         self._paused = True
-        if self._receiver is not None:
-            self._receiver.paused = True
+        proto.receiver.paused = True
         self._pause_reading()
 
     def resume(self) -> None:
         """Undo :meth:`pause`: parse what was buffered, then read the socket again."""
-        if self._ready_state in (CONNECTING, CLOSED):
+        proto = self._proto
+        if proto is None or proto.state is State.CLOSED:
             return
         self._paused = False
-        receiver = self._receiver
-        if receiver is not None:
-            receiver.paused = self._queue_paused
-            if receiver.buffered and not receiver.paused:
-                self.data_received(b"")
+        receiver = proto.receiver
+        receiver.paused = self._queue_paused
+        if receiver.buffered and not receiver.paused:
+            self.data_received(b"")
         self._resume_reading()
 
     def _release_writers(self, exc: BaseException | None) -> None:
@@ -575,18 +621,26 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         return waiter
 
     def _not_open(self, callback: Callable[[BaseException | None], Any] | None) -> Any:
-        if self._ready_state == CONNECTING:
+        state = self.ready_state
+        if state == CONNECTING:
             raise WebSocketError("WebSocket is not open: readyState 0 (CONNECTING)", None)
-        exc = ConnectionClosed(self._close_code, self._close_reason)
         if callback is not None:
             self._call_back(
                 callback,
-                WebSocketError(
-                    f"WebSocket is not open: readyState {self._ready_state} "
-                    f"({_STATES[self._ready_state]})"
-                ),
+                WebSocketError(f"WebSocket is not open: readyState {state} ({_STATES[state]})"),
             )
-        return _Raise(exc)
+        return _Raise(self._connection_closed())
+
+    def _connection_closed(self) -> ConnectionClosed:
+        """The exception for an API call on a closing or closed connection; its cause is the
+        protocol error that failed the connection, if one did."""
+        proto = self._proto
+        code = proto.close_code if proto is not None else None
+        exc = ConnectionClosed(1006 if code is None else code, self.close_reason)
+        cause = proto.error if proto is not None else self._handshake_error
+        if cause is not None:
+            exc.__cause__ = cause
+        return exc
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -605,32 +659,13 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         Returns an awaitable that resolves once the frame is handed to the transport under its
         high-water mark; awaiting it after the connection closed raises ConnectionClosed.
         """
-        if self._ready_state != OPEN:
+        proto = self._proto
+        if proto is None or proto.state is not State.OPEN:
             return self._not_open(callback)
-        sender = self._sender
-        assert sender is not None
-        if sender.plain and fin and mask is None and sender._first_fragment:
-            # Server side, no compression: a whole small message is framed here directly
-            # (RFC 6455 5.2: FIN + opcode, 7-bit length), without the general path's calls.
-            kind = type(data)
-            if kind is str or kind is bytes:
-                payload: Any = data.encode("utf-8") if kind is str else data  # type: ignore[union-attr]
-                length = len(payload)
-                if length < 126:
-                    text = kind is str if binary is None else not binary
-                    self._write(bytes((0x81 if text else 0x82, length)) + payload)
-                    return self._written(callback)
-        if binary is None:
-            binary = not isinstance(data, str)
-        elif not isinstance(data, (str, bytes, bytearray, memoryview)):
-            raise TypeError(f"cannot send {type(data).__name__}")
-        out = sender.message(data, binary, fin=fin, compress=compress, mask=mask, split=True)
-        if type(out) is tuple:
-            self._write(out[0])
-            self._write(out[1])
-        else:
-            self._write(out)
-        return self._written(callback)
+        proto.send(data, binary, fin=fin, compress=compress, mask=mask)
+        if self._write_paused or callback is not None:
+            return self._written(callback)
+        return _DONE
 
     def ping(
         self,
@@ -639,7 +674,11 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         callback: Callable[[BaseException | None], Any] | None = None,
     ) -> Any:
         """Send a ping (payload up to 125 bytes)."""
-        return self._send_control(False, data, mask, callback)
+        proto = self._proto
+        if proto is None or proto.state is not State.OPEN:
+            return self._not_open(callback)
+        proto.ping(data, mask)
+        return self._written(callback)
 
     def pong(
         self,
@@ -648,20 +687,10 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         callback: Callable[[BaseException | None], Any] | None = None,
     ) -> Any:
         """Send an unsolicited pong (payload up to 125 bytes)."""
-        return self._send_control(True, data, mask, callback)
-
-    def _send_control(
-        self,
-        pong: bool,
-        data: str | bytes,
-        mask: bool | None,
-        callback: Callable[[BaseException | None], Any] | None,
-    ) -> Any:
-        if self._ready_state != OPEN:
+        proto = self._proto
+        if proto is None or proto.state is not State.OPEN:
             return self._not_open(callback)
-        sender = self._sender
-        assert sender is not None
-        self._write(sender.pong(data, mask) if pong else sender.ping(data, mask))
+        proto.pong(data, mask)
         return self._written(callback)
 
     # -- closing -------------------------------------------------------------------------------
@@ -672,95 +701,53 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         Before the connection is open this aborts the handshake. ``code`` must be a valid close
         code and ``reason`` at most 123 bytes of UTF-8.
         """
-        state = self._ready_state
-        if state == CLOSED:
-            return _WaitClosed(self)
-        if state == CONNECTING:
-            self._handshake_failed(
-                WebSocketError("WebSocket was closed before the connection was established")
-            )
-            return _WaitClosed(self)
-        if state == CLOSING:
-            if self._close_frame_sent and self._close_frame_received:
-                self._end()
-            return _WaitClosed(self)
-        close_payload(code, reason)  # raises on a bad code or reason, before any state changes
-        self._ready_state = CLOSING
-        self._send_close(code, reason)
-        if self._close_frame_received:
-            self._end()
-        return _WaitClosed(self)
-
-    def _send_close(self, code: int | None, reason: str | bytes) -> None:
-        if self._close_frame_sent:
-            return
-        assert self._sender is not None and self._transport is not None
-        self._close_frame_sent = True
-        if not self._transport.is_closing():
-            self._write(self._sender.close(code, reason))
-        self._close_timer = self._loop.call_later(self._close_timeout, self._close_timed_out)
-
-    def _close_timed_out(self) -> None:
-        self._close_timer = None
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _end(self) -> None:
-        """Half-close once both close frames are exchanged (ws' ``socket.end()``)."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        self._flush()
-        if self._receiver is not None:
-            self._receiver.state = 5  # DONE: nothing after the close is parsed
-        if transport.can_write_eof():
-            try:
-                transport.write_eof()
-            except OSError:
-                # The peer is already gone (ENOTCONN): nothing is left to flush.
-                transport.abort()
-                return
-            if self._close_timer is None:
-                self._close_timer = self._loop.call_later(
-                    self._close_timeout, self._close_timed_out
+        proto = self._proto
+        if proto is None:
+            if self._state == CONNECTING:
+                self._handshake_failed(
+                    WebSocketError("WebSocket was closed before the connection was established")
                 )
-        else:
-            transport.close()
+            return _WaitClosed(self)
+        proto.close(code, reason)
+        if proto.pending:
+            self._apply(proto)
+        return _WaitClosed(self)
 
     def terminate(self) -> None:
         """Destroy the connection at once, without a closing handshake."""
-        if self._ready_state == CLOSED:
+        proto = self._proto
+        if proto is None:
+            if self._state == CONNECTING:
+                self._handshake_failed(
+                    WebSocketError("WebSocket was closed before the connection was established")
+                )
             return
-        if self._ready_state == CONNECTING:
-            self._handshake_failed(
-                WebSocketError("WebSocket was closed before the connection was established")
-            )
-            return
-        self._ready_state = CLOSING
-        if self._transport is not None:
-            self._transport.abort()
+        proto.terminate()
+        if proto.pending:
+            self._apply(proto)
 
     def _finish(self) -> None:
         """The transport is gone: release every waiter and emit 'close' once."""
         if self._close_emitted:
             return
         self._close_emitted = True
-        self._ready_state = CLOSED
+        self._state = CLOSED
+        proto = self._proto
+        if proto is not None:
+            proto.connection_lost()
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
-        if self._deflate is not None:
-            cleanup = getattr(self._deflate, "cleanup", None)
-            if cleanup is not None:
-                cleanup()
         self._release_writers(WebSocketError("The socket was closed while data was being sent"))
         waiter = self._recv_waiter
         if waiter is not None and not waiter.done():
-            waiter.set_exception(ConnectionClosed(self._close_code, self._close_reason))
+            waiter.set_exception(self._connection_closed())
             self._recv_waiter = None
         if not self._closed.done():
             self._closed.set_result(None)
-        self.emit("close", self._close_code, self._close_reason)
+        self._keep_alive = None
+        code = self.close_code
+        self.emit("close", 1006 if code is None else code, self.close_reason)
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed and 'close' was emitted."""
@@ -780,23 +767,37 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         return await self.wait_open()
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        if self._ready_state != CLOSED:
-            self.close(1000) if self._ready_state == OPEN else self.close()
+        state = self.ready_state
+        if state != CLOSED:
+            self.close(1000) if state == OPEN else self.close()
             await self.wait_closed()
 
     async def recv(self) -> Any:
-        """The next message (``str`` or ``bytes``); raises ConnectionClosed once closed."""
+        """The next message (``str``, or ``bytes`` / the ``binary_type``'s type).
+
+        Raises ConnectionClosed once the connection is closed (its ``__cause__`` is the protocol
+        error that failed it, if any), and RuntimeError while a ``'message'`` listener takes
+        the messages: the two ways of receiving do not mix.
+        """
         queue = self._queue
         if queue:
             data = queue.popleft()
-            if self._queue_paused and len(queue) < (self._max_queue >> 1) + 1:
+            if self._queue_paused and len(queue) < (self._options.max_queue >> 1) + 1:
                 self._unpause_queue()
             return data
-        if self._ready_state == CONNECTING:
-            await self.wait_open()
-            return await self.recv()
-        if self._ready_state == CLOSED or self._receiver is None or self._receiver.state == 5:
-            raise ConnectionClosed(self._close_code, self._close_reason)
+        if self._message_listeners:
+            raise RuntimeError(
+                "recv() cannot be used while a 'message' listener is attached: the listener "
+                "receives every message"
+            )
+        proto = self._proto
+        if proto is None:
+            if self._state == CONNECTING:
+                await self.wait_open()
+                return await self.recv()
+            raise self._connection_closed()
+        if proto.state is State.CLOSED or proto.receiver.state == 5:
+            raise self._connection_closed()
         if self._recv_waiter is not None:
             raise RuntimeError("another coroutine is already waiting in recv()")
         waiter: asyncio.Future[Any] = self._loop.create_future()
@@ -825,6 +826,36 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             raise
 
 
+def _replace(options: ConnectionOptions, **changes: Any) -> ConnectionOptions:
+    import dataclasses
+
+    return dataclasses.replace(options, **changes)
+
+
+def accept(
+    transport: asyncio.Transport,
+    protocol: str,
+    extensions: dict[str, Any],
+    deflate: Any,
+    options: ConnectionOptions,
+    keep_alive: object = None,
+) -> WebSocket:
+    """A server-side WebSocket, OPEN, attached to ``transport`` once the 101 was written.
+
+    Reading stays paused until :func:`start`. ``keep_alive`` is held as long as the connection
+    (a ``StreamWriter`` whose garbage collection would close the transport).
+    """
+    ws = WebSocket(None, _server_options=options)
+    ws._keep_alive = keep_alive
+    ws._attach(transport, True, protocol, extensions, deflate)
+    return ws
+
+
+def start(ws: WebSocket, head: bytes) -> None:
+    """Feed the bytes that followed the request head, then read the socket (unless paused)."""
+    ws._start(head)
+
+
 class _WaitClosed:
     """What ``close()`` returns: awaiting it waits for the 'close' event."""
 
@@ -840,9 +871,9 @@ class _WaitClosed:
 class Connect:
     """What :func:`connect` returns: ``await`` it or use it with ``async with``."""
 
-    def __init__(self, url: str, options: dict[str, Any]) -> None:
+    def __init__(self, url: str, options: Mapping[str, Any]) -> None:
         self._url = url
-        self._options = options
+        self._options = dict(options)
         self._ws: WebSocket | None = None
 
     def _create(self) -> WebSocket:
@@ -862,6 +893,6 @@ class Connect:
         await self._ws.__aexit__(*exc_info)
 
 
-def connect(url: str, **options: Any) -> Connect:
+def connect(url: str, **options: Unpack[ClientOptionsDict]) -> Connect:
     """Open a client connection: ``ws = await connect(url)`` or ``async with connect(url)``."""
     return Connect(url, options)

@@ -20,11 +20,12 @@ from collections.abc import Callable, Generator, Mapping
 from typing import Any, cast
 
 from . import handshake
-from .constants import CLOSED, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_PAYLOAD
+from .constants import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_QUEUE
 from .event_emitter import EventEmitter
 from .exceptions import HandshakeError
 from .handshake import Request, RequestError
-from .websocket import DEFAULT_MAX_QUEUE, WebSocket
+from .options import ConnectionOptions
+from .websocket import WebSocket, accept, start
 
 __all__ = ["WebSocketServer", "serve", "Serve", "VerifyInfo"]
 
@@ -363,14 +364,7 @@ class WebSocketServer(EventEmitter):
             buffered = getattr(head, "_buffer", bytearray())  # no public way to drain it
             head = bytes(buffered)
             buffered.clear()
-        if writer is not None:
-            on_open = callback
-
-            def callback(ws: WebSocket, req: Request) -> Any:
-                ws._stream_writer = writer  # type: ignore[attr-defined]
-                return on_open(ws, req)
-
-        self._upgrade(request, transport, head, callback)
+        self._upgrade(request, transport, head, callback, writer)
 
     @staticmethod
     async def read_request(
@@ -406,6 +400,7 @@ class WebSocketServer(EventEmitter):
         transport: asyncio.Transport,
         head: Any,
         callback: Callable[[WebSocket, Request], Any],
+        keep_alive: object = None,
     ) -> None:
         try:
             key, version = handshake.validate_request(request)
@@ -420,7 +415,9 @@ class WebSocketServer(EventEmitter):
             self._abort(transport, request, exc)
             return
         if self.options["verify_client"] is None:
-            self._complete(key, protocols, deflate, negotiated, request, transport, head, callback)
+            self._complete(
+                key, protocols, deflate, negotiated, request, transport, head, callback, keep_alive
+            )
             return
 
         async def verify() -> None:
@@ -436,7 +433,9 @@ class WebSocketServer(EventEmitter):
             if not ok:
                 self._abort(transport, request, RequestError(status, message or "", headers))
                 return
-            self._complete(key, protocols, deflate, negotiated, request, transport, head, callback)
+            self._complete(
+                key, protocols, deflate, negotiated, request, transport, head, callback, keep_alive
+            )
 
         self._loop.create_task(verify())
 
@@ -510,6 +509,7 @@ class WebSocketServer(EventEmitter):
         transport: asyncio.Transport,
         head: Any,
         callback: Callable[[WebSocket, Request], Any],
+        keep_alive: object = None,
     ) -> None:
         if transport.is_closing():
             return
@@ -535,8 +535,7 @@ class WebSocketServer(EventEmitter):
         self.emit("headers", lines, request)
         transport.write(handshake.build_response(101, lines))
         options = self.options
-        ws = WebSocket(
-            None,
+        connection_options = ConnectionOptions(
             max_payload=options["max_payload"],
             max_fragments=options["max_fragments"],
             skip_utf8_validation=options["skip_utf8_validation"],
@@ -546,16 +545,14 @@ class WebSocketServer(EventEmitter):
         )
         if isinstance(head, _RequestReader):
             head = head.take_head()
-        ws._setup(transport, b"", protocol, negotiated, deflate)
+        ws = accept(transport, protocol, negotiated, deflate, connection_options, keep_alive)
         if options["client_tracking"]:
             self.clients.add(ws)
             ws.once("close", lambda *args: self.clients.discard(ws))
         try:
             callback(ws, request)
         finally:
-            ws._start(bytes(head or b""))
-            if ws.ready_state != CLOSED and not ws.is_paused:
-                ws._resume_reading()
+            start(ws, bytes(head or b""))
 
 
 def _is_socket(path: Any) -> bool:

@@ -1,0 +1,354 @@
+"""The WebSocket connection as a state machine, sans-I/O (RFC 6455 sections 5 to 7).
+
+:class:`Protocol` wraps the :class:`~wsfast.receiver.Receiver`, the :class:`~wsfast.sender.Sender`
+and the negotiated permessage-deflate, and owns what a connection decides: its :class:`State`,
+the closing handshake, automatic pongs and their cap, and failing the connection on a protocol
+error. Bytes come in through :meth:`Protocol.receive_data` and :meth:`Protocol.receive_eof`;
+bytes go out through the ``write`` sink (or :meth:`Protocol.data_to_send` without one); messages
+come out through direct callbacks, so the hot path allocates nothing of its own.
+
+What the transport must do besides writing is data, read by the adapter after each call:
+``eof_due`` (half-close the TCP connection now), ``abort_due`` (drop it now), and ``timer``
+(arm the close timer for that many seconds, then call :meth:`Protocol.expire`). The adapter owns
+the socket and the clock; this module imports neither.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any
+
+from .exceptions import WebSocketError
+from .options import ConnectionOptions
+from .receiver import Receiver
+from .sender import Sender, close_payload
+
+__all__ = ["State", "Protocol", "InvalidState"]
+
+
+class State(enum.IntEnum):
+    """ws' ``readyState`` values: CONNECTING, OPEN, CLOSING, CLOSED (0 to 3)."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+CONNECTING = State.CONNECTING
+OPEN = State.OPEN
+CLOSING = State.CLOSING
+CLOSED = State.CLOSED
+
+
+class InvalidState(WebSocketError):
+    """Data was to be sent on a connection that is not OPEN."""
+
+    def __init__(self, state: State) -> None:
+        super().__init__(
+            f"WebSocket is not open: readyState {int(state)} ({state.name})",
+            "WS_ERR_INVALID_STATE",
+            1006,
+        )
+        self.state = state
+
+
+def _ignore(*args: Any) -> None:
+    return None
+
+
+class Protocol:
+    """One WebSocket connection after its opening handshake, on either side.
+
+    ``write(data)`` receives every byte string to send, in order; without it they collect for
+    :meth:`data_to_send`. ``on_message(data, is_binary)``, ``on_ping(data)`` and
+    ``on_pong(data)`` are called for each message and control frame as it is parsed;
+    ``on_close_frame(code, reason)`` when the peer's close frame arrives (after this side's
+    answer is written); ``on_error(exc)`` once, when the peer broke the protocol (after this
+    side's close frame is written).
+
+    Closing follows RFC 6455 section 7: a close frame is sent at most once and nothing after
+    it; the peer's close is echoed; once both are exchanged the server half-closes TCP first
+    (``eof_due``) and the client waits for it, each with ``options.close_timeout`` as the bound.
+    """
+
+    __slots__ = (
+        "is_server",
+        "options",
+        "state",
+        "receiver",
+        "sender",
+        "deflate",
+        "write",
+        "on_message",
+        "on_ping",
+        "on_pong",
+        "on_close_frame",
+        "on_error",
+        "close_sent",
+        "close_received",
+        "close_code",
+        "close_reason",
+        "error",
+        "eof_received",
+        "eof_due",
+        "abort_due",
+        "timer",
+        "pending",
+        "pending_auto_pongs",
+        "_out",
+    )
+
+    def __init__(
+        self,
+        *,
+        is_server: bool,
+        options: ConnectionOptions,
+        deflate: Any = None,
+        write: Callable[[Any], Any] | None = None,
+        on_message: Callable[[Any, bool], Any] = _ignore,
+        on_ping: Callable[[bytes], Any] = _ignore,
+        on_pong: Callable[[bytes], Any] = _ignore,
+        on_close_frame: Callable[[int, str], Any] = _ignore,
+        on_error: Callable[[WebSocketError], Any] = _ignore,
+    ) -> None:
+        self.is_server = is_server
+        self.options = options
+        self.state = OPEN
+        self.deflate = deflate
+        self._out: list[Any] = []
+        self.write: Callable[[Any], Any] = write if write is not None else self._out.append
+        self.on_message = on_message
+        self.on_ping = on_ping
+        self.on_pong = on_pong
+        self.on_close_frame = on_close_frame
+        self.on_error = on_error
+        self.receiver = Receiver(
+            is_server=is_server,
+            max_payload=options.max_payload,
+            max_fragments=options.max_fragments,
+            deflate=deflate,
+            skip_utf8_validation=options.skip_utf8_validation,
+            binary_type=options.binary_type,
+            on_message=on_message,
+            on_ping=self._on_ping,
+            on_pong=on_pong,
+            on_close=self._on_close,
+        )
+        self.sender = Sender(
+            is_client=not is_server, deflate=deflate, generate_mask=options.generate_mask
+        )
+        #: Whether this side's close frame was written / the peer's was received.
+        self.close_sent = False
+        self.close_received = False
+        #: The code and reason of the peer's close frame (1005 when it had none), or the
+        #: close code of the protocol error that failed the connection; None until then.
+        self.close_code: int | None = None
+        self.close_reason = ""
+        #: The protocol error that failed the connection, if one did.
+        self.error: WebSocketError | None = None
+        self.eof_received = False
+        #: The adapter must half-close the TCP connection (then clear this).
+        self.eof_due = False
+        #: The adapter must drop the TCP connection at once (then clear this).
+        self.abort_due = False
+        #: Seconds until :meth:`expire` is due; the adapter arms its timer and clears this.
+        self.timer: float | None = None
+        #: True when any of the three above was set: one check on the hot path.
+        self.pending = False
+        #: Automatic pongs written since the transport last reported its buffer empty.
+        self.pending_auto_pongs = 0
+
+    # -- bytes in --------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Parse ``data``: messages and control frames reach the callbacks as they complete.
+
+        A protocol error fails the connection: the close frame with the error's code is
+        written, ``eof_due`` is set and ``on_error`` is called; later input is ignored.
+        """
+        try:
+            self.receiver.feed(data)
+        except WebSocketError as exc:
+            self.fail(exc)
+
+    def receive_eof(self) -> None:
+        """The peer half-closed TCP: nothing more will arrive (ws' ``socketOnEnd``)."""
+        self.eof_received = True
+        self.receiver.stop()
+        if self.state is OPEN:
+            self.state = CLOSING
+
+    def connection_lost(self) -> None:
+        """The transport is gone: the connection is CLOSED (code 1006 unless one was set)."""
+        if self.state is CLOSED:
+            return
+        self.state = CLOSED
+        self.receiver.stop()
+        if self.close_code is None:
+            self.close_code = 1006
+        deflate = self.deflate
+        if deflate is not None:
+            cleanup = getattr(deflate, "cleanup", None)
+            if cleanup is not None:
+                cleanup()
+
+    # -- bytes out -------------------------------------------------------------------------------
+
+    def data_to_send(self) -> list[Any]:
+        """What to write, in order, when no ``write`` sink was given; empties the buffer."""
+        out = self._out[:]
+        self._out.clear()
+        return out
+
+    def send(
+        self,
+        data: Any,
+        binary: bool | None = None,
+        *,
+        fin: bool = True,
+        compress: bool | None = None,
+        mask: bool | None = None,
+    ) -> None:
+        """Frame a data message (or a fragment with ``fin=False``) and write it.
+
+        A ``str`` is text and anything else binary unless ``binary`` says otherwise. Raises
+        :class:`InvalidState` unless the connection is OPEN.
+        """
+        if self.state is not OPEN:
+            raise InvalidState(self.state)
+        sender = self.sender
+        if sender.plain and fin and mask is None and sender.first_fragment:
+            # Server side, no compression: a whole small message is framed here directly
+            # (RFC 6455 5.2: FIN + opcode, 7-bit length), without the general path's calls.
+            kind = type(data)
+            if kind is str or kind is bytes:
+                payload: Any = data.encode("utf-8") if kind is str else data
+                length = len(payload)
+                if length < 126:
+                    text = kind is str if binary is None else not binary
+                    self.write(bytes((0x81 if text else 0x82, length)) + payload)
+                    return
+        if binary is None:
+            binary = not isinstance(data, str)
+        elif not isinstance(data, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"cannot send {type(data).__name__}")
+        out = sender.message(data, binary, fin=fin, compress=compress, mask=mask, split=True)
+        if type(out) is tuple:
+            self.write(out[0])
+            self.write(out[1])
+        else:
+            self.write(out)
+
+    def ping(self, data: Any = b"", mask: bool | None = None) -> None:
+        """Write a ping (payload at most 125 bytes); InvalidState unless OPEN."""
+        if self.state is not OPEN:
+            raise InvalidState(self.state)
+        self.write(self.sender.ping(data, mask))
+
+    def pong(self, data: Any = b"", mask: bool | None = None) -> None:
+        """Write a pong (payload at most 125 bytes); InvalidState unless OPEN."""
+        if self.state is not OPEN:
+            raise InvalidState(self.state)
+        self.write(self.sender.pong(data, mask))
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    def close(self, code: int | None = None, reason: str | bytes = "") -> None:
+        """Start the closing handshake (ws' ``close``), or finish it when both frames are out.
+
+        ``code`` must be a valid close code and ``reason`` at most 123 bytes of UTF-8 (checked
+        before anything changes). Does nothing once CLOSED or while CLOSING with our frame out.
+        """
+        state = self.state
+        if state is OPEN:
+            close_payload(code, reason)  # raises on a bad code or reason
+            self.state = CLOSING
+            self._send_close(code, reason)
+            if self.close_received:
+                self._end()
+        elif state is CLOSING and self.close_sent and self.close_received:
+            self._end()
+
+    def fail(self, exc: WebSocketError) -> None:
+        """Fail the connection (RFC 6455 7.1.7): close frame with the error's code, then EOF."""
+        if self.error is not None or self.state is CLOSED:
+            return
+        self.error = exc
+        self.receiver.stop()
+        if self.close_code is None or not self.close_received:
+            self.close_code = exc.status_code
+        if self.state is OPEN:
+            self.state = CLOSING
+        self._send_close(exc.status_code, "")
+        self._half_close()
+        self.on_error(exc)
+
+    def terminate(self) -> None:
+        """Drop the connection at once, without a closing handshake (ws' ``terminate``)."""
+        if self.state is CLOSED:
+            return
+        self.state = CLOSING
+        self.receiver.stop()
+        self.abort_due = self.pending = True
+
+    def expire(self) -> None:
+        """The timer armed from ``timer`` ran out: the peer did not finish closing; drop it."""
+        if self.state is not CLOSED:
+            self.abort_due = self.pending = True
+
+    def auto_pongs_flushed(self) -> None:
+        """The transport reported its write buffer empty: every automatic pong went out."""
+        self.pending_auto_pongs = 0
+
+    def _send_close(self, code: int | None, reason: str | bytes) -> None:
+        if self.close_sent:
+            return
+        self.close_sent = True
+        self.write(self.sender.close(code, reason))
+        self._arm()
+
+    def _arm(self) -> None:
+        self.timer = self.options.close_timeout
+        self.pending = True
+
+    def _half_close(self) -> None:
+        self.eof_due = self.pending = True
+        self._arm()
+
+    def _end(self) -> None:
+        # Both close frames are out (RFC 6455 7.1.1): the server closes TCP first; the client
+        # waits for that (its timer from sending the close frame still runs).
+        self.receiver.stop()
+        if self.is_server:
+            self._half_close()
+
+    # -- receiver callbacks ----------------------------------------------------------------------
+
+    def _on_ping(self, data: bytes) -> None:
+        options = self.options
+        if options.auto_pong and self.state is OPEN:
+            cap = options.max_pending_auto_pongs
+            if cap and self.pending_auto_pongs >= cap:
+                # ws 8.23: a peer that sends pings but does not read the pongs is dropped.
+                self.terminate()
+                return
+            self.pending_auto_pongs += 1
+            self.write(self.sender.pong(data))
+        self.on_ping(data)
+
+    def _on_close(self, code: int, reason: str) -> None:
+        self.close_received = True
+        self.close_code = code
+        self.close_reason = reason
+        if self.state is OPEN:
+            self.state = CLOSING
+            # Echo the code and reason, as ws (RFC 6455 5.5.1); a close without a code is
+            # answered without one.
+            if code == 1005:
+                self._send_close(None, "")
+            else:
+                self._send_close(code, reason)
+        self._end()
+        self.on_close_frame(code, reason)
