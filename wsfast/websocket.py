@@ -830,3 +830,49 @@ class Connect:
 def connect(url: str, **options: Any) -> Connect:
     """Open a client connection: ``ws = await connect(url)`` or ``async with connect(url)``."""
     return Connect(url, options)
+
+
+# -- the server's handoff: the API the connection module gives websocket_server.py ---------------
+
+from typing import TYPE_CHECKING  # noqa: E402 (at the bottom: this block merges as one hunk)
+
+if TYPE_CHECKING:
+    from .options import ConnectionOptions
+    from .permessage_deflate import PerMessageDeflate
+
+
+def accept(
+    transport: asyncio.Transport,
+    protocol: str,
+    extensions: dict[str, Any],
+    deflate: PerMessageDeflate | None,
+    options: ConnectionOptions,
+    keep_alive: object = None,
+) -> WebSocket:
+    """A server-side WebSocket, OPEN, attached to transport (reading stays paused until start()).
+
+    ``keep_alive`` is kept as long as the connection (a ``StreamWriter`` whose garbage collection
+    would close the transport, Python 3.11.5+).
+    """
+    ws = WebSocket(
+        None,
+        max_payload=options.max_payload,
+        max_fragments=options.max_fragments,
+        skip_utf8_validation=options.skip_utf8_validation,
+        auto_pong=options.auto_pong,
+        close_timeout=options.close_timeout,
+        generate_mask=options.generate_mask,
+        max_queue=options.max_queue,
+        binary_type=options.binary_type,
+    )
+    ws._setup(transport, b"", protocol, extensions, deflate)
+    if keep_alive is not None:
+        ws._keep_alive = keep_alive  # type: ignore[attr-defined]
+    return ws
+
+
+def start(ws: WebSocket, head: bytes) -> None:
+    """Feed the bytes that followed the request head, then read the socket (unless paused)."""
+    ws._start(head)
+    if ws.ready_state != CLOSED and not ws.is_paused:
+        ws._resume_reading()
