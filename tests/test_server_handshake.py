@@ -5,10 +5,12 @@ byte literals, each refusal's status and answer in a table, the 101 to the byte,
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
+import wsfast
 from wsfast import handshake
 from wsfast.handshake import Refusal, Request, ServerHandshake, Upgrade
 from wsfast.options import ServerOptions
@@ -452,3 +454,40 @@ def test_is_upgrade_request_as_nodes_parser() -> None:
     assert not handshake.is_upgrade_request(request(Upgrade="websocket"))
     assert not handshake.is_upgrade_request(request(Connection="upgrade"))
     assert not handshake.is_upgrade_request(request(Upgrade="websocket", Connection="upgrades"))
+
+
+# -- the server's options, validated once ----------------------------------------------------
+
+
+async def test_server_options_are_one_validated_object() -> None:
+    server = wsfast.WebSocketServer(
+        no_server=True, per_message_deflate=MappingProxyType({"threshold": 0}), path="/p"
+    )
+    assert isinstance(server.options, ServerOptions)
+    assert server.options.per_message_deflate == {"threshold": 0}
+    assert (server.options.path, server.options.no_server) == ("/p", True)
+    data = VALID.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+    request = ServerHandshake(server.options).receive_data(data.replace(b"/chat", b"/p"))
+    assert isinstance(request, Request)
+    upgrade = handshake.check_request(request, server.options, plain_http=False)
+    assert isinstance(upgrade, Upgrade) and upgrade.deflate is not None
+    with pytest.raises(AttributeError):
+        server.options.path = "/q"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        pytest.param({"no_server": True, "max_payload": -1}, ValueError, id="max-payload"),
+        pytest.param({"no_server": True, "handshake_timeout": "1"}, TypeError, id="timeout"),
+        pytest.param({"no_server": True, "per_message_deflate": "yes"}, TypeError, id="deflate"),
+        pytest.param({"no_server": True, "verify_client": 1}, TypeError, id="verify-client"),
+        pytest.param({"no_server": True, "port": 1}, TypeError, id="two-modes"),
+        pytest.param({}, TypeError, id="no-mode"),
+    ],
+)
+async def test_server_options_refused_at_construction(
+    kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        wsfast.WebSocketServer(**kwargs)
