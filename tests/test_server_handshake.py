@@ -401,6 +401,9 @@ def test_no_server_mode_follows_handle_upgrade() -> None:
     assert (refusal.status, refusal.message) == (400, "Invalid Connection header")
     plain = decide(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", plain_http=False)
     assert isinstance(plain, Refusal) and plain.status == 426
+    # ws' handleUpgrade reports what it refuses to a 'wsClientError' listener; in port mode
+    # the 426 comes from the HTTP server in front of it and is never reported.
+    assert plain.reportable and refusal.reportable
 
 
 def test_should_handle_replaces_the_path_check() -> None:

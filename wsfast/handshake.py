@@ -8,6 +8,7 @@ a socket.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
 import re
@@ -552,7 +553,8 @@ def check_request(
         key, version = validate_request(request)
     except RequestError as exc:
         if exc.status == 426:
-            return Refusal.upgrade_required()
+            # Handed over by another server (no_server): ws' handleUpgrade would report it.
+            return dataclasses.replace(Refusal.upgrade_required(), reportable=True)
         return Refusal.from_error(exc)
     handled = should_handle(request) if should_handle else path_matches(request, options.path)
     if not handled:
