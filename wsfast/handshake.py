@@ -459,7 +459,13 @@ PATH_NOT_SERVED = Refusal(400, "Bad Request")
 
 @dataclass
 class Upgrade:
-    """The server's provisional "yes", pending ``verify_client``: what the 101 is made of."""
+    """The server's provisional "yes", pending ``verify_client``: what the 101 is made of.
+
+    ``key`` and ``version`` are the client's ``Sec-WebSocket-Key`` and ``-Version``,
+    ``protocols`` the subprotocols it offered in order, ``extensions`` the negotiated
+    parameters (``{"permessage-deflate": params}`` or empty) and ``deflate`` the extension
+    object the connection compresses with.
+    """
 
     request: Request
     key: str
