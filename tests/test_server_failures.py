@@ -458,3 +458,24 @@ async def test_serve_exit_with_a_handler_waiting_on_recv(log: pytest.LogCaptureF
     assert client.close_code == 1001
     assert not serving.tasks
     assert errors(log) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        pytest.param(("127.0.0.1", 0), {}, id="positional"),
+        pytest.param(("127.0.0.1",), {"port": 0}, id="port-keyword"),
+        pytest.param((), {"host": "127.0.0.1", "port": 0}, id="keywords"),
+        pytest.param((), {"host": "127.0.0.1"}, id="port-defaults-to-0"),
+    ],
+)
+async def test_serve_takes_host_and_port_by_position_or_keyword(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    async def handler(ws: WebSocket, request: Request) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with wsfast.serve(handler, *args, **kwargs) as server:
+        assert server.address()[0] == "127.0.0.1"
+        await round_trip(server)

@@ -660,8 +660,9 @@ class Serve:
 
     async def _start(self) -> WebSocketServer:
         options: dict[str, Any] = dict(self._options)
-        host = self._host if self._host is not None else options.pop("host", None)
-        port = self._port if self._port is not None else options.pop("port", None)
+        host, port = options.pop("host", None), options.pop("port", None)
+        host = self._host if self._host is not None else host
+        port = self._port if self._port is not None else port
         if port is None and not any(k in options for k in ("unix_path", "sock", "no_server")):
             port = 0
         server = WebSocketServer(port, host, **options)
