@@ -479,3 +479,26 @@ async def test_serve_takes_host_and_port_by_position_or_keyword(
     async with wsfast.serve(handler, *args, **kwargs) as server:
         assert server.address()[0] == "127.0.0.1"
         await round_trip(server)
+
+
+async def test_handshake_timeout_covers_a_verify_client_that_never_answers(
+    make_server: MakeServer, raw_peer: RawConnect, log: pytest.LogCaptureFixture
+) -> None:
+    # The timer runs until the 101: a stuck verify_client must not hold the descriptor forever,
+    # and is abandoned (cancelled) with its connection.
+    cancelled: list[bool] = []
+
+    async def never(info: Any) -> bool:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+        return True
+
+    server = await make_server(verify_client=never, handshake_timeout=scaled(0.2))
+    peer = await raw_peer(server, upgrade_request())
+    assert await wait_for(peer.reader.read()) == b""
+    await until(lambda: cancelled == [True])
+    assert not server.clients
+    assert errors(log) == []

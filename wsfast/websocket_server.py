@@ -67,7 +67,7 @@ class _ServerConnection(asyncio.Protocol):
     through :class:`ServerHandshake` and drops the connection when ``handshake_timeout``
     passes first (the timer runs until the 101 is written or the connection is gone)."""
 
-    __slots__ = ("server", "handshake", "transport", "timer", "done")
+    __slots__ = ("server", "handshake", "transport", "timer", "done", "verifying")
 
     def __init__(self, server: WebSocketServer) -> None:
         self.server = server
@@ -75,6 +75,7 @@ class _ServerConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.done = False
+        self.verifying: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -109,7 +110,9 @@ class _ServerConnection(asyncio.Protocol):
             self.server._write_refusal(transport, outcome, None)
             return
         transport.pause_reading()
-        self.server._upgrade(outcome, transport, self, self.server._emit_connection, True, None)
+        self.verifying = self.server._upgrade(
+            outcome, transport, self, self.server._emit_connection, True, None
+        )
 
     def finish(self) -> bytes:
         """The handshake is over (101 written, or a listener owns the answer): stop the timer
@@ -119,6 +122,10 @@ class _ServerConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        if self.verifying is not None:
+            # Nobody is left to answer: a verify_client still running is abandoned.
+            self.verifying.cancel()
+            self.verifying = None
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:
@@ -415,17 +422,20 @@ class WebSocketServer(EventEmitter):
         callback: Callable[[WebSocket, Request], Any],
         plain_http: bool,
         keep_alive: object,
-    ) -> None:
+    ) -> asyncio.Task[None] | None:
+        """Answer ``request``; the task awaiting ``verify_client``, if one runs."""
         decision = handshake.check_request(
             request, self.options, plain_http=plain_http, should_handle=self.should_handle
         )
         if isinstance(decision, Refusal):
             self._refuse(transport, request, decision, head)
-            return
+            return None
         if self.options.verify_client is None:
             self._complete(decision, transport, head, callback, keep_alive)
-            return
-        self._spawn(self._verify_then_complete(decision, transport, head, callback, keep_alive))
+            return None
+        return self._spawn(
+            self._verify_then_complete(decision, transport, head, callback, keep_alive)
+        )
 
     async def _verify_then_complete(
         self,
