@@ -8,13 +8,14 @@ a socket.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from . import extension, subprotocol
 from .constants import (
@@ -26,7 +27,7 @@ from .constants import (
     MAX_UNEXPECTED_BODY,
 )
 from .exceptions import HandshakeError
-from .options import ClientOptions
+from .options import ClientOptions, ServerOptions
 from .permessage_deflate import PerMessageDeflate
 from .subprotocol import is_valid_token
 from .url import ParsedURL, basic_auth, parse_url, resolve_url
@@ -46,10 +47,24 @@ __all__ = [
     "build_response",
     "abort_response",
     "validate_request",
+    "request_protocols",
+    "request_extensions",
     "validate_response",
     "BodyReader",
     "ClientHandshake",
     "UnexpectedResponse",
+    "Refusal",
+    "RefusalKind",
+    "Upgrade",
+    "ServerHandshake",
+    "SERVER_ERROR",
+    "SERVICE_UNAVAILABLE",
+    "PATH_NOT_SERVED",
+    "check_request",
+    "is_upgrade_request",
+    "negotiate_deflate",
+    "path_matches",
+    "verify_refusal",
     "MAX_HEAD_SIZE",
     "MAX_HEADERS",
 ]
@@ -394,6 +409,254 @@ def request_extensions(request: Request) -> dict[str, Any]:
         return extension.parse(", ".join(values))
     except ValueError:
         raise RequestError(400, "Invalid or unacceptable Sec-WebSocket-Extensions header") from None
+
+
+# -- the server's side, sans-I/O ------------------------------------------------------------------
+
+#: Refusal kinds: ws' abortHandshake (a text/html body) and the 426 of the HTTP server ws creates
+#: in port mode (text/plain).
+RefusalKind = Literal["abort", "plain"]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The server's "no": :meth:`response` is written, then the connection is closed.
+
+    ``reportable`` follows ws' split between ``abortHandshakeOrEmitwsClientError`` (a
+    ``'wsClientError'`` listener, when there is one, answers instead of the server) and plain
+    ``abortHandshake`` (path mismatch, ``verify_client`` refusals, 500, 503) or answers made
+    before ws sees the request at all (426, malformed heads).
+    """
+
+    status: int
+    message: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    kind: RefusalKind = "abort"
+    reportable: bool = False
+
+    @classmethod
+    def from_error(cls, exc: RequestError, *, reportable: bool = True) -> Refusal:
+        """The refusal for a :class:`RequestError` raised by validation."""
+        return cls(exc.status, exc.message, tuple(exc.headers.items()), "abort", reportable)
+
+    @classmethod
+    def bad_head(cls, exc: RequestError) -> Refusal:
+        """The answer to a head Node's HTTP parser refuses: its status (400 or 431) and
+        ``Connection: close``, as Node; unlike Node's empty answer, the reason as a body."""
+        return cls(exc.status, exc.message, (), "abort", False)
+
+    @classmethod
+    def upgrade_required(cls) -> Refusal:
+        """The answer of ws' internal HTTP server to a request that is not an upgrade."""
+        return cls(426, "Upgrade Required", (("Upgrade", "websocket"),), "plain", False)
+
+    def response(self) -> bytes:
+        """The bytes to write before closing the connection."""
+        if self.kind == "plain":
+            body = (self.message or _phrase(self.status)).encode("utf-8")
+            lines = [
+                f"Content-Length: {len(body)}",
+                "Content-Type: text/plain",
+                # Node keeps the connection alive for more HTTP requests; this server answers
+                # no other HTTP, so it closes, and says so.
+                "Connection: close",
+                *(f"{name}: {value}" for name, value in self.headers),
+            ]
+            return build_response(self.status, lines) + body
+        return abort_response(self.status, self.message, dict(self.headers))
+
+
+#: ``verify_client`` raised, ``handle_protocols`` raised: a bug on the server, not the peer's.
+SERVER_ERROR = Refusal(500, "Internal Server Error")
+#: ws' ``completeUpgrade`` once the server is closing.
+SERVICE_UNAVAILABLE = Refusal(503, "Service Unavailable")
+#: ws' ``shouldHandle`` failing: a bare 400, never ``'wsClientError'``.
+PATH_NOT_SERVED = Refusal(400, "Bad Request")
+
+
+@dataclass
+class Upgrade:
+    """The server's provisional "yes", pending ``verify_client``: what the 101 is made of.
+
+    ``key`` and ``version`` are the client's ``Sec-WebSocket-Key`` and ``-Version``,
+    ``protocols`` the subprotocols it offered in order, ``extensions`` the negotiated
+    parameters (``{"permessage-deflate": params}`` or empty) and ``deflate`` the extension
+    object the connection compresses with.
+    """
+
+    request: Request
+    key: str
+    version: int
+    protocols: list[str]
+    extensions: dict[str, Any]
+    deflate: PerMessageDeflate | None
+
+    @property
+    def origin(self) -> str | None:
+        """The Origin header (``Sec-WebSocket-Origin`` for version 8, as ws reads it)."""
+        name = "origin" if self.version == 13 else "sec-websocket-origin"
+        return self.request.headers.get(name)
+
+    def select_protocol(self, handle_protocols: Callable[..., Any] | None) -> str:
+        """ws' choice: ``handle_protocols(offered, request)`` or the first offered, or ``""``.
+
+        Whatever ``handle_protocols`` raises propagates: the adapter answers 500.
+        """
+        if not self.protocols:
+            return ""
+        if handle_protocols is None:
+            return self.protocols[0]
+        chosen = handle_protocols(list(self.protocols), self.request)
+        return str(chosen) if chosen else ""
+
+    def headers(self, protocol: str = "") -> list[str]:
+        """The 101's header lines, ws-style (what ``'headers'`` listeners may edit)."""
+        lines = [
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Accept: {accept_key(self.key)}",
+        ]
+        if protocol:
+            lines.append(f"Sec-WebSocket-Protocol: {protocol}")
+        if self.extensions:
+            lines.append(f"Sec-WebSocket-Extensions: {extension.format(self.extensions)}")
+        return lines
+
+    @staticmethod
+    def response(lines: Iterable[str]) -> bytes:
+        """The 101 Switching Protocols head with ``lines``."""
+        return build_response(101, lines)
+
+
+def is_upgrade_request(request: Request) -> bool:
+    """Whether Node's HTTP parser flags ``request`` as an upgrade: an ``Upgrade`` header and
+    ``upgrade`` among the ``Connection`` tokens. Anything else is a plain HTTP request."""
+    headers = request.headers
+    return "upgrade" in headers and _has_token(headers.get("connection", ""), "upgrade")
+
+
+def negotiate_deflate(
+    request: Request, options: Mapping[str, Any] | None, max_payload: int
+) -> tuple[PerMessageDeflate | None, dict[str, Any]]:
+    """permessage-deflate as ws' server accepts it: (the extension object, negotiated params).
+
+    As ws, ``Sec-WebSocket-Extensions`` is only parsed, and refused with 400 when malformed, by a
+    server that offers permessage-deflate (``options`` not None).
+    """
+    if options is None:
+        return None, {}
+    offers = request_extensions(request)
+    if PerMessageDeflate.EXTENSION_NAME not in offers:
+        return None, {}
+    deflate = PerMessageDeflate(options, is_server=True, max_payload=max_payload)
+    try:
+        params = deflate.accept(offers[PerMessageDeflate.EXTENSION_NAME])
+    except ValueError:
+        raise RequestError(400, "Invalid or unacceptable Sec-WebSocket-Extensions header") from None
+    return deflate, {PerMessageDeflate.EXTENSION_NAME: params}
+
+
+def check_request(
+    request: Request,
+    options: ServerOptions,
+    *,
+    plain_http: bool = True,
+    should_handle: Callable[[Request], bool] | None = None,
+) -> Refusal | Upgrade:
+    """The server's decision on a complete request head, in ws' order.
+
+    ``plain_http``: the server owns the port, so a request that is not an upgrade gets the 426
+    of ws' internal HTTP server (port mode); in ``no_server`` mode it reaches ws'
+    ``handleUpgrade`` checks instead. ``should_handle`` replaces the ``path`` check (a
+    subclass' ``should_handle``).
+    """
+    if plain_http and not is_upgrade_request(request):
+        return Refusal.upgrade_required()
+    try:
+        key, version = validate_request(request)
+    except RequestError as exc:
+        if exc.status == 426:
+            # Handed over by another server (no_server): ws' handleUpgrade would report it.
+            return dataclasses.replace(Refusal.upgrade_required(), reportable=True)
+        return Refusal.from_error(exc)
+    handled = should_handle(request) if should_handle else path_matches(request, options.path)
+    if not handled:
+        return PATH_NOT_SERVED
+    try:
+        protocols = request_protocols(request)
+        deflate, extensions = negotiate_deflate(
+            request, options.per_message_deflate, options.max_payload
+        )
+    except RequestError as exc:
+        return Refusal.from_error(exc)
+    return Upgrade(request, key, version, protocols, extensions, deflate)
+
+
+def path_matches(request: Request, path: str | None) -> bool:
+    """ws' ``shouldHandle``: the request's path (without the query) equals ``path``, if set."""
+    return path is None or request.path.split("?", 1)[0] == path
+
+
+def verify_refusal(result: Any) -> Refusal | None:
+    """What a ``verify_client`` result means: None to go on, or the refusal to answer.
+
+    ``True``/``False`` or ws' callback arguments as a tuple ``(False, status, message, headers)``;
+    a refusal without a status is a 401, as in ws.
+    """
+    if isinstance(result, tuple):
+        ok, status, message, headers = (*result, None, None, None, None)[:4]
+    else:
+        ok, status, message, headers = result, None, None, None
+    if ok:
+        return None
+    status = status or 401  # ws: abortHandshake(socket, code || 401, ...)
+    message = message or ""
+    headers = headers or {}
+    return Refusal(int(status), str(message), tuple((str(k), str(v)) for k, v in headers.items()))
+
+
+class ServerHandshake:
+    """One server-side opening handshake, sans-I/O (websockets' ``ServerProtocol``, its opening).
+
+    :meth:`receive_data` takes bytes as they arrive and returns None while the head is
+    incomplete, a :class:`Refusal` to write (then close) for a head Node's parser would refuse,
+    or the :class:`Request` once complete; :meth:`check` then decides. The bytes after the head
+    (frames a client sent right behind its request) are :meth:`take_rest`.
+    """
+
+    __slots__ = ("options", "plain_http", "reader")
+
+    def __init__(self, options: ServerOptions, *, plain_http: bool = True) -> None:
+        self.options = options
+        self.plain_http = plain_http
+        self.reader = HeadReader(options.max_head_size, options.max_headers)
+
+    def receive_data(
+        self, data: bytes, remote_address: Any = None, secure: bool = False
+    ) -> Request | Refusal | None:
+        """Feed ``data``: None (incomplete), a Refusal, or the complete Request."""
+        try:
+            if not self.reader.feed(data):
+                return None
+            return self.reader.request(remote_address, secure)
+        except RequestError as exc:
+            return Refusal.bad_head(exc)
+
+    def check(
+        self, request: Request, should_handle: Callable[[Request], bool] | None = None
+    ) -> Refusal | Upgrade:
+        """:func:`check_request` with this handshake's options."""
+        return check_request(
+            request, self.options, plain_http=self.plain_http, should_handle=should_handle
+        )
+
+    def take_rest(self) -> bytes:
+        """The bytes received after the head."""
+        return self.reader.take_rest()
+
+
+def _phrase(status: int) -> str:
+    return HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
 
 
 def validate_response(

@@ -1,10 +1,11 @@
 """The WebSocket server (the twin of ws' ``lib/websocket-server.js``) on asyncio.
 
-In port mode the server owns a listening socket and reads each request head itself with
-explicit limits; with ``no_server=True`` another asyncio server hands upgrade requests to
-:meth:`WebSocketServer.handle_upgrade`. Either way the request is validated in ws' order
-(:mod:`wsfast.handshake`), then ``verify_client``, ``handle_protocols`` and the ``'headers'``
-event run before the 101 answer is written.
+In port mode the server owns a listening socket and reads each request head itself; with
+``no_server=True`` another asyncio server hands upgrade requests to
+:meth:`WebSocketServer.handle_upgrade`. What to answer is decided sans-I/O by
+:class:`wsfast.handshake.ServerHandshake` (the request in ws' order, then ``verify_client``'s
+result, ``handle_protocols`` and the 101); this module only awaits ``verify_client``, writes the
+answer, runs the handshake timer and hands the transport to the connection.
 """
 
 from __future__ import annotations
@@ -16,16 +17,28 @@ import os
 import socket
 import ssl as ssl_module
 import stat
-from collections.abc import Callable, Generator, Mapping
-from typing import Any, cast
+from collections.abc import Callable, Coroutine, Generator, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from . import handshake
-from .constants import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_QUEUE
+from .constants import (
+    DEFAULT_BACKLOG,
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_PAYLOAD,
+    DEFAULT_MAX_PENDING_AUTO_PONGS,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_SERVER_HANDSHAKE_TIMEOUT,
+)
 from .event_emitter import EventEmitter
-from .exceptions import HandshakeError
-from .handshake import Request, RequestError
-from .options import ConnectionOptions
+from .exceptions import ConnectionClosed, HandshakeError
+from .handshake import Refusal, Request, RequestError, ServerHandshake, Upgrade
+from .options import ServerOptions, deflate_options
 from .websocket import WebSocket, accept, start
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .options import ServerOptionsDict
 
 __all__ = ["WebSocketServer", "serve", "Serve", "VerifyInfo"]
 
@@ -49,68 +62,70 @@ class VerifyInfo:
         return f"VerifyInfo(origin={self.origin!r}, secure={self.secure!r})"
 
 
-class _RequestReader(asyncio.Protocol):
-    """Reads one request head on a fresh connection, then hands it to the server."""
+class _ServerConnection(asyncio.Protocol):
+    """A fresh connection in port mode until its handshake ends: reads the request head
+    through :class:`ServerHandshake` and drops the connection when ``handshake_timeout``
+    passes first (the timer runs until the 101 is written or the connection is gone)."""
+
+    __slots__ = ("server", "handshake", "transport", "timer", "done", "verifying")
 
     def __init__(self, server: WebSocketServer) -> None:
         self.server = server
-        self.buffer = bytearray()
+        self.handshake = ServerHandshake(server.options)
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.done = False
+        self.verifying: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        timeout = self.server.options["handshake_timeout"]
+        self.transport = cast(asyncio.Transport, transport)
+        timeout = self.server.options.handshake_timeout
         if timeout:
-            self.timer = asyncio.get_running_loop().call_later(
-                timeout, cast(asyncio.Transport, transport).abort
+            self.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        if self.transport is not None:
+            logger.debug(
+                "opening handshake timed out: %s", self.transport.get_extra_info("peername")
             )
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if self.done:
-            return
         transport = self.transport
         assert transport is not None
-        try:
-            parsed = handshake.parse_head(
-                self.buffer,
-                self.server.options["max_head_size"],
-                self.server.options["max_headers"],
-            )
-            if parsed is None:
-                return
-            start, headers, consumed = parsed
-            method, target, version = handshake.parse_request_line(start)
-        except RequestError as exc:
-            self.done = True
-            self._cancel_timer()
-            transport.write(handshake.abort_response(exc.status, exc.message, exc.headers))
-            transport.close()
+        if self.done:
+            # Bytes behind the head (reading is paused from now on): the connection's.
+            self.handshake.reader.feed(data)
             return
-        self.done = True
-        self._cancel_timer()
-        transport.pause_reading()
-        del self.buffer[:consumed]
-        request = Request(
-            method,
-            target,
-            handshake.Headers(headers),
-            version,
+        outcome = self.handshake.receive_data(
+            data,
             transport.get_extra_info("peername"),
             transport.get_extra_info("sslcontext") is not None,
         )
-        self.server._on_request(request, transport, self)
+        if outcome is None:
+            return
+        self.done = True
+        if isinstance(outcome, Refusal):
+            self.server._write_refusal(transport, outcome, None)
+            return
+        transport.pause_reading()
+        self.verifying = self.server._upgrade(
+            outcome, transport, self, self.server._emit_connection, True, None
+        )
 
-    def take_head(self) -> bytes:
-        """The bytes that followed the request head, now owned by the caller."""
-        head = bytes(self.buffer)
-        self.buffer.clear()
-        return head
+    def finish(self) -> bytes:
+        """The handshake is over (101 written, or a listener owns the answer): stop the timer
+        and hand over the bytes that followed the head."""
+        self._cancel_timer()
+        return self.handshake.take_rest()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        if self.verifying is not None:
+            # Nobody is left to answer: a verify_client still running is abandoned.
+            self.verifying.cancel()
+            self.verifying = None
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:
@@ -123,6 +138,8 @@ class WebSocketServer(EventEmitter):
 
     In port mode it must be created inside a running event loop; it starts listening at once
     and emits ``'listening'`` once bound (``await server.wait_listening()`` waits for that).
+    The options are validated once, here, into :attr:`options` (a
+    :class:`~wsfast.options.ServerOptions`).
     """
 
     def __init__(
@@ -130,7 +147,7 @@ class WebSocketServer(EventEmitter):
         port: int | None = None,
         host: str | None = None,
         *,
-        backlog: int = 511,
+        backlog: int = DEFAULT_BACKLOG,
         per_message_deflate: bool | Mapping[str, Any] = False,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         max_fragments: int = 0,
@@ -142,49 +159,55 @@ class WebSocketServer(EventEmitter):
         ssl: ssl_module.SSLContext | None = None,
         skip_utf8_validation: bool = False,
         auto_pong: bool = True,
+        max_pending_auto_pongs: int = DEFAULT_MAX_PENDING_AUTO_PONGS,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-        handshake_timeout: float | None = 60.0,
+        handshake_timeout: float | None = DEFAULT_SERVER_HANDSHAKE_TIMEOUT,
         max_head_size: int = handshake.MAX_HEAD_SIZE,
         max_headers: int = handshake.MAX_HEADERS,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        binary_type: str = "bytes",
+        generate_mask: Callable[[], bytes] | None = None,
         reuse_port: bool | None = None,
         unix_path: str | None = None,
         sock: Any = None,
         callback: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__()
-        modes = (port is not None) + bool(no_server) + (unix_path is not None) + (sock is not None)
-        if modes != 1:
-            raise TypeError(
-                'One and only one of the "port", "no_server", "unix_path" or "sock" options '
-                "must be specified"
-            )
-        self.options: dict[str, Any] = {
-            "port": port,
-            "host": host,
-            "backlog": backlog,
-            "per_message_deflate": per_message_deflate,
-            "max_payload": max_payload,
-            "max_fragments": max_fragments,
-            "verify_client": verify_client,
-            "handle_protocols": handle_protocols,
-            "client_tracking": client_tracking,
-            "path": path,
-            "no_server": no_server,
-            "ssl": ssl,
-            "skip_utf8_validation": skip_utf8_validation,
-            "auto_pong": auto_pong,
-            "close_timeout": close_timeout,
-            "handshake_timeout": handshake_timeout,
-            "max_head_size": max_head_size,
-            "max_headers": max_headers,
-            "max_queue": max_queue,
-            "reuse_port": reuse_port,
-            "unix_path": unix_path,
-            "sock": sock,
-        }
+        self.options = ServerOptions(
+            port=port,
+            host=host,
+            backlog=backlog,
+            per_message_deflate=deflate_options(per_message_deflate),
+            max_payload=max_payload,
+            max_fragments=max_fragments,
+            verify_client=verify_client,
+            handle_protocols=handle_protocols,
+            client_tracking=client_tracking,
+            path=path,
+            no_server=no_server,
+            ssl=ssl,
+            skip_utf8_validation=skip_utf8_validation,
+            auto_pong=auto_pong,
+            max_pending_auto_pongs=max_pending_auto_pongs,
+            close_timeout=close_timeout,
+            handshake_timeout=handshake_timeout,
+            max_head_size=max_head_size,
+            max_headers=max_headers,
+            max_queue=max_queue,
+            binary_type=binary_type,
+            generate_mask=generate_mask,
+            reuse_port=reuse_port,
+            unix_path=unix_path,
+            sock=sock,
+        )
+        """The validated options (a frozen :class:`~wsfast.options.ServerOptions`)."""
+        self._connection_options = self.options.connection()
         self._verify_arity = _arity(verify_client) if verify_client else 0
         self.clients: set[WebSocket] = set()
+        # Every task the server starts (verify_client, async 'connection' listeners) is held
+        # here until done: the loop keeps only weak references to tasks, and an exception of
+        # a forgotten one surfaces as "Task exception was never retrieved".
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._state = RUNNING
         self._server: asyncio.Server | None = None
         self._loop = asyncio.get_running_loop()
@@ -193,9 +216,15 @@ class WebSocketServer(EventEmitter):
         if callback is not None:
             self.once("listening", callback)
         if not no_server:
-            self._loop.create_task(self._listen())
+            self._spawn(self._listen())
         else:
             self._listening.set_result(None)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- listening ---------------------------------------------------------------------------
 
@@ -203,40 +232,38 @@ class WebSocketServer(EventEmitter):
         options = self.options
         # The handshake timeout covers the TLS handshake too: asyncio's default would leave a
         # silent TLS client connected for 60 s whatever handshake_timeout says.
-        tls_timeout = options["handshake_timeout"] if options["ssl"] else None
+        tls_timeout = (options.handshake_timeout or None) if options.ssl else None
         try:
-            if options["unix_path"] is not None:
+            if options.unix_path is not None:
                 self._server = await self._loop.create_unix_server(
-                    lambda: _RequestReader(self),
-                    options["unix_path"],
-                    backlog=options["backlog"],
-                    ssl=options["ssl"],
+                    lambda: _ServerConnection(self),
+                    options.unix_path,
+                    backlog=options.backlog,
+                    ssl=options.ssl,
                     ssl_handshake_timeout=tls_timeout,
                 )
-            elif options["sock"] is None and options["host"] is None:
+            elif options.sock is None and options.host is None:
                 # Node listens on one dual-stack socket when no host is given; asyncio would
                 # open one socket per address family, each with its own port when port is 0,
                 # and address() could only report one of them.
-                sock = _any_address_socket(
-                    options["port"], options["reuse_port"], options["backlog"]
-                )
+                sock = _any_address_socket(options.port or 0, options.reuse_port, options.backlog)
                 self._server = await self._loop.create_server(
-                    lambda: _RequestReader(self),
+                    lambda: _ServerConnection(self),
                     sock=sock,
-                    backlog=options["backlog"],
-                    ssl=options["ssl"],
+                    backlog=options.backlog,
+                    ssl=options.ssl,
                     ssl_handshake_timeout=tls_timeout,
                 )
             else:
                 self._server = await self._loop.create_server(
-                    lambda: _RequestReader(self),
-                    options["host"],
-                    options["port"],
-                    sock=options["sock"],
-                    backlog=options["backlog"],
-                    ssl=options["ssl"],
+                    lambda: _ServerConnection(self),
+                    options.host,
+                    options.port,
+                    sock=options.sock,
+                    backlog=options.backlog,
+                    ssl=options.ssl,
                     ssl_handshake_timeout=tls_timeout,
-                    reuse_port=options["reuse_port"],
+                    reuse_port=options.reuse_port,
                     reuse_address=True,
                 )
         except OSError as exc:
@@ -283,7 +310,7 @@ class WebSocketServer(EventEmitter):
                 self.once("close", lambda: callback(None))
         if self._state == RUNNING:
             self._state = CLOSING_SERVER
-            self._loop.create_task(self._close())
+            self._spawn(self._close())
         return asyncio.shield(self._closed)
 
     async def _close(self) -> None:
@@ -295,7 +322,7 @@ class WebSocketServer(EventEmitter):
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-            path = self.options["unix_path"]
+            path = self.options.unix_path
             if path is not None and _is_socket(path):
                 # Node's server.close() unlinks its socket file; asyncio before 3.13 does not.
                 os.unlink(path)
@@ -312,16 +339,7 @@ class WebSocketServer(EventEmitter):
 
     def should_handle(self, request: Request) -> bool:
         """Whether this server answers ``request`` (ws' ``shouldHandle``: the ``path`` option)."""
-        path = self.options["path"]
-        if path is None:
-            return True
-        return bool(request.path.split("?", 1)[0] == path)
-
-    def _on_request(self, request: Request, transport: asyncio.Transport, reader: Any) -> None:
-        def emit_connection(ws: WebSocket, req: Request) -> None:
-            self.emit("connection", ws, req)
-
-        self._upgrade(request, transport, reader, emit_connection)
+        return handshake.path_matches(request, self.options.path)
 
     def handle_upgrade(
         self,
@@ -334,7 +352,8 @@ class WebSocketServer(EventEmitter):
 
         ws' ``handleUpgrade``: ``callback(ws, request)`` runs once the connection is open; a
         refused request gets its error answer and is closed. The WebSocket becomes the
-        transport's protocol; reading is paused here until it takes over.
+        transport's protocol; reading is paused here until it takes over. A callback that
+        raises is logged and its connection closed with 1011.
 
         From an ``asyncio.Protocol``: pass its transport and the bytes it received after the
         request head (a client may send frames right behind its request), and stop using the
@@ -364,7 +383,7 @@ class WebSocketServer(EventEmitter):
             buffered = getattr(head, "_buffer", bytearray())  # no public way to drain it
             head = bytes(buffered)
             buffered.clear()
-        self._upgrade(request, transport, head, callback, writer)
+        self._upgrade(request, transport, bytes(head or b""), callback, False, writer)
 
     @staticmethod
     async def read_request(
@@ -378,69 +397,73 @@ class WebSocketServer(EventEmitter):
 
         ``remote_address`` and ``secure`` come from ``writer`` when given. Raises
         :class:`~wsfast.handshake.RequestError` (431 or 400, with ``status`` and ``message``) for
-        a head that is too large or malformed, and ``asyncio.IncompleteReadError`` at EOF.
+        a head that is too large or malformed, as soon as it is, and
+        ``asyncio.IncompleteReadError`` at EOF. Nothing past the head is read.
         """
+        head = handshake.HeadReader(max_head_size, max_headers)
         try:
-            data = await reader.readuntil(b"\r\n\r\n")
+            # Line by line through the one head reader: a bare LF is refused on its line, and
+            # the bytes after the head stay in the StreamReader for handle_upgrade.
+            while not head.feed(await reader.readuntil(b"\n")):
+                pass
         except asyncio.LimitOverrunError:
             raise RequestError(431, "Request Header Fields Too Large") from None
-        parsed = handshake.parse_head(data, max_head_size, max_headers)
-        assert parsed is not None  # readuntil returned a complete head
-        start, headers, _ = parsed
-        method, target, version = handshake.parse_request_line(start)
         remote = secure = None
         if writer is not None:
             remote = writer.get_extra_info("peername")
             secure = writer.get_extra_info("sslcontext") is not None
-        return Request(method, target, handshake.Headers(headers), version, remote, bool(secure))
+        return head.request(remote, bool(secure))
 
     def _upgrade(
         self,
         request: Request,
         transport: asyncio.Transport,
-        head: Any,
+        head: bytes | _ServerConnection,
         callback: Callable[[WebSocket, Request], Any],
-        keep_alive: object = None,
+        plain_http: bool,
+        keep_alive: object,
+    ) -> asyncio.Task[None] | None:
+        """Answer ``request``; the task awaiting ``verify_client``, if one runs."""
+        decision = handshake.check_request(
+            request, self.options, plain_http=plain_http, should_handle=self.should_handle
+        )
+        if isinstance(decision, Refusal):
+            self._refuse(transport, request, decision, head)
+            return None
+        if self.options.verify_client is None:
+            self._complete(decision, transport, head, callback, keep_alive)
+            return None
+        return self._spawn(
+            self._verify_then_complete(decision, transport, head, callback, keep_alive)
+        )
+
+    async def _verify_then_complete(
+        self,
+        upgrade: Upgrade,
+        transport: asyncio.Transport,
+        head: bytes | _ServerConnection,
+        callback: Callable[[WebSocket, Request], Any],
+        keep_alive: object,
     ) -> None:
+        request = upgrade.request
+        info = VerifyInfo(upgrade.origin, request.secure, request)
         try:
-            key, version = handshake.validate_request(request)
-            if not self.should_handle(request):
-                # ws answers a path it does not serve with a bare 400 (abortHandshake), never
-                # with 'wsClientError'.
-                self._abort(transport, request, RequestError(400, "Bad Request"), emit=False)
-                return
-            protocols = handshake.request_protocols(request)
-            deflate, negotiated = self._negotiate(request)
-        except RequestError as exc:
-            self._abort(transport, request, exc)
+            result = await self._verify(info)
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+        except Exception as exc:
+            self._server_error(exc, "verify_client raised")
+            self._refuse(transport, request, handshake.SERVER_ERROR, head)
             return
-        if self.options["verify_client"] is None:
-            self._complete(
-                key, protocols, deflate, negotiated, request, transport, head, callback, keep_alive
-            )
+        refusal = handshake.verify_refusal(result)
+        if refusal is not None:
+            self._refuse(transport, request, refusal, head)
             return
+        self._complete(upgrade, transport, head, callback, keep_alive)
 
-        async def verify() -> None:
-            origin = request.headers.get("origin" if version == 13 else "sec-websocket-origin")
-            info = VerifyInfo(origin, request.secure, request)
-            try:
-                ok, status, message, headers = await self._verify(info)
-            except Exception as exc:
-                logger.exception("verify_client raised")
-                self._abort(transport, request, RequestError(500, "Internal Server Error"))
-                self.emit("error", exc)
-                return
-            if not ok:
-                self._abort(transport, request, RequestError(status, message or "", headers))
-                return
-            self._complete(
-                key, protocols, deflate, negotiated, request, transport, head, callback, keep_alive
-            )
-
-        self._loop.create_task(verify())
-
-    async def _verify(self, info: VerifyInfo) -> tuple[bool, int, str | None, Any]:
-        verify = self.options["verify_client"]
+    async def _verify(self, info: VerifyInfo) -> Any:
+        verify = self.options.verify_client
         assert verify is not None
         if self._verify_arity >= 2:
             future: asyncio.Future[Any] = self._loop.create_future()
@@ -452,107 +475,141 @@ class WebSocketServer(EventEmitter):
                     future.set_result((ok, code, message, headers))
 
             verify(info, done)
-            return await future  # type: ignore[no-any-return]
+            return await future
         result = verify(info)
         if inspect.isawaitable(result):
             result = await result
-        if isinstance(result, tuple):
-            ok = bool(result[0])
-            status = result[1] if len(result) > 1 else 401
-            message = result[2] if len(result) > 2 else None
-            headers = result[3] if len(result) > 3 else None
-            return ok, status, message, headers
-        return bool(result), 401, None, None
+        return result
 
-    def _negotiate(self, request: Request) -> tuple[Any, dict[str, Any]]:
-        option = self.options["per_message_deflate"]
-        if not option and not isinstance(option, Mapping):
-            # As ws: Sec-WebSocket-Extensions is only parsed (and refused with 400 when
-            # malformed) by a server that offers permessage-deflate.
-            return None, {}
-        offers = handshake.request_extensions(request)
-        if "permessage-deflate" not in offers:
-            return None, {}
-        from .permessage_deflate import PerMessageDeflate
+    def _server_error(self, exc: Exception, what: str) -> None:
+        """A bug on the server's side (not the peer's): one ERROR line with its traceback;
+        ``'error'`` listeners hear of it too."""
+        logger.error("%s", what, exc_info=exc)
+        if self.listener_count("error"):
+            self.emit("error", exc)
 
-        deflate = PerMessageDeflate(
-            option if isinstance(option, Mapping) else {},
-            is_server=True,
-            max_payload=self.options["max_payload"],
-        )
-        try:
-            params = deflate.accept(offers["permessage-deflate"])
-        except ValueError:
-            raise RequestError(
-                400, "Invalid or unacceptable Sec-WebSocket-Extensions header"
-            ) from None
-        return deflate, {"permessage-deflate": params}
-
-    def _abort(
-        self, transport: asyncio.Transport, request: Request, exc: RequestError, emit: bool = True
+    def _refuse(
+        self,
+        transport: asyncio.Transport,
+        request: Request | None,
+        refusal: Refusal,
+        head: bytes | _ServerConnection,
     ) -> None:
-        if emit and self.listener_count("wsClientError"):
-            error = HandshakeError(exc.message, "WS_ERR_HANDSHAKE", http_status=exc.status)
+        if refusal.reportable and request is not None and self.listener_count("wsClientError"):
+            _rest(head)  # the listener owns the connection and its timing from here
+            error = HandshakeError(refusal.message, "WS_ERR_HANDSHAKE", http_status=refusal.status)
             self.emit("wsClientError", error, transport, request)
             return
+        self._write_refusal(transport, refusal, request)
+
+    def _write_refusal(
+        self, transport: asyncio.Transport, refusal: Refusal, request: Request | None
+    ) -> None:
+        # DEBUG at most: a remote peer must not be able to write ERROR lines into the log.
+        logger.debug(
+            "opening handshake refused with %d %s: %s %s",
+            refusal.status,
+            refusal.message,
+            transport.get_extra_info("peername"),
+            request.path if request is not None else "(malformed head)",
+        )
         if not transport.is_closing():
-            transport.write(handshake.abort_response(exc.status, exc.message, exc.headers))
+            transport.write(refusal.response())
             transport.close()
 
     def _complete(
         self,
-        key: str,
-        protocols: list[str],
-        deflate: Any,
-        negotiated: dict[str, Any],
-        request: Request,
+        upgrade: Upgrade,
         transport: asyncio.Transport,
-        head: Any,
+        head: bytes | _ServerConnection,
         callback: Callable[[WebSocket, Request], Any],
-        keep_alive: object = None,
+        keep_alive: object,
     ) -> None:
+        request = upgrade.request
         if transport.is_closing():
             return
-        if self._state != RUNNING and not self.options["no_server"]:
-            self._abort(transport, request, RequestError(503, "Service Unavailable"))
+        if self._state != RUNNING and not self.options.no_server:
+            self._refuse(transport, request, handshake.SERVICE_UNAVAILABLE, head)
             return
-        lines = [
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Accept: {handshake.accept_key(key)}",
-        ]
-        protocol = ""
-        if protocols:
-            chooser = self.options["handle_protocols"]
-            chosen = chooser(list(protocols), request) if chooser else protocols[0]
-            if chosen:
-                protocol = str(chosen)
-                lines.append(f"Sec-WebSocket-Protocol: {protocol}")
-        if negotiated:
-            from . import extension
-
-            lines.append(f"Sec-WebSocket-Extensions: {extension.format(negotiated)}")
+        try:
+            protocol = upgrade.select_protocol(self.options.handle_protocols)
+        except Exception as exc:
+            self._server_error(exc, "handle_protocols raised")
+            self._refuse(transport, request, handshake.SERVER_ERROR, head)
+            return
+        lines = upgrade.headers(protocol)
         self.emit("headers", lines, request)
-        transport.write(handshake.build_response(101, lines))
-        options = self.options
-        connection_options = ConnectionOptions(
-            max_payload=options["max_payload"],
-            max_fragments=options["max_fragments"],
-            skip_utf8_validation=options["skip_utf8_validation"],
-            auto_pong=options["auto_pong"],
-            close_timeout=options["close_timeout"],
-            max_queue=options["max_queue"],
+        transport.write(Upgrade.response(lines))
+        rest = _rest(head)
+        ws = accept(
+            transport,
+            protocol,
+            upgrade.extensions,
+            upgrade.deflate,
+            self._connection_options,
+            keep_alive,
         )
-        if isinstance(head, _RequestReader):
-            head = head.take_head()
-        ws = accept(transport, protocol, negotiated, deflate, connection_options, keep_alive)
-        if options["client_tracking"]:
+        if self.options.client_tracking:
             self.clients.add(ws)
             ws.once("close", lambda *args: self.clients.discard(ws))
         try:
-            callback(ws, request)
+            self._open(ws, request, callback)
         finally:
-            start(ws, bytes(head or b""))
+            start(ws, rest)
+
+    def _emit_connection(self, ws: WebSocket, request: Request) -> None:
+        self.emit("connection", ws, request)
+
+    def _open(
+        self, ws: WebSocket, request: Request, callback: Callable[[WebSocket, Request], Any]
+    ) -> None:
+        if callback is self._emit_connection:
+            self.emit("connection", ws, request)  # each listener runs through _call below
+        else:
+            self._run_listener(callback, ws, request)
+
+    def _call(self, event: str, listener: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        # emit() runs each listener through _call (keeping Node's once() and snapshot rules);
+        # for 'connection' a listener that raises must not leave an OPEN connection that
+        # nobody serves.
+        if event == "connection" and len(args) == 2 and isinstance(args[0], WebSocket):
+            self._run_listener(listener, args[0], args[1])
+        else:
+            super()._call(event, listener, args)
+
+    def _run_listener(self, listener: Callable[..., Any], ws: WebSocket, request: Request) -> None:
+        try:
+            result = listener(ws, request)
+        except Exception:
+            logger.exception("a 'connection' listener raised")
+            _fail(ws)
+            return
+        if inspect.iscoroutine(result):
+            self._spawn(_serve_connection(result, ws))
+
+
+def _rest(head: bytes | _ServerConnection) -> bytes:
+    """The bytes after the request head; ends the port-mode handshake's timer."""
+    return head.finish() if isinstance(head, _ServerConnection) else head
+
+
+def _fail(ws: WebSocket) -> None:
+    """Close a connection whose server code raised: 1011, RFC 6455 7.4.1's "unexpected
+    condition"."""
+    if ws.ready_state == WebSocket.OPEN:
+        ws.close(1011)
+
+
+async def _serve_connection(coro: Coroutine[Any, Any, Any], ws: WebSocket) -> None:
+    """Run an async 'connection' listener: its exceptions are logged, never left in a task."""
+    try:
+        await coro
+    except ConnectionClosed as exc:
+        # The peer went away while the listener waited on it: the normal end of a connection.
+        logger.debug("connection closed under its listener: %s %s", exc.code, exc.reason)
+    except Exception:
+        logger.exception("an async 'connection' listener raised")
+        _fail(ws)
 
 
 def _is_socket(path: Any) -> bool:
@@ -589,41 +646,47 @@ def _arity(func: Callable[..., Any]) -> int:
 
 
 class Serve:
-    """What :func:`serve` returns: ``await`` it or ``async with`` it to get the server."""
+    """What :func:`serve` returns: ``await`` it or ``async with`` it to get the server.
+
+    Every task of an ``async def`` handler is held in :attr:`tasks` until it ends. Leaving the
+    ``async with`` block closes the server, closes each client with 1001 (going away), then
+    cancels and awaits the handlers still running.
+    """
 
     def __init__(
-        self, handler: Callable[..., Any] | None, args: tuple[Any, ...], options: dict[str, Any]
+        self,
+        handler: Callable[..., Any] | None,
+        host: str | None,
+        port: int | None,
+        options: ServerOptionsDict,
     ) -> None:
         self._handler = handler
-        self._args = args
+        self._host = host
+        self._port = port
         self._options = options
         self._server: WebSocketServer | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        """The running tasks of an ``async def`` handler."""
 
     async def _start(self) -> WebSocketServer:
-        host = self._args[0] if len(self._args) > 0 else self._options.pop("host", None)
-        port = self._args[1] if len(self._args) > 1 else self._options.pop("port", None)
-        if port is None and not any(k in self._options for k in ("unix_path", "sock", "no_server")):
+        options: dict[str, Any] = dict(self._options)
+        host, port = options.pop("host", None), options.pop("port", None)
+        host = self._host if self._host is not None else host
+        port = self._port if self._port is not None else port
+        if port is None and not any(k in options for k in ("unix_path", "sock", "no_server")):
             port = 0
-        server = WebSocketServer(port, host, **self._options)
+        server = WebSocketServer(port, host, **options)
         handler = self._handler
         if handler is not None:
             if inspect.iscoroutinefunction(handler):
+                loop = asyncio.get_running_loop()
 
-                async def run(ws: WebSocket, request: Request) -> None:
-                    try:
-                        await handler(ws, request)
-                    except Exception:
-                        logger.exception("connection handler raised")
-                        if ws.ready_state == WebSocket.OPEN:
-                            ws.close(1011)
-                        return
-                    # As in websockets: the connection ends with its handler.
-                    if ws.ready_state == WebSocket.OPEN:
-                        ws.close(1000)
+                def on_connection(ws: WebSocket, request: Request) -> None:
+                    task = loop.create_task(_run_handler(handler, ws, request))
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
 
-                server.on(
-                    "connection", lambda ws, request: server._loop.create_task(run(ws, request))
-                )
+                server.on("connection", on_connection)
             else:
                 server.on("connection", handler)
         self._server = server
@@ -647,14 +710,52 @@ class Serve:
         if clients:
             await asyncio.wait(
                 [asyncio.ensure_future(ws.wait_closed()) for ws in clients],
-                timeout=server.options["close_timeout"],
+                timeout=server.options.close_timeout,
             )
+        await asyncio.sleep(0)  # handlers woken by the closes end in this turn
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def serve(handler: Callable[..., Any] | None, *args: Any, **options: Any) -> Serve:
+async def _run_handler(
+    handler: Callable[[WebSocket, Request], Coroutine[Any, Any, Any]],
+    ws: WebSocket,
+    request: Request,
+) -> None:
+    try:
+        await handler(ws, request)
+    except ConnectionClosed as exc:
+        # recv() or async for saw the peer vanish (1006): the handler's normal end.
+        logger.info("connection closed under its handler: %s %s", exc.code, exc.reason)
+        return
+    except asyncio.CancelledError:
+        if ws.ready_state == WebSocket.OPEN:
+            ws.close(1001)
+        raise
+    except Exception:
+        logger.exception("connection handler raised")
+        _fail(ws)
+        return
+    # As in websockets: the connection ends with its handler.
+    if ws.ready_state == WebSocket.OPEN:
+        ws.close(1000)
+
+
+def serve(
+    handler: Callable[..., Any] | None,
+    host: str | None = None,
+    port: int | None = None,
+    /,
+    **options: Unpack[ServerOptionsDict],
+) -> Serve:
     """Start a server: ``async with serve(handler, host, port) as server``.
 
     ``handler(ws, request)`` runs for every connection; an ``async def`` handler owns its
-    connection, which is closed with 1000 when the handler returns (1011 if it raises).
+    connection, which is closed with 1000 when the handler returns (1011 if it raises). The
+    options are :class:`WebSocketServer`'s keyword options; ``host`` and ``port`` may be given
+    by keyword too.
     """
-    return Serve(handler, args, options)
+    return Serve(handler, host, port, options)
