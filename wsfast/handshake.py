@@ -337,7 +337,7 @@ def build_request(
 
 def build_response(status: int, headers: Iterable[str]) -> bytes:
     """A response head from ws-style header lines (``"Name: value"``)."""
-    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    reason = _phrase(status)
     head = [f"HTTP/1.1 {status} {reason}", *headers]
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
 
@@ -347,7 +347,7 @@ def abort_response(
 ) -> bytes:
     """A complete error response that closes the connection (ws' ``abortHandshake``)."""
     if not message:
-        message = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        message = _phrase(status)
     body = message.encode("utf-8")
     lines = ["Connection: close", "Content-Type: text/html", f"Content-Length: {len(body)}"]
     for name, value in (headers or {}).items():
@@ -656,7 +656,11 @@ class ServerHandshake:
 
 
 def _phrase(status: int) -> str:
-    return HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    """The standard reason phrase of ``status``, or ``""`` for a code HTTP does not name."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def validate_response(

@@ -8,10 +8,9 @@ Every option is checked here, once, when a connection or a server is built: a wr
 
 from __future__ import annotations
 
-import ssl as ssl_module
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .constants import (
     BINARY_TYPES,
@@ -27,6 +26,9 @@ from .constants import (
     PROTOCOL_VERSIONS,
 )
 from .subprotocol import is_valid_token
+
+if TYPE_CHECKING:
+    import ssl as ssl_module
 
 __all__ = [
     "ConnectionOptions",
@@ -52,6 +54,14 @@ def _duration(name: str, value: Any, optional: bool) -> None:
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def _is_ssl_context(value: Any) -> bool:
+    # Duck-typed so that this module stays free of the ssl module (DESIGN section 2: the core
+    # imports no I/O); an SSLContext is what has wrap_socket and wrap_bio.
+    return callable(getattr(value, "wrap_socket", None)) and callable(
+        getattr(value, "wrap_bio", None)
+    )
 
 
 def deflate_options(value: Any) -> dict[str, Any] | None:
@@ -129,7 +139,7 @@ class ClientOptions(ConnectionOptions):
             raise ValueError("An invalid or duplicated subprotocol was specified")
         _duration("handshake_timeout", self.handshake_timeout, optional=True)
         _non_negative_int("max_redirects", self.max_redirects)
-        if self.ssl is not None and not isinstance(self.ssl, (bool, ssl_module.SSLContext)):
+        if self.ssl is not None and not (isinstance(self.ssl, bool) or _is_ssl_context(self.ssl)):
             raise TypeError("ssl must be an ssl.SSLContext, a bool or None")
         if self.proxy is not None and not isinstance(self.proxy, str):
             raise TypeError("proxy must be a URL string")
@@ -195,7 +205,7 @@ class ServerOptions(ConnectionOptions):
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise TypeError(f"{name} must be callable")
-        if self.ssl is not None and not isinstance(self.ssl, ssl_module.SSLContext):
+        if self.ssl is not None and not _is_ssl_context(self.ssl):
             raise TypeError("ssl must be an ssl.SSLContext or None")
 
     def connection(self) -> ConnectionOptions:

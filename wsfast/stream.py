@@ -170,7 +170,8 @@ def create_websocket_stream(
     writer = WebSocketStreamWriter(ws, reader, binary)
 
     def on_message(data: Any, is_binary: bool) -> None:
-        if reader._eof or reader.exception() is not None:  # type: ignore[attr-defined]
+        # 'close' (which feeds EOF) is always the last event: only a failed reader is left.
+        if reader.exception() is not None:
             return
         if isinstance(data, str):
             data = data.encode("utf-8")
