@@ -217,6 +217,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--only", choices=("servers", "clients", "memory"), action="append")
+    parser.add_argument(
+        "--row",
+        action="append",
+        metavar="NAME",
+        help="measure only these servers/clients (repeatable), e.g. --row wsfast --row picows; "
+        "with PYTHONPATH pointing at another checkout this compares two trees of wsfast",
+    )
     args = parser.parse_args(argv)
     if not args.table:
         parser.print_help()
@@ -225,16 +232,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     use_uvloop = not args.no_uvloop
     parts = args.only or ["servers", "clients", "memory"]
     columns = [c[0] for c in CASES]
+    servers = [s for s in peers.SERVERS if not args.row or s in args.row]
+    clients = [c for c in peers.CLIENTS if not args.row or c in args.row]
     print(peers.describe(args.rounds, use_uvloop) + "\n", flush=True)
     if "servers" in parts:
-        rows = echo_table(server_targets(peers.SERVERS), CASES, args.rounds, use_uvloop=use_uvloop)
+        rows = echo_table(server_targets(servers), CASES, args.rounds, use_uvloop=use_uvloop)
         print(
             format_table("Servers (picows client; raw = TCP echo, raw client)", columns, rows),
             end="\n\n",
             flush=True,
         )
     if "clients" in parts:
-        rows = echo_table(client_targets(peers.CLIENTS), CASES, args.rounds, use_uvloop=use_uvloop)
+        rows = echo_table(client_targets(clients), CASES, args.rounds, use_uvloop=use_uvloop)
         print(
             format_table("Clients (against a picows server)", columns, rows, reference="wsfast"),
             end="\n\n",
@@ -242,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     if "memory" in parts:
         print(
-            memory_table(peers.SERVERS, max(1, min(args.rounds, 3)), use_uvloop),
+            memory_table(servers, max(1, min(args.rounds, 3)), use_uvloop),
             end="\n\n",
             flush=True,
         )
