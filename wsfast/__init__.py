@@ -10,7 +10,8 @@ from .client import ClientRequest
 from .constants import CLOSED, CLOSING, CONNECTING, OPEN
 from .event_target import CloseEvent, ErrorEvent, Event, EventTarget, MessageEvent
 from .exceptions import ConnectionClosed, HandshakeError, InvalidURL, WebSocketError
-from .handshake import Headers, Request, Response
+from .handshake import Headers, Request, Response, UnexpectedResponse
+from .options import ClientOptions, ConnectionOptions, ServerOptions
 from .proxy import ProxyError
 from .sender import generate_mask
 from .stream import WebSocketStreamWriter, create_websocket_stream
@@ -23,7 +24,9 @@ __all__ = [
     "CLOSED",
     "CLOSING",
     "CONNECTING",
+    "ClientOptions",
     "ClientRequest",
+    "ConnectionOptions",
     "CloseEvent",
     "ErrorEvent",
     "Event",
@@ -37,6 +40,8 @@ __all__ = [
     "InvalidURL",
     "Request",
     "Response",
+    "ServerOptions",
+    "UnexpectedResponse",
     "VerifyInfo",
     "WebSocket",
     "WebSocketError",

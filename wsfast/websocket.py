@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import ssl as ssl_module
 from collections.abc import Callable, Generator, Iterable, Mapping
@@ -35,6 +36,7 @@ from .event_target import EventTarget
 from .exceptions import ConnectionClosed, HandshakeError, WebSocketError
 from .options import ClientOptions, ClientOptionsDict, ConnectionOptions
 from .protocol import Protocol, State
+from .receiver import DONE
 from .url import parse_url
 
 if TYPE_CHECKING:
@@ -223,7 +225,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
     def binary_type(self, value: str) -> None:
         if value not in BINARY_TYPES:
             raise ValueError(f"invalid binary_type {value!r} (one of {', '.join(BINARY_TYPES)})")
-        self._options = _replace(self._options, binary_type=value)
+        self._options = dataclasses.replace(self._options, binary_type=value)
         if self._proto is not None:
             self._proto.receiver.binary_type = value
 
@@ -796,7 +798,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
                 await self.wait_open()
                 return await self.recv()
             raise self._connection_closed()
-        if proto.state is State.CLOSED or proto.receiver.state == 5:
+        if proto.state is State.CLOSED or proto.receiver.state == DONE:
             raise self._connection_closed()
         if self._recv_waiter is not None:
             raise RuntimeError("another coroutine is already waiting in recv()")
@@ -824,12 +826,6 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             if exc.code in (1000, 1001, 1005):
                 raise StopAsyncIteration from None
             raise
-
-
-def _replace(options: ConnectionOptions, **changes: Any) -> ConnectionOptions:
-    import dataclasses
-
-    return dataclasses.replace(options, **changes)
 
 
 def accept(
