@@ -15,7 +15,7 @@ import collections
 import dataclasses
 import logging
 import ssl as ssl_module
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .client import UnexpectedResponse, open_connection
@@ -135,8 +135,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._cork: list[Any] | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._drain_callbacks: list[Callable[[BaseException | None], Any]] = []
-        self._queue: collections.deque[Any] = collections.deque()
-        self._recv_waiter: asyncio.Future[Any] | None = None
+        self._queue: collections.deque[str | bytes] = collections.deque()
+        self._recv_waiter: asyncio.Future[str | bytes] | None = None
         self._message_listeners = False
         self._message_listener: Callable[..., Any] | None = None
         self._keep_alive: object = None
@@ -611,7 +611,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
 
         self._loop.call_soon(run)
 
-    def _written(self, callback: Callable[[BaseException | None], Any] | None) -> Any:
+    def _written(self, callback: Callable[[BaseException | None], Any] | None) -> Awaitable[None]:
         if not self._write_paused:
             if callback is not None:
                 self._call_back(callback, None)
@@ -622,7 +622,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._drain_waiters.append(waiter)
         return waiter
 
-    def _not_open(self, callback: Callable[[BaseException | None], Any] | None) -> Any:
+    def _not_open(self, callback: Callable[[BaseException | None], Any] | None) -> Awaitable[None]:
         state = self.ready_state
         if state == CONNECTING:
             raise WebSocketError("WebSocket is not open: readyState 0 (CONNECTING)", None)
@@ -654,7 +654,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         fin: bool = True,
         mask: bool | None = None,
         callback: Callable[[BaseException | None], Any] | None = None,
-    ) -> Any:
+    ) -> Awaitable[None]:
         """Send a message (or a fragment with ``fin=False``) at once.
 
         A ``str`` is sent as text and anything else as binary unless ``binary`` says otherwise.
@@ -674,7 +674,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         data: str | bytes = b"",
         mask: bool | None = None,
         callback: Callable[[BaseException | None], Any] | None = None,
-    ) -> Any:
+    ) -> Awaitable[None]:
         """Send a ping (payload up to 125 bytes)."""
         proto = self._proto
         if proto is None or proto.state is not State.OPEN:
@@ -687,7 +687,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         data: str | bytes = b"",
         mask: bool | None = None,
         callback: Callable[[BaseException | None], Any] | None = None,
-    ) -> Any:
+    ) -> Awaitable[None]:
         """Send an unsolicited pong (payload up to 125 bytes)."""
         proto = self._proto
         if proto is None or proto.state is not State.OPEN:
@@ -697,7 +697,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
 
     # -- closing -------------------------------------------------------------------------------
 
-    def close(self, code: int | None = None, reason: str | bytes = "") -> Any:
+    def close(self, code: int | None = None, reason: str | bytes = "") -> Awaitable[None]:
         """Start the closing handshake (ws' ``close``); returns an awaitable of the close.
 
         Before the connection is open this aborts the handshake. ``code`` must be a valid close
@@ -774,8 +774,11 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             self.close(1000) if state == OPEN else self.close()
             await self.wait_closed()
 
-    async def recv(self) -> Any:
-        """The next message (``str``, or ``bytes`` / the ``binary_type``'s type).
+    async def recv(self) -> str | bytes:
+        """The next message: ``str`` for text, ``bytes`` for binary.
+
+        With ``binary_type="bytearray"`` binary messages are ``bytearray`` (which type checkers
+        accept as ``bytes``); with ``"fragments"`` they are a ``list`` of the frames' payloads.
 
         Raises ConnectionClosed once the connection is closed (its ``__cause__`` is the protocol
         error that failed it, if any), and RuntimeError while a ``'message'`` listener takes
@@ -802,7 +805,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             raise self._connection_closed()
         if self._recv_waiter is not None:
             raise RuntimeError("another coroutine is already waiting in recv()")
-        waiter: asyncio.Future[Any] = self._loop.create_future()
+        waiter: asyncio.Future[str | bytes] = self._loop.create_future()
         self._recv_waiter = waiter
         try:
             return await waiter
@@ -819,7 +822,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
     def __aiter__(self) -> WebSocket:
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> str | bytes:
         try:
             return await self.recv()
         except ConnectionClosed as exc:
