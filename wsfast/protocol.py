@@ -206,7 +206,6 @@ class Protocol:
         self,
         data: Any,
         binary: bool | None = None,
-        *,
         fin: bool = True,
         compress: bool | None = None,
         mask: bool | None = None,

@@ -35,7 +35,9 @@ from .event_emitter import EventEmitter
 from .event_target import EventTarget
 from .exceptions import ConnectionClosed, HandshakeError, WebSocketError
 from .options import ClientOptions, ClientOptionsDict, ConnectionOptions
-from .protocol import Protocol, State
+from .protocol import CLOSED as STATE_CLOSED
+from .protocol import OPEN as STATE_OPEN
+from .protocol import Protocol
 from .receiver import DONE
 from .url import parse_url
 
@@ -575,7 +577,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
     def pause(self) -> None:
         """Stop reading from the socket and stop emitting messages (ws' ``pause``)."""
         proto = self._proto
-        if proto is None or proto.state is State.CLOSED:
+        if proto is None or proto.state is STATE_CLOSED:
             return
         self._paused = True
         proto.receiver.paused = True
@@ -584,7 +586,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
     def resume(self) -> None:
         """Undo :meth:`pause`: parse what was buffered, then read the socket again."""
         proto = self._proto
-        if proto is None or proto.state is State.CLOSED:
+        if proto is None or proto.state is STATE_CLOSED:
             return
         self._paused = False
         receiver = proto.receiver
@@ -662,9 +664,9 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         high-water mark; awaiting it after the connection closed raises ConnectionClosed.
         """
         proto = self._proto
-        if proto is None or proto.state is not State.OPEN:
+        if proto is None or proto.state is not STATE_OPEN:
             return self._not_open(callback)
-        proto.send(data, binary, fin=fin, compress=compress, mask=mask)
+        proto.send(data, binary, fin, compress, mask)
         if self._write_paused or callback is not None:
             return self._written(callback)
         return _DONE
@@ -677,7 +679,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
     ) -> Awaitable[None]:
         """Send a ping (payload up to 125 bytes)."""
         proto = self._proto
-        if proto is None or proto.state is not State.OPEN:
+        if proto is None or proto.state is not STATE_OPEN:
             return self._not_open(callback)
         proto.ping(data, mask)
         return self._written(callback)
@@ -690,7 +692,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
     ) -> Awaitable[None]:
         """Send an unsolicited pong (payload up to 125 bytes)."""
         proto = self._proto
-        if proto is None or proto.state is not State.OPEN:
+        if proto is None or proto.state is not STATE_OPEN:
             return self._not_open(callback)
         proto.pong(data, mask)
         return self._written(callback)
@@ -801,7 +803,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
                 await self.wait_open()
                 return await self.recv()
             raise self._connection_closed()
-        if proto.state is State.CLOSED or proto.receiver.state == DONE:
+        if proto.state is STATE_CLOSED or proto.receiver.state == DONE:
             raise self._connection_closed()
         if self._recv_waiter is not None:
             raise RuntimeError("another coroutine is already waiting in recv()")
