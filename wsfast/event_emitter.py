@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from types import CoroutineType
@@ -130,13 +131,18 @@ class EventEmitter:
         """Hook for subclasses (the message queue of ``recv`` depends on 'message' listeners)."""
 
 
-def _schedule(awaitable: Any) -> None:
-    import asyncio
+# Tasks of async listeners still running: the event loop holds only weak references to tasks,
+# so an unreferenced one may be garbage collected before it finishes.
+_running: set[asyncio.Task[None]] = set()
 
+
+def _schedule(awaitable: Any) -> None:
     async def run() -> None:
         try:
             await awaitable
         except Exception:
             logger.exception("an async listener raised")
 
-    asyncio.ensure_future(run())
+    task = asyncio.ensure_future(run())
+    _running.add(task)
+    task.add_done_callback(_running.discard)

@@ -117,8 +117,12 @@ class Protocol:
         self.options = options
         self.state = OPEN
         self.deflate = deflate
-        self._out: list[Any] = []
-        self.write: Callable[[Any], Any] = write if write is not None else self._out.append
+        # The buffer exists only without a sink: an adapter's connections do not pay for it.
+        self._out: list[Any] | None = None
+        if write is None:
+            self._out = []
+            write = self._out.append
+        self.write: Callable[[Any], Any] = write
         self.on_message = on_message
         self.on_ping = on_ping
         self.on_pong = on_pong
@@ -198,8 +202,11 @@ class Protocol:
 
     def data_to_send(self) -> list[Any]:
         """What to write, in order, when no ``write`` sink was given; empties the buffer."""
-        out = self._out[:]
-        self._out.clear()
+        out = self._out
+        if out is None:
+            return []
+        self._out = []
+        self.write = self._out.append
         return out
 
     def send(
