@@ -219,19 +219,24 @@ async def one_session(sessions: list[RawSession]) -> RawSession:
 # -- a raw client with a small receive buffer ---------------------------------------------------
 
 
-async def small_window_websocket(server: WebSocketServer, rcvbuf: int = SMALL_RCVBUF) -> RawPeer:
-    """A raw client whose receive buffer is tiny, after a completed opening handshake."""
+async def small_window_websocket(
+    address: tuple[str, int], path: str = "/", rcvbuf: int | None = SMALL_RCVBUF
+) -> RawPeer:
+    """A raw client (whose receive buffer is tiny unless ``rcvbuf`` is None), after a
+    completed opening handshake with the server at ``address``."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.setblocking(False)
-    await wait_for(loop.sock_connect(sock, server.address()))
+    await wait_for(loop.sock_connect(sock, address))
     reader, writer = await asyncio.open_connection(sock=sock)
     peer = RawPeer(reader, writer)
     key = base64.b64encode(os.urandom(16)).decode()
     peer.write(
         (
-            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )
@@ -465,7 +470,7 @@ async def test_server_terminates_ping_flooder(
     server = await make_server()
     assert server.options.max_pending_auto_pongs == 60
     accepted = await accept_one(server)
-    peer = await small_window_websocket(server)
+    peer = await small_window_websocket(server.address())
     ws = await wait_for(accepted)
     events = Recorder(ws, "error", "close")
     pings = Recorder(ws, "ping")
@@ -532,7 +537,7 @@ async def test_max_pending_auto_pongs_zero_pauses_reading_instead(
 ) -> None:
     server = await make_server(max_pending_auto_pongs=0)
     accepted = await accept_one(server)
-    peer = await small_window_websocket(server)
+    peer = await small_window_websocket(server.address())
     ws = await wait_for(accepted)
     pings = Recorder(ws, "ping")
     highest = 0
