@@ -574,6 +574,53 @@ async def test_max_pending_auto_pongs_zero_pauses_reading_instead(
     peer.close()
 
 
+async def test_client_max_pending_auto_pongs_zero_pauses_reading_instead() -> None:
+    ping = server_frame(b"p" * 125, OP_PING)
+    box: dict[str, int] = {}
+    highest = 0
+
+    async def script(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: RawSession
+    ) -> None:
+        # Flood until the client stops reading, then read every pong.
+        sent = box["sent"] = await flood(writer, ping, lambda: False, 100_000)
+        await until(lambda: "paused" in box, 10.0)
+        received = 0
+        rest = b""
+        while received < sent:
+            rest += await wait_for(reader.read(1 << 20))
+            frames, rest = parse_frames(rest)
+            received += sum(1 for f in frames if f[0] == OP_PONG and f[1])
+        box["received"] = received
+        while not any(f[0] == OP_CLOSE for f in frames):  # the client's close: echo it
+            rest += await wait_for(reader.read(1 << 20))
+            frames, rest = parse_frames(rest)
+        writer.write(server_frame(struct.pack("!H", 1000), OP_CLOSE))
+
+    async with raw_server(script, rcvbuf=SMALL_RCVBUF) as (url, sessions):
+        ws = WebSocket(url, per_message_deflate=False, max_pending_auto_pongs=0)
+        await wait_for(ws.wait_open())
+        await until(lambda: "sent" in box, 60.0)
+        assert box["sent"] < 100_000, "the client never stopped reading"
+        await asyncio.sleep(scaled(0.2))
+        assert ws.ready_state == WebSocket.OPEN
+        assert ws.transport is not None and not ws.transport.is_reading()
+        highest = ws.buffered_amount
+        box["paused"] = 1
+
+        def watch() -> bool:
+            nonlocal highest
+            highest = max(highest, ws.buffered_amount)
+            return "received" in box
+
+        await until(watch, 30.0)
+        assert box["received"] == box["sent"]
+        assert ws.ready_state == WebSocket.OPEN
+        assert highest < 1024 * 1024, highest
+        await wait_for(ws.close(1000))
+    assert ws.close_code == 1000
+
+
 # == 5. options are validated when built ==========================================================
 
 
@@ -742,6 +789,30 @@ async def test_recv_and_async_for_refused_with_message_listener(
             pass  # pragma: no cover
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a recv() already waiting when a 'message' listener is attached is not woken: the "
+    "listener takes every message and recv() hangs until the connection closes "
+    "(wsfast/websocket.py _update_message_listeners leaves _recv_waiter pending; it should "
+    "fail it with RuntimeError, as a new recv() does)",
+)
+async def test_pending_recv_fails_when_message_listener_attached(
+    make_client: MakeClient, echo_server: WebSocketServer
+) -> None:
+    ws = await make_client(url_of(echo_server))
+    pending = asyncio.ensure_future(ws.recv())
+    await asyncio.sleep(scaled(0.02))
+    got: list[Any] = []
+    ws.on("message", lambda data, is_binary: got.append(data))
+    ws.send("hello")
+    await until(lambda: got == ["hello"])
+    try:
+        with pytest.raises(RuntimeError, match="listener"):
+            await wait_for(pending, 1.0)
+    finally:
+        pending.cancel()
+
+
 async def test_protocol_error_surfaces_as_connection_closed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -762,6 +833,34 @@ async def test_protocol_error_surfaces_as_connection_closed(
     with pytest.raises(ConnectionClosed) as again:
         await ws.send("x")
     assert again.value.__cause__ is cause
+
+
+async def test_serve_handler_sees_protocol_error_quietly(
+    caplog: pytest.LogCaptureFixture, raw_peer: Callable[..., Awaitable[RawPeer]]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    outcome: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: WebSocket, request: wsfast.Request) -> None:
+        try:
+            async for message in ws:
+                await ws.send(message)
+        except ConnectionClosed as exc:
+            outcome.set_result(exc)
+            raise
+
+    async with wsfast.serve(handler, "127.0.0.1", 0, close_timeout=scaled(2.0)) as server:
+        peer = await raw_websocket(raw_peer, server)
+        peer.write(client_frame(b"\xff", OP_TEXT))
+        _, opcode, payload = await peer.read_frame()
+        assert (opcode, close_code_of(payload)) == (OP_CLOSE, 1007)
+        exc = await wait_for(outcome)
+        peer.close()
+    assert isinstance(exc, ConnectionClosed) and exc.code == 1007
+    cause = exc.__cause__
+    assert isinstance(cause, WebSocketError) and cause.code == "WS_ERR_INVALID_UTF8"
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == [], [r.getMessage() for r in loud]
 
 
 async def test_close_code_none_until_closed(
