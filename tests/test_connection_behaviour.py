@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import logging
 import os
 import socket
@@ -451,6 +452,18 @@ async def test_default_has_no_fragment_limit(
     assert ws.ready_state == WebSocket.OPEN
 
 
+async def test_client_default_has_no_fragment_limit() -> None:
+    frames, message = fragmented(65536, 64, masked=False)
+    async with raw_server(sends(frames)) as (url, sessions):
+        ws = await wait_for(wsfast.connect(url, per_message_deflate=False))
+        assert ws.options.max_fragments == 0
+        try:
+            assert await wait_for(ws.recv(), 30.0) == message
+            assert ws.ready_state == WebSocket.OPEN
+        finally:
+            ws.terminate()
+
+
 # == 4. max_pending_auto_pongs ====================================================================
 
 
@@ -514,6 +527,26 @@ async def test_client_terminates_ping_flooder(batch: int, pause: float) -> None:
     assert ws.close_code == 1006
     kinds = {f[0] for f in session.frames()}
     assert OP_CLOSE not in kinds and kinds <= {OP_PONG}
+
+
+async def test_auto_pong_off_never_terminates(
+    make_server: MakeServer, raw_peer: Callable[..., Awaitable[RawPeer]]
+) -> None:
+    # ws counts only automatic pongs: without them a ping burst is just 'ping' events.
+    server = await make_server(auto_pong=False)
+    accepted = await accept_one(server)
+    peer = await raw_websocket(raw_peer, server)
+    ws = await wait_for(accepted)
+    pings = Recorder(ws, "ping")
+    peer.write(PING * 500)
+    await pings.wait("ping", 500)
+    assert ws.ready_state == WebSocket.OPEN
+    peer.write(client_frame(b"after", OP_TEXT))
+    assert await wait_for(ws.recv()) == "after"
+    ws.send("done")
+    _, opcode, payload = await peer.read_frame()  # no pong came before this
+    assert (opcode, payload) == (OP_TEXT, b"done")
+    peer.close()
 
 
 async def test_reading_peer_pinging_in_small_batches_is_not_terminated(
@@ -882,8 +915,11 @@ async def test_close_code_none_until_closed(
     assert other.close_code == 4000
 
 
+@pytest.mark.parametrize(
+    "sending", [False, True], ids=["in-async-for", "sending-under-backpressure"]
+)
 async def test_serve_async_handler_quiet_when_clients_vanish(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, sending: bool
 ) -> None:
     caplog.set_level(logging.DEBUG)
     loop = asyncio.get_running_loop()
@@ -900,6 +936,8 @@ async def test_serve_async_handler_quiet_when_clients_vanish(
             try:
                 async for message in ws:
                     await ws.send(message)
+                    while sending:  # until the peer is gone: ConnectionClosed
+                        await ws.send(b"x" * 1_000_000)
             finally:
                 finished += 1
 
@@ -908,6 +946,9 @@ async def test_serve_async_handler_quiet_when_clients_vanish(
                 ws = await wait_for(wsfast.connect(url_of(server), per_message_deflate=False))
                 await ws.send("hello")
                 assert await wait_for(ws.recv()) == "hello"
+                if sending:
+                    ws.pause()  # the server's writes back up
+                    await asyncio.sleep(scaled(0.1))
                 transport = ws.transport
                 assert transport is not None
                 sock = transport.get_extra_info("socket")
@@ -916,8 +957,6 @@ async def test_serve_async_handler_quiet_when_clients_vanish(
                 transport.abort()
             await until(lambda: finished == 5)
             assert entered == 5
-        import gc
-
         gc.collect()
         await asyncio.sleep(0)
     finally:
