@@ -291,8 +291,14 @@ async def read_all(reader: asyncio.StreamReader, seconds: float = 5.0) -> tuple[
 
 
 async def accept_one(server: WebSocketServer) -> asyncio.Future[WebSocket]:
+    """The first connection ``server`` accepts from now on."""
     accepted: asyncio.Future[WebSocket] = asyncio.get_running_loop().create_future()
-    server.on("connection", lambda ws, request: accepted.done() or accepted.set_result(ws))
+
+    def on_connection(ws: WebSocket, request: wsfast.Request) -> None:
+        if not accepted.done():
+            accepted.set_result(ws)
+
+    server.on("connection", on_connection)
     return accepted
 
 
