@@ -685,12 +685,6 @@ async def test_binary_type_nonsense_refused_everywhere(
     assert await wait_for(ws.recv()) == bytearray(b"\x01\x02")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connect() and serve() build nothing until awaited: their options are validated "
-    "then, so a bad option passes the call itself (wsfast/websocket.py Connect, "
-    "wsfast/websocket_server.py Serve)",
-)
 def test_connect_and_serve_calls_refuse_bad_options_at_once() -> None:
     with pytest.raises(ValueError):
         wsfast.connect("ws://127.0.0.1:9/", binary_type="nonsense")
@@ -828,13 +822,6 @@ async def test_recv_and_async_for_refused_with_message_listener(
             pass  # pragma: no cover
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a recv() already waiting when a 'message' listener is attached is not woken: the "
-    "listener takes every message and recv() hangs until the connection closes "
-    "(wsfast/websocket.py _update_message_listeners leaves _recv_waiter pending; it should "
-    "fail it with RuntimeError, as a new recv() does)",
-)
 async def test_pending_recv_fails_when_message_listener_attached(
     make_client: MakeClient, echo_server: WebSocketServer
 ) -> None:

@@ -208,6 +208,13 @@ class ServerOptions(ConnectionOptions):
         if self.ssl is not None and not _is_ssl_context(self.ssl):
             raise TypeError("ssl must be an ssl.SSLContext or None")
 
+    @classmethod
+    def build(cls, **options: Any) -> ServerOptions:
+        """Normalise what a user passed (``per_message_deflate`` as a bool or any mapping),
+        then validate it."""
+        pmd = deflate_options(options.pop("per_message_deflate", False))
+        return cls(per_message_deflate=pmd, **options)
+
     def connection(self) -> ConnectionOptions:
         """The options each accepted connection gets."""
         return ConnectionOptions(

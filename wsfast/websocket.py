@@ -119,6 +119,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         binary_type: str = "bytes",
         create_connection: Callable[..., Any] | None = None,
         _server_options: ConnectionOptions | None = None,
+        _client_options: ClientOptions | None = None,
     ) -> None:
         EventEmitter.__init__(self)
         self._state = CONNECTING
@@ -153,7 +154,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
                 binary_type=binary_type
             )
             return
-        options = ClientOptions.build(
+        options = _client_options or ClientOptions.build(
             protocols,
             per_message_deflate=per_message_deflate,
             handshake_timeout=handshake_timeout,
@@ -494,6 +495,16 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         # The usual single listener is called directly, without emit()'s copy and loop.
         self._message_listener = listeners[0] if listeners and len(listeners) == 1 else None
         if self._message_listeners:
+            waiter = self._recv_waiter
+            if waiter is not None and not waiter.done():
+                # A recv() waiting now would never get a message: the listener takes them all.
+                self._recv_waiter = None
+                waiter.set_exception(
+                    RuntimeError(
+                        "a 'message' listener was attached while recv() was waiting: the "
+                        "listener receives every message"
+                    )
+                )
             # Messages queued for recv() before the listener came go to it first, in order.
             queue = self._queue
             while queue and self._message_listeners:
@@ -874,13 +885,14 @@ class Connect:
 
     def __init__(self, url: str, options: Mapping[str, Any]) -> None:
         self._url = url
-        self._options = dict(options)
+        # Validated here, at the call, not only when awaited: a bad option raises at once.
+        self._options = ClientOptions.build(**options)
+        parse_url(url)
         self._ws: WebSocket | None = None
 
     def _create(self) -> WebSocket:
         if self._ws is None:
-            protocols = self._options.pop("protocols", None)
-            self._ws = WebSocket(self._url, protocols, **self._options)
+            self._ws = WebSocket(self._url, _client_options=self._options)
         return self._ws
 
     def __await__(self) -> Generator[Any, None, WebSocket]:

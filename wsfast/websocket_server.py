@@ -664,17 +664,27 @@ class Serve:
         self._host = host
         self._port = port
         self._options = options
+        # Validated here, at the call, not only when awaited: serve(..., binary_type="x")
+        # raises at once, as WebSocketServer(...) does.
+        args: dict[str, Any] = dict(options)
+        args["host"], args["port"] = self._address(args)
+        ServerOptions.build(**args)
         self._server: WebSocketServer | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         """The running tasks of an ``async def`` handler."""
 
-    async def _start(self) -> WebSocketServer:
-        options: dict[str, Any] = dict(self._options)
+    def _address(self, options: dict[str, Any]) -> tuple[str | None, int | None]:
+        """(host, port), from the positional arguments or the options (which lose them)."""
         host, port = options.pop("host", None), options.pop("port", None)
         host = self._host if self._host is not None else host
         port = self._port if self._port is not None else port
         if port is None and not any(k in options for k in ("unix_path", "sock", "no_server")):
             port = 0
+        return host, port
+
+    async def _start(self) -> WebSocketServer:
+        options: dict[str, Any] = dict(self._options)
+        host, port = self._address(options)
         server = WebSocketServer(port, host, **options)
         handler = self._handler
         if handler is not None:
