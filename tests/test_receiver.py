@@ -643,3 +643,23 @@ def test_close_length_1_refused_from_the_header(is_server: bool) -> None:
         "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH",
         1002,
     )
+
+
+@pytest.mark.parametrize("masked", [True, False], ids=["server", "client"])
+def test_a_callback_that_stops_the_receiver_ends_the_read_at_once(masked: bool) -> None:
+    # A listener that terminates the connection in the middle of a read (fast path): nothing
+    # after that message is delivered, and nothing is kept for a later feed.
+    got: list[Any] = []
+    receiver: Receiver
+
+    def on_message(data: Any, is_binary: bool) -> None:
+        got.append(data)
+        receiver.stop()
+
+    receiver = Receiver(is_server=masked, on_message=on_message)
+    one = frame(b"a", OP_BINARY, mask=b"\x01\x02\x03\x04" if masked else None)
+    receiver.feed(one * 3)
+    assert got == [b"a"]
+    assert receiver.buffered == 0
+    receiver.feed(one)
+    assert got == [b"a"]

@@ -174,6 +174,8 @@ class Receiver:
             if state == GET_INFO and not self._message_opcode:
                 pos = self._fast_frames(data, size)
                 state = self.state
+                if state == DONE:  # a callback stopped the receiver (terminate, close)
+                    return
             while not self.paused:
                 if state == GET_DATA:
                     needed = self._payload_needed
