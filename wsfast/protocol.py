@@ -332,10 +332,12 @@ class Protocol:
             cap = options.max_pending_auto_pongs
             if cap and self.pending_auto_pongs >= cap:
                 # ws 8.23: a peer that sends pings but does not read the pongs is dropped.
+                # The ping is still reported: ws' receiverOnPing emits 'ping' after
+                # terminate() as after a pong.
                 self.terminate()
-                return
-            self.pending_auto_pongs += 1
-            self.write(self.sender.pong(data))
+            else:
+                self.pending_auto_pongs += 1
+                self.write(self.sender.pong(data))
         self.on_ping(data)
 
     def _on_close(self, code: int, reason: str) -> None:
