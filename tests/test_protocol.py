@@ -6,6 +6,7 @@ key; frames fed to a server are masked with RFC 6455 5.7's key (:data:`conftest.
 
 from __future__ import annotations
 
+import array
 from typing import Any
 
 import pytest
@@ -177,11 +178,35 @@ def test_large_unmasked_send_is_written_as_header_then_payload() -> None:
 
 
 @ROLES
-def test_send_refuses_other_types(is_server: bool) -> None:
+@pytest.mark.parametrize("binary", [None, True, False], ids=["binary-unset", "binary", "text"])
+def test_send_refuses_other_types(is_server: bool, binary: bool | None) -> None:
     conn = Conn(is_server)
-    with pytest.raises(TypeError, match="cannot send int"):
-        conn.proto.send(42, True)
+    for data in (42, None, [1, 2], {"a": 1}):
+        with pytest.raises(TypeError, match=f"cannot send {type(data).__name__}"):
+            conn.proto.send(data, binary)
     assert conn.written() == b""
+    conn.proto.send(b"ok")  # the failed sends left no fragment open
+    assert conn.written() == ours(is_server, b"\x82\x02", b"ok")
+
+
+@ROLES
+@pytest.mark.parametrize("binary", [None, True], ids=["binary-unset", "binary"])
+def test_send_any_buffer(is_server: bool, binary: bool | None) -> None:
+    # Regression: with ``binary`` given, array.array (any buffer but bytes, bytearray and
+    # memoryview) was refused with "cannot send array", and sent without it.
+    conn = Conn(is_server)
+    conn.proto.send(array.array("B", [1, 2, 3]), binary)
+    words = array.array("H", [0x0102, 0x0304])
+    conn.proto.send(words, binary)  # the length on the wire counts bytes, not items
+    assert conn.written() == ours(is_server, b"\x82\x03", b"\x01\x02\x03") + ours(
+        is_server, b"\x82\x04", words.tobytes()
+    )
+
+
+def test_send_buffer_as_text() -> None:
+    conn = Conn(True)
+    conn.proto.send(array.array("B", b"Hi"), False)
+    assert conn.written() == b"\x81\x02Hi"
 
 
 @ROLES
