@@ -14,7 +14,13 @@ from typing import Any
 from conftest import MASK
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from wsfast import WebSocketError
 from wsfast.options import ConnectionOptions
@@ -23,6 +29,7 @@ from wsfast.receiver import DONE, Receiver
 from wsfast.sender import frame
 
 CLOSE_TIMEOUT = 5.0
+STEPS = 30  # stateful_step_count
 CAP = 2  # max_pending_auto_pongs, small enough for a flood of pings to reach
 
 PAYLOADS = st.binary(max_size=40)
@@ -31,6 +38,10 @@ PEER_CLOSES = st.one_of(
     st.just((None, "")),
     st.tuples(st.sampled_from([1000, 1001, 1011, 3000, 4999]), st.sampled_from(["", "bye", "é"])),
 )
+# The rules that end the connection, each enabled from a step drawn by ``schedule``.
+ENDINGS = ("peer_close", "peer_error", "peer_eof", "terminate", "drop")
+BAD_CODES_LIST = [0, 999, 1005, 1006, 5000]
+BAD_CODES = st.sampled_from(BAD_CODES_LIST)
 # Frames each side must refuse, whatever its role (the masking of these is fixed up per role).
 GARBAGE = st.sampled_from(
     [
@@ -84,6 +95,19 @@ class ClosingHandshake(RuleBasedStateMachine):
         self.eof_due_seen = False
         self.last_state = OPEN
         self.close_sent_before = False
+        self.steps = 0
+        # The step from which each way of ending the connection is enabled (see schedule).
+        self.allowed_from: dict[str, int] = {}
+
+    @initialize(steps=st.fixed_dictionaries({name: st.integers(0, STEPS) for name in ENDINGS}))
+    def schedule(self, steps: dict[str, int]) -> None:
+        # Each way of ending the connection may happen at any step, but not from the first one
+        # in most runs: with every one enabled throughout, most runs ended within a few steps
+        # and a close started here was answered by the peer in 8 runs of 200.
+        self.allowed_from = steps
+
+    def _allowed(self, name: str) -> bool:
+        return self.steps >= self.allowed_from[name]
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -121,20 +145,30 @@ class ClosingHandshake(RuleBasedStateMachine):
         self.proto.receive_data(data[split:])
 
     def _can_receive(self) -> bool:
-        return not self.lost and not self.peer_eof
+        # Input that the protocol still parses (see peer_sends_after_the_end for the rest).
+        return not self.lost and not self.peer_eof and self.proto.receiver.state != DONE
 
     # -- the peer ---------------------------------------------------------------------------------
 
     @precondition(lambda self: self._can_receive())
-    @rule(data=PAYLOADS, text=st.booleans(), split=st.integers(0, 8))
-    def peer_sends_data(self, data: bytes, text: bool, split: int) -> None:
-        if text:
-            data = data.decode("latin-1").encode("utf-8")
-        before = len(self.events)
-        parsing = self.proto.receiver.state != DONE
-        self._feed(self._frame(data, 0x1 if text else 0x2), split)
-        message = data.decode("utf-8") if text else data
-        assert self.events[before:] == ([("message", message, not text)] if parsing else [])
+    @rule(
+        data=CONTROL_PAYLOADS,
+        kind=st.sampled_from(["text", "binary", "pong"]),
+        split=st.integers(0, 8),
+    )
+    def peer_sends_data_or_pong(self, data: bytes, kind: str, split: int) -> None:
+        written, events = len(self.written), len(self.events)
+        if kind == "pong":
+            self._feed(self._frame(data, 0xA), split)
+            assert self.events[events:] == [("pong", data)]
+        else:
+            text = kind == "text"
+            if text:
+                data = data.decode("latin-1").encode("utf-8")
+            self._feed(self._frame(data, 0x1 if text else 0x2), split)
+            message = data.decode("utf-8") if text else data
+            assert self.events[events:] == [("message", message, not text)]
+        assert len(self.written) == written
 
     @precondition(lambda self: self._can_receive())
     @rule(data=CONTROL_PAYLOADS, count=st.integers(1, CAP + 2), split=st.integers(0, 8))
@@ -143,14 +177,11 @@ class ClosingHandshake(RuleBasedStateMachine):
         proto = self.proto
         was_open = proto.state is OPEN
         room = CAP - proto.pending_auto_pongs
-        parsing = proto.receiver.state != DONE
         written, events = len(self.written), len(self.events)
         self._feed(self._frame(data, 0x9) * count, split)
         pongs = self.written[written:]
         pings = self.events[events:]
-        if not parsing:
-            assert pongs == [] and pings == []
-        elif not was_open:
+        if not was_open:
             assert pongs == [] and pings == [("ping", data)] * count
         elif count > room:
             # ws 8.23: the peer does not read our pongs; drop it, without a close frame. The
@@ -162,41 +193,50 @@ class ClosingHandshake(RuleBasedStateMachine):
         else:
             assert pongs == [("pong", data)] * count and pings == [("ping", data)] * count
 
-    @precondition(lambda self: self._can_receive())
-    @rule(data=CONTROL_PAYLOADS)
-    def peer_sends_pong(self, data: bytes) -> None:
-        written = len(self.written)
-        self.proto.receive_data(self._frame(data, 0xA))
-        assert len(self.written) == written
-
-    @precondition(lambda self: self._can_receive())
+    @precondition(lambda self: self._allowed("peer_close") and self._can_receive())
     @rule(close=PEER_CLOSES, split=st.integers(0, 8))
     def peer_sends_close(self, close: tuple[int | None, str], split: int) -> None:
         code, reason = close
         payload = b"" if code is None else code.to_bytes(2, "big") + reason.encode("utf-8")
         proto = self.proto
-        parsing = proto.receiver.state != DONE
         self._feed(self._frame(payload, 0x8), split)
-        if parsing:
-            assert proto.close_received
-            assert (proto.close_code, proto.close_reason) == (
-                1005 if code is None else code,
-                reason,
-            )
-            assert proto.close_sent and self.close_written is not None
+        assert proto.close_received
+        assert (proto.close_code, proto.close_reason) == (
+            1005 if code is None else code,
+            reason,
+        )
+        assert proto.close_sent and self.close_written is not None
 
-    @precondition(lambda self: self._can_receive())
+    @precondition(lambda self: self._allowed("peer_error") and self._can_receive())
     @rule(garbage=GARBAGE, split=st.integers(0, 8))
     def peer_breaks_the_protocol(self, garbage: tuple[int, bytes, str], split: int) -> None:
         opcode, payload, _ = garbage
         proto = self.proto
-        parsing = proto.receiver.state != DONE
         self._feed(self._frame(payload, opcode), split)
-        if parsing:
-            assert proto.error is not None and proto.eof_due
-            assert proto.close_code == proto.error.status_code
+        assert proto.error is not None and proto.eof_due
+        assert proto.close_code == proto.error.status_code
 
-    @precondition(lambda self: self._can_receive())
+    @precondition(lambda self: self._can_receive() and self.proto.close_sent)
+    @rule(split=st.integers(0, 8))
+    def peer_answers_our_close(self, split: int) -> None:
+        assert self.local_close is not None  # a failure would have stopped the parsing
+        self.peer_sends_close(self.local_close, split)
+
+    @precondition(
+        lambda self: not self.lost and not self.peer_eof and self.proto.receiver.state == DONE
+    )
+    @rule(
+        frame=st.sampled_from([(0x1, b"late"), (0x2, b""), (0x9, b"p"), (0x8, b""), (0x3, b"")]),
+    )
+    def peer_sends_after_the_end(self, frame: tuple[int, bytes]) -> None:
+        # After its close frame, a failure or terminate(), nothing the peer sends counts.
+        written, events = len(self.written), len(self.events)
+        state = self.proto.state
+        self.proto.receive_data(self._frame(frame[1], frame[0]))
+        assert len(self.written) == written and len(self.events) == events
+        assert self.proto.state is state
+
+    @precondition(lambda self: self._allowed("peer_eof") and not self.lost and not self.peer_eof)
     @rule()
     def peer_sends_eof(self) -> None:
         self.peer_eof = True
@@ -205,62 +245,80 @@ class ClosingHandshake(RuleBasedStateMachine):
 
     # -- the local application --------------------------------------------------------------------
 
-    @rule(data=st.one_of(PAYLOADS, st.text(max_size=20)))
-    def local_sends(self, data: bytes | str) -> None:
+    @rule(data=st.one_of(PAYLOADS, st.text(max_size=20)), ping=st.booleans())
+    def local_sends(self, data: bytes | str, ping: bool) -> None:
         proto = self.proto
         written = len(self.written)
+        send = proto.ping if ping else proto.send
         if proto.state is OPEN:
-            proto.send(data)
-            assert self.written[written:] == [("message", data, isinstance(data, bytes))]
+            send(data)
+            if ping:
+                payload = data.encode("utf-8") if isinstance(data, str) else data
+                assert self.written[written:] == [("ping", payload)]
+            else:
+                assert self.written[written:] == [("message", data, isinstance(data, bytes))]
         else:
             try:
-                proto.send(data)
-            except InvalidState:
-                pass
+                send(data)
+            except InvalidState as exc:
+                assert exc.state is proto.state
             else:
-                raise AssertionError("send() when not OPEN must raise InvalidState")
+                raise AssertionError("sending when not OPEN must raise InvalidState")
             assert len(self.written) == written
 
-    @rule(data=CONTROL_PAYLOADS)
-    def local_pings(self, data: bytes) -> None:
-        proto = self.proto
-        if proto.state is OPEN:
-            proto.ping(data)
-            assert self.written[-1] == ("ping", data)
-        else:
-            try:
-                proto.ping(data)
-            except InvalidState:
-                pass
-            else:
-                raise AssertionError("ping() when not OPEN must raise InvalidState")
-
-    @rule(close=PEER_CLOSES)
+    @rule(close=st.one_of(PEER_CLOSES, st.tuples(BAD_CODES, st.just(""))))
     def local_closes(self, close: tuple[int | None, str]) -> None:
         code, reason = close
         proto = self.proto
-        if proto.state is OPEN:
-            self.local_close = (code, reason)
-        proto.close(code, reason)
-
-    @rule(code=st.sampled_from([0, 999, 1005, 1006, 5000]))
-    def local_closes_with_a_bad_code(self, code: int) -> None:
-        proto = self.proto
         state = proto.state
         written = len(self.written)
-        try:
-            proto.close(code)
-        except TypeError:
-            assert state is OPEN  # validated only when a close frame is to be sent
-        else:
-            assert state is not OPEN
-        assert proto.state is state and len(self.written) == written
+        if code in BAD_CODES_LIST:
+            try:
+                proto.close(code)
+            except TypeError:
+                assert state is OPEN  # validated only when a close frame is to be sent
+            else:
+                assert state is not OPEN
+            assert proto.state is state and len(self.written) == written
+            return
+        if state is OPEN:
+            self.local_close = (code, reason)
+        proto.close(code, reason)
+        if state is OPEN:
+            assert proto.close_sent and proto.state is not OPEN
 
+    @precondition(lambda self: self._allowed("terminate"))
     @rule()
     def local_terminates(self) -> None:
-        if self.proto.state is not CLOSED:
+        proto = self.proto
+        if self.lost:
+            abort_due = proto.abort_due
+            proto.terminate()
+            assert proto.abort_due is abort_due and proto.state is CLOSED
+        else:
             self.abort_allowed = True
-        self.proto.terminate()
+            proto.terminate()
+            assert proto.abort_due and proto.state is not OPEN
+
+    @precondition(lambda self: self.lost)
+    @rule(data=st.one_of(PAYLOADS, st.text(max_size=20)))
+    def application_after_connection_lost(self, data: bytes | str) -> None:
+        proto = self.proto
+        written = len(self.written)
+        due = (proto.abort_due, proto.eof_due, proto.timer, proto.pending)
+        for call in (lambda: proto.send(data), lambda: proto.ping(), lambda: proto.pong()):
+            try:
+                call()
+            except InvalidState as exc:
+                assert exc.state is CLOSED
+            else:
+                raise AssertionError("sending when CLOSED must raise InvalidState")
+        proto.close(1000)
+        proto.close(5000)  # not even validated once CLOSED, as ws
+        proto.terminate()
+        proto.expire()
+        assert len(self.written) == written and proto.state is CLOSED
+        assert (proto.abort_due, proto.eof_due, proto.timer, proto.pending) == due
 
     # -- the clock and the adapter ----------------------------------------------------------------
 
@@ -274,10 +332,14 @@ class ClosingHandshake(RuleBasedStateMachine):
         assert self.proto.abort_due
 
     @precondition(lambda self: not self.lost)
-    @rule()
-    def adapter_acts(self) -> None:
-        # websocket.py's _apply: abort first (and nothing else), else arm the timer, then EOF.
+    @rule(flushed=st.booleans())
+    def adapter_acts(self, flushed: bool) -> None:
+        # The end of websocket.py's data_received: _apply (abort first and nothing else, else
+        # arm the timer, then EOF) when pending, then the transport's buffer may be empty.
         proto = self.proto
+        if flushed:
+            proto.auto_pongs_flushed()
+            assert proto.pending_auto_pongs == 0
         if not proto.pending:
             return
         proto.pending = False
@@ -294,19 +356,13 @@ class ClosingHandshake(RuleBasedStateMachine):
             proto.eof_due = False
             self.eof_done = True
 
-    @precondition(lambda self: not self.lost)
-    @rule()
-    def adapter_reports_pongs_flushed(self) -> None:
-        self.proto.auto_pongs_flushed()
-        assert self.proto.pending_auto_pongs == 0
-
     @precondition(lambda self: not self.lost and (self.eof_done or self.peer_eof))
     @rule()
     def tcp_closes(self) -> None:
         # Our EOF went out and the peer's came back, or the peer's EOF made asyncio close.
         self.connection_lost()
 
-    @precondition(lambda self: not self.lost)
+    @precondition(lambda self: not self.lost and self._allowed("drop"))
     @rule()
     def network_drops(self) -> None:
         self.connection_lost()
@@ -333,6 +389,10 @@ class ClosingHandshake(RuleBasedStateMachine):
         return code
 
     # -- invariants -------------------------------------------------------------------------------
+
+    @invariant()
+    def count_steps(self) -> None:
+        self.steps += 1
 
     @invariant()
     def state_moves_forward(self) -> None:
@@ -385,7 +445,7 @@ class ClosingHandshake(RuleBasedStateMachine):
 
 SETTINGS = settings(
     max_examples=200,
-    stateful_step_count=30,
+    stateful_step_count=STEPS,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
