@@ -236,10 +236,16 @@ class Protocol:
                     text = kind is str if binary is None else not binary
                     self.write(bytes((0x81 if text else 0x82, length)) + payload)
                     return
+        if not isinstance(data, (str, bytes, bytearray, memoryview)):
+            # Any buffer is sent as its bytes (ws sends any ArrayBuffer view; Sender's
+            # _byte_buffer takes array('H') and the like), with ``binary`` given or not: this
+            # check ran only with ``binary`` given and refused every buffer but these three.
+            try:
+                memoryview(data)
+            except TypeError:
+                raise TypeError(f"cannot send {type(data).__name__}") from None
         if binary is None:
             binary = not isinstance(data, str)
-        elif not isinstance(data, (str, bytes, bytearray, memoryview)):
-            raise TypeError(f"cannot send {type(data).__name__}")
         out = sender.message(data, binary, fin=fin, compress=compress, mask=mask, split=True)
         if type(out) is tuple:
             self.write(out[0])
@@ -338,10 +344,12 @@ class Protocol:
             cap = options.max_pending_auto_pongs
             if cap and self.pending_auto_pongs >= cap:
                 # ws 8.23: a peer that sends pings but does not read the pongs is dropped.
+                # The ping is still reported: ws' receiverOnPing emits 'ping' after
+                # terminate() as after a pong.
                 self.terminate()
-                return
-            self.pending_auto_pongs += 1
-            self.write(self.sender.pong(data))
+            else:
+                self.pending_auto_pongs += 1
+                self.write(self.sender.pong(data))
         self.on_ping(data)
 
     def _on_close(self, code: int, reason: str) -> None:
