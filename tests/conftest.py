@@ -40,6 +40,13 @@ _NO_SKIP_FILES = {
     "test_websocket.py",
     "test_server.py",
     "test_public_api.py",
+    "test_protocol.py",
+    "test_protocol_stateful.py",
+    "test_architecture.py",
+    "test_connection_behaviour.py",
+    "test_server_handshake.py",
+    "test_client_handshake.py",
+    "test_url.py",
 }
 
 

@@ -719,3 +719,22 @@ def test_callbacks_are_optional(is_server: bool) -> None:
     other = Protocol(is_server=is_server, options=ConnectionOptions(generate_mask=lambda: ZERO))
     other.receive_data(peer(is_server, b"", 0x3))
     assert other.error is not None and other.close_code == 1002
+
+
+@pytest.mark.parametrize("drop", ["terminate", "expire"])
+def test_fail_after_the_connection_is_dropped_does_nothing(drop: str) -> None:
+    # A listener that terminates its connection and then raises: the adapter fails the
+    # connection (1011) on top; nothing more may be written or reported.
+    errors: list[Any] = []
+    proto = Protocol(is_server=True, options=ConnectionOptions(), on_error=errors.append)
+    if drop == "terminate":
+        proto.terminate()
+    else:
+        proto.close(1000)
+        proto.data_to_send()
+        proto.expire()
+    proto.fail(WebSocketError("bug", "WS_ERR_INTERNAL", 1011))
+    assert errors == []
+    assert proto.error is None
+    assert proto.data_to_send() == []
+    assert proto.abort_due and not proto.eof_due

@@ -21,6 +21,7 @@ from typing import Any
 
 from .exceptions import WebSocketError
 from .options import ConnectionOptions
+from .permessage_deflate import PerMessageDeflate
 from .receiver import Receiver
 from .sender import Sender, close_payload
 
@@ -94,6 +95,7 @@ class Protocol:
         "eof_received",
         "eof_due",
         "abort_due",
+        "aborted",
         "timer",
         "pending",
         "pending_auto_pongs",
@@ -105,7 +107,7 @@ class Protocol:
         *,
         is_server: bool,
         options: ConnectionOptions,
-        deflate: Any = None,
+        deflate: PerMessageDeflate | None = None,
         write: Callable[[Any], Any] | None = None,
         on_message: Callable[[Any, bool], Any] = _ignore,
         on_ping: Callable[[bytes], Any] = _ignore,
@@ -157,6 +159,8 @@ class Protocol:
         self.eof_due = False
         #: The adapter must drop the TCP connection at once (then clear this).
         self.abort_due = False
+        #: The connection is being dropped without a closing handshake (terminate, expire).
+        self.aborted = False
         #: Seconds until :meth:`expire` is due; the adapter arms its timer and clears this.
         self.timer: float | None = None
         #: True when any of the three above was set: one check on the hot path.
@@ -192,11 +196,8 @@ class Protocol:
         self.receiver.stop()
         if self.close_code is None:
             self.close_code = 1006
-        deflate = self.deflate
-        if deflate is not None:
-            cleanup = getattr(deflate, "cleanup", None)
-            if cleanup is not None:
-                cleanup()
+        if self.deflate is not None:
+            self.deflate.cleanup()
 
     # -- bytes out -------------------------------------------------------------------------------
 
@@ -271,25 +272,27 @@ class Protocol:
         """Start the closing handshake (ws' ``close``), or finish it when both frames are out.
 
         ``code`` must be a valid close code and ``reason`` at most 123 bytes of UTF-8 (checked
-        before anything changes). Does nothing once CLOSED or while CLOSING with our frame out.
+        before anything changes). While CLOSING it only repeats the end of a finished exchange
+        (ws calls ``socket.end()`` again); otherwise, and once CLOSED, it does nothing.
         """
         state = self.state
         if state is OPEN:
+            # The peer's close moves OPEN to CLOSING at once, so none was received yet.
             close_payload(code, reason)  # raises on a bad code or reason
             self.state = CLOSING
             self._send_close(code, reason)
-            if self.close_received:
-                self._end()
         elif state is CLOSING and self.close_sent and self.close_received:
             self._end()
 
     def fail(self, exc: WebSocketError) -> None:
         """Fail the connection (RFC 6455 7.1.7): close frame with the error's code, then EOF."""
-        if self.error is not None or self.state is CLOSED:
+        if self.error is not None or self.aborted or self.state is CLOSED:
+            # Failed already, or the connection is being dropped (terminate, expire): there is
+            # no close frame left to send and nothing to report.
             return
         self.error = exc
         self.receiver.stop()
-        if self.close_code is None or not self.close_received:
+        if not self.close_received:  # the peer's close, already answered, says how it ended
             self.close_code = exc.status_code
         if self.state is OPEN:
             self.state = CLOSING
@@ -303,12 +306,12 @@ class Protocol:
             return
         self.state = CLOSING
         self.receiver.stop()
-        self.abort_due = self.pending = True
+        self.aborted = self.abort_due = self.pending = True
 
     def expire(self) -> None:
         """The timer armed from ``timer`` ran out: the peer did not finish closing; drop it."""
         if self.state is not CLOSED:
-            self.abort_due = self.pending = True
+            self.aborted = self.abort_due = self.pending = True
 
     def auto_pongs_flushed(self) -> None:
         """The transport reported its write buffer empty: every automatic pong went out."""
