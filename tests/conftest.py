@@ -47,6 +47,7 @@ _NO_SKIP_FILES = {
     "test_server_handshake.py",
     "test_client_handshake.py",
     "test_url.py",
+    "test_core_coverage.py",
 }
 
 

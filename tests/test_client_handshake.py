@@ -19,6 +19,7 @@ from test_transports import Events, Handler, raw_server, read_request, within
 import wsfast
 from wsfast import handshake
 from wsfast.client import UnexpectedResponse, open_connection
+from wsfast.constants import MAX_HEAD_SIZE
 from wsfast.exceptions import HandshakeError, InvalidURL
 from wsfast.handshake import BodyReader, ClientHandshake, Headers
 from wsfast.options import ClientOptions
@@ -241,6 +242,43 @@ def test_body_limit() -> None:
         reader.feed(b"9")
 
 
+def test_chunk_size_line_without_end_is_bounded() -> None:
+    # A size line still unterminated past MAX_HEAD_SIZE bytes fails instead of buffering on.
+    reader = BodyReader(403, Headers([("Transfer-Encoding", "chunked")]))
+    assert not reader.feed(b"0" * MAX_HEAD_SIZE)
+    with pytest.raises(HandshakeError) as info:
+        reader.feed(b"0")
+    assert (str(info.value), info.value.code) == ("Invalid chunked body", "WS_ERR_INVALID_RESPONSE")
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "data", "body"),
+    [
+        (204, [], b"", b""),
+        (403, [("Content-Length", "0")], b"", b""),
+        (403, [("Content-Length", "2")], b"ok", b"ok"),
+        (403, [("Transfer-Encoding", "chunked")], b"2\r\nok\r\n0\r\n\r\n", b"ok"),
+    ],
+    ids=["204", "length-0", "length-2", "chunked"],
+)
+def test_eof_after_a_complete_body_is_no_error(
+    status: int, headers: list[tuple[str, str]], data: bytes, body: bytes
+) -> None:
+    reader = BodyReader(status, Headers(headers))
+    assert reader.feed(data)
+    reader.feed_eof()
+    assert (reader.complete, bytes(reader.body)) == (True, body)
+
+
+def test_custom_headers_differing_in_case_keep_the_last() -> None:
+    # ws lowercases the custom header names (initAsClient) and Node's setHeader is
+    # case-insensitive: {"X-Trace": "1", "x-trace": "2"} sends "x-trace: 2".
+    hs = make(headers={"X-Trace": "1", "x-trace": "2"})
+    assert hs.prepare_headers() == {"x-trace": "2"}
+    assert b"\r\nx-trace: 2\r\n" in hs.request(hs.prepare_headers())
+    assert b"X-Trace" not in hs.request(hs.prepare_headers())
+
+
 def test_redirect_is_followed_only_when_asked() -> None:
     answer = b"HTTP/1.1 302 Found\r\nLocation: /next?a=1\r\nContent-Length: 0\r\n\r\n"
     hs = started("ws://h/start")
@@ -284,6 +322,11 @@ REDIRECTS = [
     ("upgrade", "ws://h/a", "wss://h/b", False, SECRETS),
     ("explicit-default-port", "wss://h/a", "ws://h:443/b", False, {"X-Trace": "t"}),
     ("listener-keeps-all", "ws://h/a", "ws://other/b", True, SECRETS),
+    # ws compares the socket path when either URL is ws+unix (isSameHost in initAsClient).
+    ("unix-same-socket", "ws+unix:///a.sock:/a", "ws+unix:///a.sock:/b", False, SECRETS),
+    ("unix-other-socket", "ws+unix:///a.sock:/a", "ws+unix:///b.sock:/b", False, {"X-Trace": "t"}),
+    ("tcp-to-unix", "ws://h/a", "ws+unix:///a.sock:/b", False, {"X-Trace": "t"}),
+    ("unix-to-tcp", "ws+unix:///a.sock:/a", "ws://localhost/b", False, {"X-Trace": "t"}),
 ]
 
 
@@ -307,10 +350,18 @@ def test_redirect_credentials(
         ("ws://u:p@h/", "/b", {}, "Basic dTpw"),
         ("ws://u:p@h/", "ws://other/", {}, None),
         ("ws://u:p@h/", "/b", {"authorization": "Bearer t"}, "Bearer t"),
+        ("ws://u:p@h/", "/b", {"X-Trace": "t", "AUTHORIZATION": "Bearer t"}, "Bearer t"),
         ("ws://h/", "ws://u:p@h/b", {}, "Basic dTpw"),
         ("ws://a:b@h/", "ws://u:p@h/b", {}, "Basic YTpi"),
     ],
-    ids=["kept-same-host", "dropped-other-host", "header-wins", "from-location", "first-wins"],
+    ids=[
+        "kept-same-host",
+        "dropped-other-host",
+        "header-wins",
+        "header-wins-after-others",
+        "from-location",
+        "first-wins",
+    ],
 )
 def test_userinfo_credentials(
     first: str, location: str, headers: dict[str, str], expected: str | None

@@ -282,6 +282,19 @@ def test_abort_to_the_byte() -> None:
     )
 
 
+def test_a_status_http_does_not_name_has_an_empty_reason() -> None:
+    # verify_client may refuse with any code. ws' abortHandshake writes http.STATUS_CODES[599],
+    # "undefined", and throws on Buffer.byteLength(undefined) when no message is given; an
+    # empty reason phrase is valid (RFC 9112 section 4) and the body is the empty message.
+    refusal = handshake.verify_refusal((False, 599))
+    assert refusal is not None
+    assert refusal.response() == (
+        b"HTTP/1.1 599 \r\nConnection: close\r\nContent-Type: text/html\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    assert handshake.build_response(299, ["X: y"]) == b"HTTP/1.1 299 \r\nX: y\r\n\r\n"
+
+
 @pytest.mark.parametrize(
     ("refusal", "status", "body"),
     [

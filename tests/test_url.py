@@ -49,6 +49,23 @@ TABLE: list[tuple[str, str | None, str, str]] = [
     ("ws://1.2.3.4.5/", None, "", ""),
     ("ws://a.b.1/", None, "", ""),
     ("ws://[::1/", None, "", ""),
+    ("ws://010.0.0.1/", "8.0.0.1", "/", ""),
+    ("ws://0x.0X.0x.1/", "0.0.0.1", "/", ""),
+    ("ws://127.0.0.1./", "127.0.0.1", "/", ""),
+    ("ws://1.2.3.4.:81/", "1.2.3.4:81", "/", ""),
+    ("ws://09/", None, "", ""),
+    ("ws://[::g]/", None, "", ""),
+    ("ws://[1::2::3]/", None, "", ""),
+    ("ws://%ff/", None, "", ""),
+    ("ws://%c3/", None, "", ""),
+    ("ws://h/../x", "h", "/x", ""),
+    ("ws://h/%2e%2E/x", "h", "/x", ""),
+    ("ws://h/a/..", "h", "/", ""),
+    ("ws://h/a/.%2e?q", "h", "/?q", ""),
+    ("ws://h/a/.", "h", "/a/", ""),
+    ("ws://h/a/%2e", "h", "/a/", ""),
+    ("ws://user@h/", "h", "/", "user"),
+    ("ws://user:@h/", "h", "/", "user"),
     ("http//nope", None, "", ""),
 ]
 
@@ -121,6 +138,19 @@ def test_unix_socket_url() -> None:
         "localhost",
     )
     assert parse_url("ws+unix:///tmp/s.sock").target == "/"
+
+
+@pytest.mark.parametrize(
+    "address", ["ws+unix:/tmp/s.sock:/a", "ws+unix:s.sock"], ids=["no-authority", "relative"]
+)
+def test_unix_socket_url_needs_the_double_slash(address: str) -> None:
+    # A divergence from ws 8.23.1, which takes the WHATWG pathname of any ws+unix: URL (node:
+    # new URL("ws+unix:/tmp/s.sock:/a").pathname is "/tmp/s.sock:/a") and connects to
+    # /tmp/s.sock; wsfast accepts only the documented ws+unix:///path.sock:/request/path form.
+    with pytest.raises(InvalidURL) as info:
+        parse_url(address)
+    assert str(info.value) == f"Invalid URL: {address}"
+    assert info.value.code == "WS_ERR_INVALID_URL"
 
 
 def test_href() -> None:
