@@ -1022,9 +1022,9 @@ class ClientHandshake:
             self._fail(exc)
             return
         self.state = self.BODY
+        # A body already complete (204, Content-Length: 0, all of it in this read) is finished
+        # by receive_data itself.
         self.receive_data(self.reader.take_rest())
-        if self.body.complete and self.state == self.BODY:
-            self._body_done()
 
     def _body_done(self) -> None:
         assert self.body is not None and self.response is not None

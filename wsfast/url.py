@@ -145,9 +145,9 @@ def _parse_host(host: str, address: str) -> str:
     return _parse_ipv4(name, address) if _ends_in_number(name) else name
 
 
-def _normalise_path(path: str, special: bool) -> str:
-    if special:
-        path = path.replace("\\", "/")
+def _normalise_path(path: str) -> str:
+    # ws: and wss: are "special" schemes in WHATWG's URL: a backslash is a path separator.
+    path = path.replace("\\", "/")
     output: list[str] = []
     segments = path.split("/")[1:] if path.startswith("/") else path.split("/")
     for index, segment in enumerate(segments):
@@ -228,7 +228,7 @@ def parse_url(address: str) -> ParsedURL:
         userinfo = _percent_encode(name, _USERINFO_SET)
         if password:
             userinfo += ":" + _percent_encode(password, _USERINFO_SET)
-    target = _normalise_path(path or "/", special=True) + search
+    target = _normalise_path(path or "/") + search
     return ParsedURL(secure, hostname, port, target, userinfo)
 
 
