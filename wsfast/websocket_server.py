@@ -18,12 +18,14 @@ import socket
 import ssl as ssl_module
 import stat
 from collections.abc import Callable, Coroutine, Generator, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from . import handshake
 from .constants import (
     DEFAULT_BACKLOG,
     DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_MAX_PENDING_AUTO_PONGS,
     DEFAULT_MAX_QUEUE,
@@ -40,11 +42,34 @@ if TYPE_CHECKING:
 
     from .options import ServerOptionsDict
 
-__all__ = ["WebSocketServer", "serve", "Serve", "VerifyInfo"]
+__all__ = ["WebSocketServer", "serve", "Serve", "VerifyInfo", "ServerStats"]
 
 logger = logging.getLogger("wsfast")
 
 RUNNING, CLOSING_SERVER, CLOSED_SERVER = 0, 1, 2
+
+#: The answer when ``max_connections`` or ``max_handshakes`` is reached. No ``Retry-After``:
+#: the server cannot know when a slot frees (a handshake slot within ``handshake_timeout``, a
+#: connection slot at the application's pace), and one fixed figure sent to every refused
+#: client would bring them back together; clients retry with their own jittered backoff.
+AT_CAPACITY = handshake.SERVICE_UNAVAILABLE
+_AT_CAPACITY_RESPONSE = AT_CAPACITY.response()
+
+
+class ServerStats(NamedTuple):
+    """A snapshot of a server's counters (:attr:`WebSocketServer.stats`)."""
+
+    connections: int
+    """Open WebSocket connections (101 written, ``'close'`` not yet emitted)."""
+    handshakes_in_flight: int
+    """Accepted connections (or upgrades handed to ``handle_upgrade``) that are neither open
+    nor gone yet: reading the request head, awaiting ``verify_client``, or refused and not yet
+    closed."""
+    opened: int
+    """Connections that became open since the server started (101 responses written)."""
+    refused_503: int
+    """Connections answered ``503 Service Unavailable``: a cap was reached
+    (``max_connections``, ``max_handshakes``) or the server was closing."""
 
 
 class VerifyInfo:
@@ -67,7 +92,7 @@ class _ServerConnection(asyncio.Protocol):
     through :class:`ServerHandshake` and drops the connection when ``handshake_timeout``
     passes first (the timer runs until the 101 is written or the connection is gone)."""
 
-    __slots__ = ("server", "handshake", "transport", "timer", "done", "verifying")
+    __slots__ = ("server", "handshake", "transport", "timer", "done", "verifying", "counted")
 
     def __init__(self, server: WebSocketServer) -> None:
         self.server = server
@@ -76,10 +101,21 @@ class _ServerConnection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.done = False
         self.verifying: asyncio.Task[None] | None = None
+        # Whether this connection holds one of the server's handshake slots.
+        self.counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        timeout = self.server.options.handshake_timeout
+        server = self.server
+        if server._at_capacity():
+            # Refused before a byte is read: a flood of silent clients holds no more than
+            # max_handshakes slots, and each refused one is closed in this loop iteration.
+            self.done = True
+            server._refuse_at_capacity(self.transport)
+            return
+        self.counted = True
+        server._handshakes += 1
+        timeout = server.options.handshake_timeout
         if timeout:
             self.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
 
@@ -120,7 +156,14 @@ class _ServerConnection(asyncio.Protocol):
         self._cancel_timer()
         return self.handshake.take_rest()
 
+    def release(self) -> None:
+        """Give back the handshake slot: the connection is open, or gone."""
+        if self.counted:
+            self.counted = False
+            self.server._handshakes -= 1
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.release()
         self._cancel_timer()
         if self.verifying is not None:
             # Nobody is left to answer: a verify_client still running is abandoned.
@@ -170,6 +213,8 @@ class WebSocketServer(EventEmitter):
         reuse_port: bool | None = None,
         unix_path: str | None = None,
         sock: Any = None,
+        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+        max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES,
         callback: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__()
@@ -199,11 +244,18 @@ class WebSocketServer(EventEmitter):
             reuse_port=reuse_port,
             unix_path=unix_path,
             sock=sock,
+            max_connections=max_connections,
+            max_handshakes=max_handshakes,
         )
         """The validated options (a frozen :class:`~wsfast.options.ServerOptions`)."""
         self._connection_options = self.options.connection()
         self._verify_arity = _arity(verify_client) if verify_client else 0
         self.clients: set[WebSocket] = set()
+        # The counters of stats; the caps read the first two.
+        self._handshakes = 0
+        self._connections = 0
+        self._opened = 0
+        self._refused_503 = 0
         # Every task the server starts (verify_client, async 'connection' listeners) is held
         # here until done: the loop keeps only weak references to tasks, and an exception of
         # a forgotten one surfaces as "Task exception was never retrieved".
@@ -219,6 +271,35 @@ class WebSocketServer(EventEmitter):
             self._spawn(self._listen())
         else:
             self._listening.set_result(None)
+
+    @property
+    def stats(self) -> ServerStats:
+        """The server's counters now (a :class:`ServerStats` snapshot): open connections,
+        handshakes in flight, connections opened and 503 refusals."""
+        return ServerStats(self._connections, self._handshakes, self._opened, self._refused_503)
+
+    def _at_capacity(self) -> bool:
+        """Whether one more connection would exceed ``max_handshakes`` or ``max_connections``
+        (which counts handshakes in flight too: each holds a socket)."""
+        options = self.options
+        cap = options.max_handshakes
+        if cap is not None and self._handshakes >= cap:
+            return True
+        cap = options.max_connections
+        return cap is not None and self._handshakes + self._connections >= cap
+
+    def _refuse_at_capacity(self, transport: asyncio.Transport) -> None:
+        # DEBUG at most: the whole point is to stay quiet and cheap under a flood.
+        self._refused_503 += 1
+        logger.debug(
+            "at capacity (%d open, %d in handshake): 503 to %s",
+            self._connections,
+            self._handshakes,
+            transport.get_extra_info("peername"),
+        )
+        if not transport.is_closing():
+            transport.write(_AT_CAPACITY_RESPONSE)
+            transport.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self._loop.create_task(coro)
@@ -383,7 +464,19 @@ class WebSocketServer(EventEmitter):
             buffered = getattr(head, "_buffer", bytearray())  # no public way to drain it
             head = bytes(buffered)
             buffered.clear()
-        self._upgrade(request, transport, bytes(head or b""), callback, False, writer)
+        if self._at_capacity():
+            self._refuse_at_capacity(transport)
+            return
+        # The upgrade holds a handshake slot until it is answered (verify_client included).
+        self._handshakes += 1
+        verifying = self._upgrade(request, transport, bytes(head or b""), callback, False, writer)
+        if verifying is None:
+            self._handshakes -= 1
+        else:
+            verifying.add_done_callback(self._handed_over_done)
+
+    def _handed_over_done(self, task: asyncio.Task[None]) -> None:
+        self._handshakes -= 1
 
     @staticmethod
     async def read_request(
@@ -529,6 +622,7 @@ class WebSocketServer(EventEmitter):
         if transport.is_closing():
             return
         if self._state != RUNNING and not self.options.no_server:
+            self._refused_503 += 1
             self._refuse(transport, request, handshake.SERVICE_UNAVAILABLE, head)
             return
         try:
@@ -541,6 +635,8 @@ class WebSocketServer(EventEmitter):
         self.emit("headers", lines, request)
         transport.write(Upgrade.response(lines))
         rest = _rest(head)
+        if isinstance(head, _ServerConnection):
+            head.release()  # from a handshake slot to a connection slot
         ws = accept(
             transport,
             protocol,
@@ -549,6 +645,9 @@ class WebSocketServer(EventEmitter):
             self._connection_options,
             keep_alive,
         )
+        self._connections += 1
+        self._opened += 1
+        ws.once("close", self._connection_closed)
         if self.options.client_tracking:
             self.clients.add(ws)
             ws.once("close", lambda *args: self.clients.discard(ws))
@@ -556,6 +655,9 @@ class WebSocketServer(EventEmitter):
             self._open(ws, request, callback)
         finally:
             start(ws, rest)
+
+    def _connection_closed(self, *args: Any) -> None:
+        self._connections -= 1
 
     def _emit_connection(self, ws: WebSocket, request: Request) -> None:
         self.emit("connection", ws, request)
