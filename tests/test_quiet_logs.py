@@ -22,6 +22,7 @@ from conftest import MASK, client_frame, scaled, until, upgrade_request, wait_fo
 import wsfast
 from wsfast.constants import OP_BINARY, OP_CLOSE, OP_TEXT
 from wsfast.handshake import Request
+from wsfast.sender import frame
 
 #: Connections reset per way of resetting them.
 PER_KIND = 25
@@ -251,3 +252,27 @@ async def test_a_bug_in_the_handler_is_one_error_with_its_traceback(capture: Cap
     assert error.levelno == logging.ERROR
     assert error.exc_info is not None and error.exc_info[0] is ZeroDivisionError
     assert "Traceback" in capture.text[capture.records.index(error)]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(bytes(frame(b"x", OP_TEXT)), id="unmasked"),
+        pytest.param(client_frame(b"\xff\xfe", OP_TEXT), id="invalid-utf8"),
+        pytest.param(client_frame(b"x", 0), id="unexpected-continuation"),
+        pytest.param(client_frame(b"x" * 200, OP_CLOSE), id="control-too-long"),
+    ],
+)
+async def test_a_misbehaving_peer_is_one_info_line(capture: Capture, bad: bytes) -> None:
+    async with wsfast.serve(echo, "127.0.0.1", 0) as server:
+        _, port = server.address()
+        for count in range(1, 4):
+            reader, writer = await handshake(port)
+            writer.write(bad)
+            await wait_for(reader.read())  # the server closes (its close frame, then EOF)
+            writer.close()
+            await until(lambda: server.stats.connections == 0)
+            await asyncio.sleep(0)
+            assert len(capture.at(logging.INFO)) == count
+    assert [r for r in capture.records if r.levelno >= logging.WARNING] == []
+    assert not [r for r in capture.records if r.exc_info]

@@ -840,8 +840,13 @@ async def _run_handler(
     try:
         await handler(ws, request)
     except ConnectionClosed as exc:
-        # recv() or async for saw the peer vanish (1006): the handler's normal end.
-        logger.info("connection closed under its handler: %s %s", exc.code, exc.reason)
+        # recv() or async for saw the peer vanish (1006) or misbehave: the handler's normal
+        # end, one INFO line per connection. A protocol error (the cause) was reported already,
+        # at INFO or to an 'error' listener, so this line is then DEBUG.
+        if exc.__cause__ is None:
+            logger.info("connection closed under its handler: %s %s", exc.code, exc.reason)
+        else:
+            logger.debug("connection closed under its handler: %s %s", exc.code, exc.reason)
         return
     except asyncio.CancelledError:
         if ws.ready_state == WebSocket.OPEN:
