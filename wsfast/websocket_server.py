@@ -5,7 +5,9 @@ In port mode the server owns a listening socket and reads each request head itse
 :meth:`WebSocketServer.handle_upgrade`. What to answer is decided sans-I/O by
 :class:`wsfast.handshake.ServerHandshake` (the request in ws' order, then ``verify_client``'s
 result, ``handle_protocols`` and the 101); this module only awaits ``verify_client``, writes the
-answer, runs the handshake timer and hands the transport to the connection.
+answer, runs the handshake timer and hands the transport to the connection. It also counts
+connections and handshakes in flight for ``max_connections`` and ``max_handshakes`` (the caps
+for the whole process, docs/limits.md) and refuses past them with a 503 before reading.
 """
 
 from __future__ import annotations
@@ -52,8 +54,7 @@ RUNNING, CLOSING_SERVER, CLOSED_SERVER = 0, 1, 2
 #: the server cannot know when a slot frees (a handshake slot within ``handshake_timeout``, a
 #: connection slot at the application's pace), and one fixed figure sent to every refused
 #: client would bring them back together; clients retry with their own jittered backoff.
-AT_CAPACITY = handshake.SERVICE_UNAVAILABLE
-_AT_CAPACITY_RESPONSE = AT_CAPACITY.response()
+_AT_CAPACITY_RESPONSE = handshake.SERVICE_UNAVAILABLE.response()
 
 
 class ServerStats(NamedTuple):
