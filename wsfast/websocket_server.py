@@ -73,6 +73,59 @@ class ServerStats(NamedTuple):
     (``max_connections``, ``max_handshakes``) or the server was closing."""
 
 
+class _Slots:
+    """A server's counters and its caps: what :attr:`WebSocketServer.stats` reports and what
+    ``max_connections`` and ``max_handshakes`` are checked against."""
+
+    __slots__ = (
+        "max_connections",
+        "max_handshakes",
+        "handshakes",
+        "connections",
+        "opened",
+        "refused_503",
+    )
+
+    def __init__(self, max_connections: int | None, max_handshakes: int | None) -> None:
+        self.max_connections = max_connections
+        self.max_handshakes = max_handshakes
+        self.handshakes = 0
+        self.connections = 0
+        self.opened = 0
+        self.refused_503 = 0
+
+    def full(self) -> bool:
+        """Whether one more connection would exceed ``max_handshakes`` or ``max_connections``
+        (which counts handshakes in flight too: each holds a socket)."""
+        cap = self.max_handshakes
+        if cap is not None and self.handshakes >= cap:
+            return True
+        cap = self.max_connections
+        return cap is not None and self.handshakes + self.connections >= cap
+
+    def refuse(self, transport: asyncio.Transport) -> None:
+        """Answer 503 at once and close, without reading the request."""
+        # DEBUG at most: the whole point is to stay quiet and cheap under a flood.
+        self.refused_503 += 1
+        logger.debug(
+            "at capacity (%d open, %d in handshake): 503 to %s",
+            self.connections,
+            self.handshakes,
+            transport.get_extra_info("peername"),
+        )
+        if not transport.is_closing():
+            transport.write(_AT_CAPACITY_RESPONSE)
+            transport.close()
+
+    def connection_closed(self, *args: Any) -> None:
+        """A connection's ``'close'`` listener."""
+        self.connections -= 1
+
+    def handshake_done(self, task: asyncio.Task[None]) -> None:
+        """An upgrade handed to ``handle_upgrade`` was answered (its verify task ended)."""
+        self.handshakes -= 1
+
+
 class VerifyInfo:
     """What ``verify_client`` receives (ws' ``info``): ``origin``, ``secure``, ``request``."""
 
@@ -93,10 +146,20 @@ class _ServerConnection(asyncio.Protocol):
     through :class:`ServerHandshake` and drops the connection when ``handshake_timeout``
     passes first (the timer runs until the 101 is written or the connection is gone)."""
 
-    __slots__ = ("server", "handshake", "transport", "timer", "done", "verifying", "counted")
+    __slots__ = (
+        "server",
+        "slots",
+        "handshake",
+        "transport",
+        "timer",
+        "done",
+        "verifying",
+        "counted",
+    )
 
-    def __init__(self, server: WebSocketServer) -> None:
+    def __init__(self, server: WebSocketServer, slots: _Slots) -> None:
         self.server = server
+        self.slots = slots
         self.handshake = ServerHandshake(server.options)
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -107,16 +170,16 @@ class _ServerConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        server = self.server
-        if server._at_capacity():
+        slots = self.slots
+        if slots.full():
             # Refused before a byte is read: a flood of silent clients holds no more than
             # max_handshakes slots, and each refused one is closed in this loop iteration.
             self.done = True
-            server._refuse_at_capacity(self.transport)
+            slots.refuse(self.transport)
             return
         self.counted = True
-        server._handshakes += 1
-        timeout = server.options.handshake_timeout
+        slots.handshakes += 1
+        timeout = self.server.options.handshake_timeout
         if timeout:
             self.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
 
@@ -161,7 +224,7 @@ class _ServerConnection(asyncio.Protocol):
         """Give back the handshake slot: the connection is open, or gone."""
         if self.counted:
             self.counted = False
-            self.server._handshakes -= 1
+            self.slots.handshakes -= 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.release()
@@ -252,11 +315,7 @@ class WebSocketServer(EventEmitter):
         self._connection_options = self.options.connection()
         self._verify_arity = _arity(verify_client) if verify_client else 0
         self.clients: set[WebSocket] = set()
-        # The counters of stats; the caps read the first two.
-        self._handshakes = 0
-        self._connections = 0
-        self._opened = 0
-        self._refused_503 = 0
+        self._slots = _Slots(max_connections, max_handshakes)
         # Every task the server starts (verify_client, async 'connection' listeners) is held
         # here until done: the loop keeps only weak references to tasks, and an exception of
         # a forgotten one surfaces as "Task exception was never retrieved".
@@ -277,30 +336,8 @@ class WebSocketServer(EventEmitter):
     def stats(self) -> ServerStats:
         """The server's counters now (a :class:`ServerStats` snapshot): open connections,
         handshakes in flight, connections opened and 503 refusals."""
-        return ServerStats(self._connections, self._handshakes, self._opened, self._refused_503)
-
-    def _at_capacity(self) -> bool:
-        """Whether one more connection would exceed ``max_handshakes`` or ``max_connections``
-        (which counts handshakes in flight too: each holds a socket)."""
-        options = self.options
-        cap = options.max_handshakes
-        if cap is not None and self._handshakes >= cap:
-            return True
-        cap = options.max_connections
-        return cap is not None and self._handshakes + self._connections >= cap
-
-    def _refuse_at_capacity(self, transport: asyncio.Transport) -> None:
-        # DEBUG at most: the whole point is to stay quiet and cheap under a flood.
-        self._refused_503 += 1
-        logger.debug(
-            "at capacity (%d open, %d in handshake): 503 to %s",
-            self._connections,
-            self._handshakes,
-            transport.get_extra_info("peername"),
-        )
-        if not transport.is_closing():
-            transport.write(_AT_CAPACITY_RESPONSE)
-            transport.close()
+        slots = self._slots
+        return ServerStats(slots.connections, slots.handshakes, slots.opened, slots.refused_503)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self._loop.create_task(coro)
@@ -318,7 +355,7 @@ class WebSocketServer(EventEmitter):
         try:
             if options.unix_path is not None:
                 self._server = await self._loop.create_unix_server(
-                    lambda: _ServerConnection(self),
+                    lambda: _ServerConnection(self, self._slots),
                     options.unix_path,
                     backlog=options.backlog,
                     ssl=options.ssl,
@@ -330,7 +367,7 @@ class WebSocketServer(EventEmitter):
                 # and address() could only report one of them.
                 sock = _any_address_socket(options.port or 0, options.reuse_port, options.backlog)
                 self._server = await self._loop.create_server(
-                    lambda: _ServerConnection(self),
+                    lambda: _ServerConnection(self, self._slots),
                     sock=sock,
                     backlog=options.backlog,
                     ssl=options.ssl,
@@ -338,7 +375,7 @@ class WebSocketServer(EventEmitter):
                 )
             else:
                 self._server = await self._loop.create_server(
-                    lambda: _ServerConnection(self),
+                    lambda: _ServerConnection(self, self._slots),
                     options.host,
                     options.port,
                     sock=options.sock,
@@ -465,19 +502,17 @@ class WebSocketServer(EventEmitter):
             buffered = getattr(head, "_buffer", bytearray())  # no public way to drain it
             head = bytes(buffered)
             buffered.clear()
-        if self._at_capacity():
-            self._refuse_at_capacity(transport)
+        slots = self._slots
+        if slots.full():
+            slots.refuse(transport)
             return
         # The upgrade holds a handshake slot until it is answered (verify_client included).
-        self._handshakes += 1
+        slots.handshakes += 1
         verifying = self._upgrade(request, transport, bytes(head or b""), callback, False, writer)
         if verifying is None:
-            self._handshakes -= 1
+            slots.handshakes -= 1
         else:
-            verifying.add_done_callback(self._handed_over_done)
-
-    def _handed_over_done(self, task: asyncio.Task[None]) -> None:
-        self._handshakes -= 1
+            verifying.add_done_callback(slots.handshake_done)
 
     @staticmethod
     async def read_request(
@@ -623,7 +658,7 @@ class WebSocketServer(EventEmitter):
         if transport.is_closing():
             return
         if self._state != RUNNING and not self.options.no_server:
-            self._refused_503 += 1
+            self._slots.refused_503 += 1
             self._refuse(transport, request, handshake.SERVICE_UNAVAILABLE, head)
             return
         try:
@@ -646,9 +681,10 @@ class WebSocketServer(EventEmitter):
             self._connection_options,
             keep_alive,
         )
-        self._connections += 1
-        self._opened += 1
-        ws.once("close", self._connection_closed)
+        slots = self._slots
+        slots.connections += 1
+        slots.opened += 1
+        ws.once("close", slots.connection_closed)
         if self.options.client_tracking:
             self.clients.add(ws)
             ws.once("close", lambda *args: self.clients.discard(ws))
@@ -656,9 +692,6 @@ class WebSocketServer(EventEmitter):
             self._open(ws, request, callback)
         finally:
             start(ws, rest)
-
-    def _connection_closed(self, *args: Any) -> None:
-        self._connections -= 1
 
     def _emit_connection(self, ws: WebSocket, request: Request) -> None:
         self.emit("connection", ws, request)
