@@ -202,28 +202,61 @@ async def test_a_reset_storm_leaves_quiet_logs(
         echo, "127.0.0.1", 0, handshake_timeout=scaled(5.0), per_message_deflate=deflate
     )
     async with serving as server:
-        _, port = server.address()
-        opened = 0
-        # Interleaved, a few at a time, as a storm would come.
-        for _ in range(PER_KIND):
-            results = await asyncio.gather(*(kind(port) for kind in KINDS))
-            opened += sum(results)
-        resets = PER_KIND * len(KINDS)
-        await until(lambda: server.stats.connections == 0, seconds=20)
-        await until(lambda: server.stats.handshakes_in_flight == 0)
+        resets, opened = await storm(server)
         await until(lambda: not serving.tasks)
-        assert server.stats.opened == opened
+    await check_quiet(capture, unhandled, resets, opened)
+    assert len(BACKLOGGED) >= PER_KIND // 2  # the 4 MiB echoes did wait on the transport
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+async def test_a_reset_storm_on_the_event_api_leaves_quiet_logs(
+    capture: Capture, deflate: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ws style: a 'message' listener echoing with sends nobody awaits.
+    if deflate:
+        monkeypatch.setitem(REQUEST, "Sec_WebSocket_Extensions", "permessage-deflate")
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda loop, context: unhandled.append(context))
+    server = wsfast.WebSocketServer(
+        port=0, host="127.0.0.1", handshake_timeout=scaled(5.0), per_message_deflate=deflate
+    )
+
+    def on_connection(ws: wsfast.WebSocket, request: Request) -> None:
+        ws.on("message", lambda data, is_binary: ws.send(data, binary=is_binary))
+
+    server.on("connection", on_connection)
+    await wait_for(server.wait_listening())
+    try:
+        resets, opened = await storm(server)
+    finally:
+        await wait_for(server.close())
+    await check_quiet(capture, unhandled, resets, opened)
+
+
+async def storm(server: wsfast.WebSocketServer) -> tuple[int, int]:
+    """Reset PER_KIND connections each way, interleaved; (resets, connections opened)."""
+    _, port = server.address()
+    opened = 0
+    for _ in range(PER_KIND):
+        # A few at a time, as a storm would come.
+        results = await asyncio.gather(*(kind(port) for kind in KINDS))
+        opened += sum(results)
+    await until(lambda: server.stats.connections == 0, seconds=20)
+    await until(lambda: server.stats.handshakes_in_flight == 0)
+    assert server.stats.opened == opened
+    return PER_KIND * len(KINDS), opened
+
+
+async def check_quiet(
+    capture: Capture, unhandled: list[dict[str, object]], resets: int, opened: int
+) -> None:
     gc.collect()  # a task whose exception nobody retrieved reports when collected
     await asyncio.sleep(0)
-    loop.set_exception_handler(None)
-
+    asyncio.get_running_loop().set_exception_handler(None)
     levels = Counter(logging.getLevelName(r.levelno) for r in capture.records)
     infos = Counter(r.msg for r in capture.at(logging.INFO))
-    print(
-        f"\n{resets} resets, {opened} opened, {len(BACKLOGGED)} sends awaited: "
-        f"{dict(levels)}; INFO lines: {dict(infos)}"
-    )
-    assert len(BACKLOGGED) >= PER_KIND // 2  # the 4 MiB echoes did wait on the transport
+    print(f"\n{resets} resets, {opened} opened: {dict(levels)}; INFO lines: {dict(infos)}")
     assert unhandled == []
     assert [r for r in capture.records if r.levelno >= logging.WARNING] == []
     assert len(capture.at(logging.INFO)) <= opened
