@@ -18,7 +18,7 @@ import pytest
 from conftest import RawConnect, RawPeer, scaled, until, upgrade_request, url_of, wait_for
 
 import wsfast
-from wsfast import websocket_server
+from wsfast import handshake, websocket_server
 from wsfast.handshake import Request
 from wsfast.options import ServerOptions
 from wsfast.websocket_server import ServerStats, WebSocketServer
@@ -370,3 +370,34 @@ async def test_serve_takes_the_caps(make_client: MakeClient) -> None:
         await wait_for(client.wait_closed())
         await until(lambda: server.stats.connections == 0)
         assert server.stats.refused_503 == 1
+
+
+async def test_no_server_refusal_of_a_transport_already_closing(
+    front: Callable[[WebSocketServer], Awaitable[int]],
+) -> None:
+    proceed = asyncio.Event()
+
+    async def verify(info: Any) -> bool:
+        await proceed.wait()
+        return True
+
+    wss = WebSocketServer(no_server=True, max_handshakes=1, verify_client=verify)
+    port = await front(wss)
+    first = await upgrade(port)
+    await until(lambda: wss.stats.handshakes_in_flight == 1)
+    # An upgrade whose transport its caller closed already: counted, nothing written, no error.
+    head = handshake.HeadReader(16384, 100)
+    assert head.feed(upgrade_request())
+    _, writer = await open_connection_to(port)
+    writer.transport.abort()
+    wss.handle_upgrade(head.request(), writer, b"", lambda ws, req: None)
+    assert wss.stats == ServerStats(0, 1, 0, 1)
+    proceed.set()
+    status, _, _ = await first.read_head()
+    assert status == 101
+    first.close()
+    await until(lambda: wss.stats == ServerStats(0, 0, 1, 1))
+
+
+async def open_connection_to(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await wait_for(asyncio.open_connection("127.0.0.1", port))
