@@ -202,6 +202,7 @@ def client_transport(server: WebSocketServer) -> asyncio.BaseTransport | None:
     return ws.transport
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc (Linux)")
 async def test_a_flood_of_silent_clients_holds_max_handshakes_slots_and_no_more_fds(
     make_server: MakeServer, accepted: list[asyncio.Transport]
 ) -> None:
