@@ -23,6 +23,8 @@ __all__ = [
     "DEFAULT_SERVER_HANDSHAKE_TIMEOUT",
     "DEFAULT_MAX_REDIRECTS",
     "DEFAULT_BACKLOG",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_HANDSHAKES",
     "PROTOCOL_VERSIONS",
     "MAX_HEAD_SIZE",
     "MAX_HEADERS",
@@ -67,6 +69,14 @@ DEFAULT_SERVER_HANDSHAKE_TIMEOUT = 60.0
 DEFAULT_MAX_REDIRECTS = 10
 # Node's default listen() backlog.
 DEFAULT_BACKLOG = 511
+# No cap on a server's open connections plus handshakes in flight, as in ws: the process' file
+# descriptor limit (ulimit -n) is the bound until an operator sets one (docs/limits.md).
+DEFAULT_MAX_CONNECTIONS: int | None = None
+# No cap on handshakes in flight either: the right figure is arrival rate x handshake time
+# (Little's law), which depends on verify_client's latency and the traffic, not on the library;
+# a fixed default would answer 503 to a legitimate reconnect storm (thousands of clients coming
+# back after a restart) while a silent client is already dropped by handshake_timeout.
+DEFAULT_MAX_HANDSHAKES: int | None = None
 # Sec-WebSocket-Version values ws accepts (RFC 6455's 13 and HyBi draft 8).
 PROTOCOL_VERSIONS = (8, 13)
 # Node's default --max-http-header-size is 16 KiB; requests beyond it get 431.

@@ -16,6 +16,8 @@ from .constants import (
     BINARY_TYPES,
     DEFAULT_BACKLOG,
     DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_MAX_PENDING_AUTO_PONGS,
     DEFAULT_MAX_QUEUE,
@@ -45,6 +47,15 @@ def _non_negative_int(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def _cap(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1 or None, got {value}")
 
 
 def _duration(name: str, value: Any, optional: bool) -> None:
@@ -181,6 +192,8 @@ class ServerOptions(ConnectionOptions):
     reuse_port: bool | None = None
     unix_path: str | None = None
     sock: Any = None
+    max_connections: int | None = DEFAULT_MAX_CONNECTIONS
+    max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES
 
     def __post_init__(self) -> None:
         ConnectionOptions.__post_init__(self)
@@ -201,6 +214,8 @@ class ServerOptions(ConnectionOptions):
         _duration("handshake_timeout", self.handshake_timeout, optional=True)
         _non_negative_int("max_head_size", self.max_head_size)
         _non_negative_int("max_headers", self.max_headers)
+        _cap("max_connections", self.max_connections)
+        _cap("max_handshakes", self.max_handshakes)
         for name in ("verify_client", "handle_protocols"):
             value = getattr(self, name)
             if value is not None and not callable(value):
@@ -277,3 +292,5 @@ class ServerOptionsDict(_ConnectionOptionsDict, total=False):
     reuse_port: bool | None
     unix_path: str | None
     sock: Any
+    max_connections: int | None
+    max_handshakes: int | None

@@ -5,7 +5,9 @@ In port mode the server owns a listening socket and reads each request head itse
 :meth:`WebSocketServer.handle_upgrade`. What to answer is decided sans-I/O by
 :class:`wsfast.handshake.ServerHandshake` (the request in ws' order, then ``verify_client``'s
 result, ``handle_protocols`` and the 101); this module only awaits ``verify_client``, writes the
-answer, runs the handshake timer and hands the transport to the connection.
+answer, runs the handshake timer and hands the transport to the connection. It also counts
+connections and handshakes in flight for ``max_connections`` and ``max_handshakes`` (the caps
+for the whole process, docs/limits.md) and refuses past them with a 503 before reading.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import socket
 import ssl as ssl_module
 import stat
 from collections.abc import Callable, Coroutine, Generator, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from . import handshake
 from .constants import (
     DEFAULT_BACKLOG,
     DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_MAX_PENDING_AUTO_PONGS,
     DEFAULT_MAX_QUEUE,
@@ -40,11 +44,86 @@ if TYPE_CHECKING:
 
     from .options import ServerOptionsDict
 
-__all__ = ["WebSocketServer", "serve", "Serve", "VerifyInfo"]
+__all__ = ["WebSocketServer", "serve", "Serve", "VerifyInfo", "ServerStats"]
 
 logger = logging.getLogger("wsfast")
 
 RUNNING, CLOSING_SERVER, CLOSED_SERVER = 0, 1, 2
+
+#: The answer when ``max_connections`` or ``max_handshakes`` is reached. No ``Retry-After``:
+#: the server cannot know when a slot frees (a handshake slot within ``handshake_timeout``, a
+#: connection slot at the application's pace), and one fixed figure sent to every refused
+#: client would bring them back together; clients retry with their own jittered backoff.
+_AT_CAPACITY_RESPONSE = handshake.SERVICE_UNAVAILABLE.response()
+
+
+class ServerStats(NamedTuple):
+    """A snapshot of a server's counters (:attr:`WebSocketServer.stats`)."""
+
+    connections: int
+    """Open WebSocket connections (101 written, ``'close'`` not yet emitted)."""
+    handshakes_in_flight: int
+    """Accepted connections (or upgrades handed to ``handle_upgrade``) that are neither open
+    nor gone yet: reading the request head, awaiting ``verify_client``, or refused and not yet
+    closed."""
+    opened: int
+    """Connections that became open since the server started (101 responses written)."""
+    refused_503: int
+    """Connections answered ``503 Service Unavailable``: a cap was reached
+    (``max_connections``, ``max_handshakes``) or the server was closing."""
+
+
+class _Slots:
+    """A server's counters and its caps: what :attr:`WebSocketServer.stats` reports and what
+    ``max_connections`` and ``max_handshakes`` are checked against."""
+
+    __slots__ = (
+        "max_connections",
+        "max_handshakes",
+        "handshakes",
+        "connections",
+        "opened",
+        "refused_503",
+    )
+
+    def __init__(self, max_connections: int | None, max_handshakes: int | None) -> None:
+        self.max_connections = max_connections
+        self.max_handshakes = max_handshakes
+        self.handshakes = 0
+        self.connections = 0
+        self.opened = 0
+        self.refused_503 = 0
+
+    def full(self) -> bool:
+        """Whether one more connection would exceed ``max_handshakes`` or ``max_connections``
+        (which counts handshakes in flight too: each holds a socket)."""
+        cap = self.max_handshakes
+        if cap is not None and self.handshakes >= cap:
+            return True
+        cap = self.max_connections
+        return cap is not None and self.handshakes + self.connections >= cap
+
+    def refuse(self, transport: asyncio.Transport) -> None:
+        """Answer 503 at once and close, without reading the request."""
+        # DEBUG at most: the whole point is to stay quiet and cheap under a flood.
+        self.refused_503 += 1
+        logger.debug(
+            "at capacity (%d open, %d in handshake): 503 to %s",
+            self.connections,
+            self.handshakes,
+            transport.get_extra_info("peername"),
+        )
+        if not transport.is_closing():
+            transport.write(_AT_CAPACITY_RESPONSE)
+            transport.close()
+
+    def connection_closed(self, *args: Any) -> None:
+        """A connection's ``'close'`` listener."""
+        self.connections -= 1
+
+    def handshake_done(self, task: asyncio.Task[None]) -> None:
+        """An upgrade handed to ``handle_upgrade`` was answered (its verify task ended)."""
+        self.handshakes -= 1
 
 
 class VerifyInfo:
@@ -67,18 +146,39 @@ class _ServerConnection(asyncio.Protocol):
     through :class:`ServerHandshake` and drops the connection when ``handshake_timeout``
     passes first (the timer runs until the 101 is written or the connection is gone)."""
 
-    __slots__ = ("server", "handshake", "transport", "timer", "done", "verifying")
+    __slots__ = (
+        "server",
+        "slots",
+        "handshake",
+        "transport",
+        "timer",
+        "done",
+        "verifying",
+        "counted",
+    )
 
-    def __init__(self, server: WebSocketServer) -> None:
+    def __init__(self, server: WebSocketServer, slots: _Slots) -> None:
         self.server = server
+        self.slots = slots
         self.handshake = ServerHandshake(server.options)
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.done = False
         self.verifying: asyncio.Task[None] | None = None
+        # Whether this connection holds one of the server's handshake slots.
+        self.counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        slots = self.slots
+        if slots.full():
+            # Refused before a byte is read: a flood of silent clients holds no more than
+            # max_handshakes slots, and each refused one is closed in this loop iteration.
+            self.done = True
+            slots.refuse(self.transport)
+            return
+        self.counted = True
+        slots.handshakes += 1
         timeout = self.server.options.handshake_timeout
         if timeout:
             self.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
@@ -120,7 +220,14 @@ class _ServerConnection(asyncio.Protocol):
         self._cancel_timer()
         return self.handshake.take_rest()
 
+    def release(self) -> None:
+        """Give back the handshake slot: the connection is open, or gone."""
+        if self.counted:
+            self.counted = False
+            self.slots.handshakes -= 1
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.release()
         self._cancel_timer()
         if self.verifying is not None:
             # Nobody is left to answer: a verify_client still running is abandoned.
@@ -170,6 +277,8 @@ class WebSocketServer(EventEmitter):
         reuse_port: bool | None = None,
         unix_path: str | None = None,
         sock: Any = None,
+        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+        max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES,
         callback: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__()
@@ -199,11 +308,14 @@ class WebSocketServer(EventEmitter):
             reuse_port=reuse_port,
             unix_path=unix_path,
             sock=sock,
+            max_connections=max_connections,
+            max_handshakes=max_handshakes,
         )
         """The validated options (a frozen :class:`~wsfast.options.ServerOptions`)."""
         self._connection_options = self.options.connection()
         self._verify_arity = _arity(verify_client) if verify_client else 0
         self.clients: set[WebSocket] = set()
+        self._slots = _Slots(max_connections, max_handshakes)
         # Every task the server starts (verify_client, async 'connection' listeners) is held
         # here until done: the loop keeps only weak references to tasks, and an exception of
         # a forgotten one surfaces as "Task exception was never retrieved".
@@ -219,6 +331,13 @@ class WebSocketServer(EventEmitter):
             self._spawn(self._listen())
         else:
             self._listening.set_result(None)
+
+    @property
+    def stats(self) -> ServerStats:
+        """The server's counters now (a :class:`ServerStats` snapshot): open connections,
+        handshakes in flight, connections opened and 503 refusals."""
+        slots = self._slots
+        return ServerStats(slots.connections, slots.handshakes, slots.opened, slots.refused_503)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self._loop.create_task(coro)
@@ -236,7 +355,7 @@ class WebSocketServer(EventEmitter):
         try:
             if options.unix_path is not None:
                 self._server = await self._loop.create_unix_server(
-                    lambda: _ServerConnection(self),
+                    lambda: _ServerConnection(self, self._slots),
                     options.unix_path,
                     backlog=options.backlog,
                     ssl=options.ssl,
@@ -248,7 +367,7 @@ class WebSocketServer(EventEmitter):
                 # and address() could only report one of them.
                 sock = _any_address_socket(options.port or 0, options.reuse_port, options.backlog)
                 self._server = await self._loop.create_server(
-                    lambda: _ServerConnection(self),
+                    lambda: _ServerConnection(self, self._slots),
                     sock=sock,
                     backlog=options.backlog,
                     ssl=options.ssl,
@@ -256,7 +375,7 @@ class WebSocketServer(EventEmitter):
                 )
             else:
                 self._server = await self._loop.create_server(
-                    lambda: _ServerConnection(self),
+                    lambda: _ServerConnection(self, self._slots),
                     options.host,
                     options.port,
                     sock=options.sock,
@@ -383,7 +502,17 @@ class WebSocketServer(EventEmitter):
             buffered = getattr(head, "_buffer", bytearray())  # no public way to drain it
             head = bytes(buffered)
             buffered.clear()
-        self._upgrade(request, transport, bytes(head or b""), callback, False, writer)
+        slots = self._slots
+        if slots.full():
+            slots.refuse(transport)
+            return
+        # The upgrade holds a handshake slot until it is answered (verify_client included).
+        slots.handshakes += 1
+        verifying = self._upgrade(request, transport, bytes(head or b""), callback, False, writer)
+        if verifying is None:
+            slots.handshakes -= 1
+        else:
+            verifying.add_done_callback(slots.handshake_done)
 
     @staticmethod
     async def read_request(
@@ -529,6 +658,7 @@ class WebSocketServer(EventEmitter):
         if transport.is_closing():
             return
         if self._state != RUNNING and not self.options.no_server:
+            self._slots.refused_503 += 1
             self._refuse(transport, request, handshake.SERVICE_UNAVAILABLE, head)
             return
         try:
@@ -541,6 +671,8 @@ class WebSocketServer(EventEmitter):
         self.emit("headers", lines, request)
         transport.write(Upgrade.response(lines))
         rest = _rest(head)
+        if isinstance(head, _ServerConnection):
+            head.release()  # from a handshake slot to a connection slot
         ws = accept(
             transport,
             protocol,
@@ -549,6 +681,10 @@ class WebSocketServer(EventEmitter):
             self._connection_options,
             keep_alive,
         )
+        slots = self._slots
+        slots.connections += 1
+        slots.opened += 1
+        ws.once("close", slots.connection_closed)
         if self.options.client_tracking:
             self.clients.add(ws)
             ws.once("close", lambda *args: self.clients.discard(ws))
@@ -738,8 +874,13 @@ async def _run_handler(
     try:
         await handler(ws, request)
     except ConnectionClosed as exc:
-        # recv() or async for saw the peer vanish (1006): the handler's normal end.
-        logger.info("connection closed under its handler: %s %s", exc.code, exc.reason)
+        # recv() or async for saw the peer vanish (1006) or misbehave: the handler's normal
+        # end, one INFO line per connection. A protocol error (the cause) was reported already,
+        # at INFO or to an 'error' listener, so this line is then DEBUG.
+        if exc.__cause__ is None:
+            logger.info("connection closed under its handler: %s %s", exc.code, exc.reason)
+        else:
+            logger.debug("connection closed under its handler: %s %s", exc.code, exc.reason)
         return
     except asyncio.CancelledError:
         if ws.ready_state == WebSocket.OPEN:
