@@ -16,7 +16,7 @@ from .proxy import ProxyError
 from .sender import generate_mask
 from .stream import WebSocketStreamWriter, create_websocket_stream
 from .websocket import WebSocket, connect
-from .websocket_server import VerifyInfo, WebSocketServer, serve
+from .websocket_server import ServerStats, VerifyInfo, WebSocketServer, serve
 
 __version__ = "0.1.0"
 
@@ -41,6 +41,7 @@ __all__ = [
     "Request",
     "Response",
     "ServerOptions",
+    "ServerStats",
     "UnexpectedResponse",
     "VerifyInfo",
     "WebSocket",
