@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import Input, instrumented, main
+from wsfuzz import Input, instrumented, main
 
 with instrumented():
     from wsfast.buffer_util import py_mask, py_unmask
 
 import wsfast_bufferutil as native
 
-KERNELS = [name for name in ("words", "sse2", "avx2", "avx512", "neon") if native._use_kernel(name) == name]
+KERNELS = [
+    name for name in ("words", "sse2", "avx2", "avx512", "neon") if native._use_kernel(name) == name
+]
 native._use_kernel(None)
 
 

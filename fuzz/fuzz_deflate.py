@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import zlib
 
-from common import Input, instrumented, main
+from wsfuzz import Input, instrumented, main
 
 with instrumented():
     from wsfast import extension

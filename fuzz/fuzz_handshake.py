@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import Input, instrumented, main
+from wsfuzz import Input, instrumented, main
 
 with instrumented():
     from wsfast.exceptions import HandshakeError, InvalidURL
@@ -44,7 +44,11 @@ DEFLATE_OPTIONS: list[Any] = [
     {"server_max_window_bits": False, "server_no_context_takeover": False},
 ]
 LIMITS = [(MAX_HEAD_SIZE, MAX_HEADERS), (300, 6)]
-ADDRESSES = ["ws://example.com/chat", "wss://user:pw@example.com:9000/x?y=1", "ws+unix:///tmp/s.sock:/p"]
+ADDRESSES = [
+    "ws://example.com/chat",
+    "wss://user:pw@example.com:9000/x?y=1",
+    "ws+unix:///tmp/s.sock:/p",
+]
 
 
 def read_head(wire: bytes, cut: int, limits: tuple[int, int]) -> tuple[Any, ...]:
@@ -61,7 +65,7 @@ def read_head(wire: bytes, cut: int, limits: tuple[int, int]) -> tuple[Any, ...]
     # Not checked: a bare CR or other control character in the start line, which the reader
     # lets through (test_fuzz_regressions.py, xfail: a status line's reason phrase).
     assert "\n" not in reader.start_line
-    for name, value in reader.headers.items():
+    for name in reader.headers:
         assert is_valid_token(name), name
     return (reader.start_line, list(reader.headers.items()), reader.take_rest())
 
@@ -109,7 +113,9 @@ def server(inp: Input, flags: int, wire: bytes, cut: int) -> None:
         protocols=tuple(decision.protocols),
         per_message_deflate={} if decision.extensions else None,
     )
-    client = ClientHandshake("ws://example.com/chat", client_options, key_factory=lambda: decision.key)
+    client = ClientHandshake(
+        "ws://example.com/chat", client_options, key_factory=lambda: decision.key
+    )
     client.request(client.prepare_headers())
     client.receive_data(answer)
     assert client.state == client.OPEN, (client.state, client.error, answer)

@@ -10,7 +10,7 @@ or ``", ".join``) to a value that parses to the same result; subprotocols are un
 
 from __future__ import annotations
 
-from common import Input, instrumented, main
+from wsfuzz import Input, instrumented, main
 
 with instrumented():
     from wsfast import extension, subprotocol

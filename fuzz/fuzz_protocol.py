@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import Input, instrumented, main
+from wsfuzz import Input, instrumented, main
 
 with instrumented():
     from wsfast import extension

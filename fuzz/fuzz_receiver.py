@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import Input, instrumented, main
+from wsfuzz import Input, instrumented, main
 
 with instrumented():
     from wsfast import extension
@@ -117,7 +117,7 @@ def TestOneInput(data: bytes) -> None:
     wire = inp.rest()
     # Cut positions spread over the input: each cut byte is a fraction of its length.
     points = sorted({c * (len(wire) + 1) // 256 for c in cuts})
-    chunks = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)])]
+    chunks = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
     whole_events, whole_error = run(flags & ~16, [wire], False)
     events, error = run(flags, chunks, bool(flags & 16))
     if error == whole_error:

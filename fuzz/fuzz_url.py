@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from common import Input, instrumented, main
+from wsfuzz import Input, instrumented, main
 
 with instrumented():
     from wsfast.url import parse_url, resolve_url

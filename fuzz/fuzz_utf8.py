@@ -12,7 +12,7 @@ piece until the first refusal; the incremental answer at the end equals the whol
 
 from __future__ import annotations
 
-from common import Input, instrumented, main
+from wsfuzz import Input, instrumented, main
 
 with instrumented():
     from wsfast.validation import PyUtf8Validator, py_is_valid_utf8
@@ -48,7 +48,7 @@ def TestOneInput(data: bytes) -> None:
     assert py_is_valid_utf8(text) is valid, text
 
     points = sorted({c * (len(text) + 1) // 256 for c in cuts})
-    pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)])]
+    pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
     ours, theirs = native.Utf8Validator(), PyUtf8Validator()
     result = True
     for i, piece in enumerate(pieces):
