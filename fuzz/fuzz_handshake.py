@@ -70,6 +70,14 @@ def read_head(wire: bytes, cut: int, limits: tuple[int, int]) -> tuple[Any, ...]
     return (reader.start_line, list(reader.headers.items()), reader.take_rest())
 
 
+def known_bug(exc: ValueError) -> bool:
+    """The known defect, skipped so the fuzzing goes on: ``parse_status_line`` checks the code
+    with ``str.isdigit``, true for the superscripts of latin-1, so ``int`` raises ValueError
+    (tests/test_fuzz_regressions.py, strict xfail)."""
+    message = str(exc)
+    return message.startswith("invalid literal for int()") and any(c in message for c in "¹²³")
+
+
 def same_head(pieces: tuple[Any, ...], whole: tuple[Any, ...]) -> None:
     # The refusal may differ: a head is refused as too large (431) as soon as it is, before a
     # later bare LF (400) arrives, fed whole or not.
@@ -136,6 +144,10 @@ def response(inp: Input, flags: int, wire: bytes, cut: int) -> None:
     except HandshakeError as exc:
         assert exc.code == "WS_ERR_INVALID_RESPONSE", exc.code
         return
+    except ValueError as exc:
+        if known_bug(exc):
+            return
+        raise
     assert 0 <= head.status <= 999 and head.http_version in ("HTTP/1.0", "HTTP/1.1")
 
 
@@ -151,7 +163,12 @@ def client(inp: Input, flags: int, wire: bytes, cut: int) -> None:
     handshake.request(handshake.prepare_headers())
     pieces = [wire[:cut], wire[cut:]]
     for piece in pieces:
-        handshake.receive_data(piece)
+        try:
+            handshake.receive_data(piece)
+        except ValueError as exc:
+            if known_bug(exc):
+                return
+            raise
         if handshake.state == handshake.REDIRECT:
             try:
                 handshake.follow()
