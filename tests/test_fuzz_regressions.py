@@ -3,7 +3,7 @@
 Three parts: every seed of ``fuzz/corpus/`` replayed through its harness's ``TestOneInput`` (the
 harnesses check their invariants without atheris, so a seed that stops holding fails here);
 the inputs that broke a first version of a harness, replayed the same way; and the defects in
-wsfast the fuzzing found, as strict xfails until they are fixed.
+wsfast the fuzzing found, which stay fixed.
 """
 
 from __future__ import annotations
@@ -71,11 +71,11 @@ HARNESS_FIXES = [
     ),
     # ws+unix:///s.sock:x has the request target "x": ws splits its path at ":" the same way.
     pytest.param("url", "tC2vtC46LzowNzc3Nzc4", id="url-unix-relative-target"),
-    # The status-code defect below, which the harness skips (known_bug) so fuzzing goes on.
+    # The status-code defect below: the harness now meets HandshakeError, never ValueError.
     pytest.param(
         "handshake",
         "IiBIVFRQLzEuMSCzMDIgRm91buBkDQpMb2NhdGlvbjogd3M6LyMvZXhhbXBsZS5jb/kvb3RoZXINCg0K",
-        id="handshake-status-superscript-digit-skipped",
+        id="handshake-status-superscript-digit",
     ),
 ]
 
@@ -98,22 +98,11 @@ def client_reading(answer: bytes) -> ClientHandshake:
 
 
 # fuzz_handshake in its 60 s run, client mode: "HTTP/1.1 \xb302 Foun\xe0d" (base64
-# IiBIVFRQLzEuMSCzMDIgRm91buBkDQpMb2NhdGlvbjogd3M6LyMvZXhhbXBsZS5jb/kvb3RoZXINCg0K). Through the
-# asyncio client the ValueError escapes data_received: asyncio logs "Fatal error:
-# protocol.data_received() call failed" with a traceback, and connect() raises
-# HandshakeError("socket error: invalid literal for int() ...", WS_ERR_HANDSHAKE_CLOSED) rather
-# than "Invalid HTTP response". proxy.py reads the CONNECT answer with the same
-# HeadReader.response() and catches only RequestError and HandshakeError.
-STATUS_DIGIT_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="parse_status_line checks the status code with str.isdigit, true for latin-1's "
-    "superscript digits (0xb2, 0xb3, 0xb9), and int() then raises ValueError: "
-    "HeadReader.response() and ClientHandshake.receive_data raise it instead of HandshakeError",
-)
+# IiBIVFRQLzEuMSCzMDIgRm91buBkDQpMb2NhdGlvbjogd3M6LyMvZXhhbXBsZS5jb/kvb3RoZXINCg0K). Before the
+# fix the ValueError escaped data_received: asyncio logged "Fatal error: protocol.data_received()
+# call failed" with a traceback, and connect() failed with WS_ERR_HANDSHAKE_CLOSED.
 
 
-@STATUS_DIGIT_BUG
 @pytest.mark.parametrize("code", [b"\xb302", b"1\xb20", b"10\xb9"])
 def test_status_code_with_superscript_digit_is_invalid_response(code: bytes) -> None:
     reader = HeadReader()
@@ -122,20 +111,12 @@ def test_status_code_with_superscript_digit_is_invalid_response(code: bytes) -> 
         reader.response()
 
 
-@STATUS_DIGIT_BUG
 def test_client_fails_on_status_code_with_superscript_digit() -> None:
     client = client_reading(b"HTTP/1.1 \xb302 Found\r\nLocation: ws://example.com/x\r\n\r\n")
     assert client.state == ClientHandshake.FAILED
     assert client.error is not None and client.error.code == "WS_ERR_INVALID_RESPONSE"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="fuzz_handshake: HeadReader checks header values for control characters but not the "
-    "start line, so a 101 whose reason phrase holds CR, NUL or DEL is accepted (RFC 9112 4: "
-    "reason-phrase = *( HTAB / SP / VCHAR / obs-text ))",
-)
 @pytest.mark.parametrize("reason", [b"Switching\rProtocols", b"Switching\x00Protocols", b"\x7f"])
 def test_status_line_with_control_characters_is_refused(reason: bytes) -> None:
     client = client_reading(

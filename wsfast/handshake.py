@@ -275,7 +275,14 @@ def parse_status_line(line: str) -> tuple[str, int, str]:
     """(version, status, reason) of a status line; HandshakeError when malformed."""
     version, _, rest = line.partition(" ")
     code, _, reason = rest.partition(" ")
-    if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
+    # str.isdigit alone takes latin-1's superscripts (found by fuzz/fuzz_handshake.py), and RFC
+    # 9112 section 4 allows no control character but HTAB in the reason phrase.
+    if (
+        version not in ("HTTP/1.1", "HTTP/1.0")
+        or len(code) != 3
+        or not (code.isascii() and code.isdigit())
+        or _CONTROL_RE.search(reason)
+    ):
         raise HandshakeError(f"Invalid HTTP status line: {line!r}", "WS_ERR_INVALID_RESPONSE")
     return version, int(code), reason
 
