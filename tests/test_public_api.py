@@ -24,6 +24,7 @@ CONTRACT = [
     "serve",
     "create_websocket_stream",
     "speedups",
+    "speedups_status",
     "WebSocketError",
     "ConnectionClosed",
     "generate_mask",

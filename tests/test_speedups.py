@@ -96,13 +96,123 @@ def test_expected_speedups_loaded() -> None:
     assert report["bufferutil"] is not None, (
         "WSFAST_EXPECT_SPEEDUPS=1 but wsfast_bufferutil is not in use "
         f"(installed: {native_bu is not None}, "
-        f"WSFAST_NO_BUFFER_UTIL={os.environ.get('WSFAST_NO_BUFFER_UTIL')!r})"
+        f"WSFAST_NO_BUFFER_UTIL={os.environ.get('WSFAST_NO_BUFFER_UTIL')!r}): "
+        f"{wsfast.speedups_status()['bufferutil'].detail}"
     )
     assert report["utf8validate"] is not None, (
         "WSFAST_EXPECT_SPEEDUPS=1 but wsfast_utf8validate is not in use "
         f"(installed: {native_u8 is not None}, "
-        f"WSFAST_NO_UTF_8_VALIDATE={os.environ.get('WSFAST_NO_UTF_8_VALIDATE')!r})"
+        f"WSFAST_NO_UTF_8_VALIDATE={os.environ.get('WSFAST_NO_UTF_8_VALIDATE')!r}): "
+        f"{wsfast.speedups_status()['utf8validate'].detail}"
     )
+
+
+# --- speedups_status: why a fallback is in use -------------------------------------------------
+
+
+def test_status_agrees_with_speedups() -> None:
+    report = wsfast.speedups()
+    status = wsfast.speedups_status()
+    assert set(status) == set(report) == {"bufferutil", "utf8validate"}
+    for name, entry in status.items():
+        assert entry.module_version == report[name]
+        assert (entry.state == "native") == (report[name] is not None)
+        assert entry.distribution == f"wsfast-{name}"
+        assert entry.detail
+
+
+def _fake_status(
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    error: str | None,
+    installed: str | None,
+    module_file: bool = False,
+) -> wsfast.SpeedupStatus:
+    """bufferutil's status with its loading outcome and installed metadata replaced."""
+    import importlib.metadata
+    import importlib.util
+
+    monkeypatch.setattr(buffer_util, "NATIVE", error is None)
+    monkeypatch.setattr(buffer_util, "NATIVE_VERSION", "9.9.9" if error is None else None)
+    monkeypatch.setattr(buffer_util, "NATIVE_ERROR", error)
+
+    def version(dist: str) -> str:
+        if installed is None:
+            raise importlib.metadata.PackageNotFoundError(dist)
+        return installed
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if module_file else None)
+    return wsfast.speedups_status()["bufferutil"]
+
+
+def test_status_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    status = _fake_status(monkeypatch, error=None, installed="9.9.9")
+    assert (status.state, status.module_version, status.installed_version) == (
+        "native",
+        "9.9.9",
+        "9.9.9",
+    )
+    assert status.detail == "native 9.9.9"
+
+
+def test_status_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    status = _fake_status(monkeypatch, error="WSFAST_NO_BUFFER_UTIL is set", installed="0.1.0")
+    assert status.state == "disabled"
+    assert status.detail == "pure-Python fallback (WSFAST_NO_BUFFER_UTIL is set)"
+
+
+def test_status_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    status = _fake_status(monkeypatch, error="ModuleNotFoundError: no", installed=None)
+    assert (status.state, status.installed_version) == ("not-installed", None)
+    assert status.detail == "pure-Python fallback (not installed)"
+
+
+def test_status_installed_without_its_native_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What pip leaves behind after building wsfast-bufferutil without a C compiler.
+    status = _fake_status(monkeypatch, error="ModuleNotFoundError: no", installed="0.1.0")
+    assert (status.state, status.installed_version) == ("no-native-module", "0.1.0")
+    assert "wsfast-bufferutil 0.1.0 is installed WITHOUT its native module" in status.detail
+    assert "C compiler" in status.detail
+    fix = "--force-reinstall --no-cache-dir --no-binary wsfast-bufferutil wsfast-bufferutil"
+    assert fix in status.detail
+    assert wsfast.speedups()["bufferutil"] is None  # the old report keeps its shape
+
+
+def test_status_native_module_that_fails_to_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    error = "ImportError: undefined symbol: PyFoo"
+    status = _fake_status(monkeypatch, error=error, installed="0.1.0", module_file=True)
+    assert status.state == "no-native-module"
+    assert f"wsfast_bufferutil failed to import: {error}" in status.detail
+
+
+def test_info_reports_a_distribution_without_its_native_module(tmp_path: Any) -> None:
+    """``wsfast info`` for a wsfast-bufferutil whose module is absent: metadata of a fake
+    distribution first on sys.path, the real module (if any) hidden."""
+    import subprocess
+    import sys
+
+    dist_info = tmp_path / "wsfast_bufferutil-9.9.9.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: wsfast-bufferutil\nVersion: 9.9.9\n"
+    )
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
+        "sys.modules['wsfast_bufferutil'] = None; "
+        "from wsfast.cli import main; sys.exit(main(['info']))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "WSFAST_NO_BUFFER_UTIL"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "speedup bufferutil: pure-Python fallback (wsfast-bufferutil 9.9.9 is installed WITHOUT "
+        "its native module" in result.stdout
+    )
+    assert "pip install --force-reinstall --no-cache-dir" in result.stdout
+    assert "warning: wsfast-bufferutil installed without the native module" in result.stderr
 
 
 # --- masking: one class, both implementations --------------------------------------------------

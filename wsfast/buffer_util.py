@@ -18,6 +18,7 @@ __all__ = [
     "concat",
     "NATIVE",
     "NATIVE_VERSION",
+    "NATIVE_ERROR",
     "py_mask",
     "py_unmask",
 ]
@@ -86,17 +87,18 @@ def py_unmask(buffer: Any, mask: Any) -> None:
         view[:] = _masked(view, key)
 
 
-def _load_native() -> Any:
+def _load_native() -> tuple[Any, str | None]:
+    """The native module, or None and why not (read by ``wsfast.speedups_status()``)."""
     if os.environ.get("WSFAST_NO_BUFFER_UTIL"):
-        return None
+        return None, "WSFAST_NO_BUFFER_UTIL is set"
     try:
         import wsfast_bufferutil  # type: ignore[import-not-found, import-untyped, unused-ignore]
-    except ImportError:
-        return None
-    return wsfast_bufferutil
+    except ImportError as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    return wsfast_bufferutil, None
 
 
-_native = _load_native()
+_native, NATIVE_ERROR = _load_native()
 NATIVE: bool = _native is not None
 NATIVE_VERSION: str | None = getattr(_native, "__version__", None) if _native else None
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import importlib
 import inspect
-import os
 import platform
 import signal
 import ssl
@@ -261,15 +260,16 @@ def _info() -> int:
         f"python {platform.python_version()} ({platform.python_implementation()}) "
         f"on {platform.system()} {platform.machine()}"
     )
-    variables = {"bufferutil": "WSFAST_NO_BUFFER_UTIL", "utf8validate": "WSFAST_NO_UTF_8_VALIDATE"}
-    for name, version in wsfast.speedups().items():
-        if version:
-            state = f"native {version}"
-        elif os.environ.get(variables[name]):
-            state = f"pure-Python fallback ({variables[name]} is set)"
-        else:
-            state = "pure-Python fallback (not installed)"
-        print(f"speedup {name}: {state}")
+    broken = []
+    for name, status in wsfast.speedups_status().items():
+        print(f"speedup {name}: {status.detail}")
+        if status.state == "no-native-module":
+            broken.append(status.distribution)
+    if broken:
+        _status(
+            f"warning: {', '.join(broken)} installed without the native module: see above "
+            "(wsfast works, on its slower pure-Python fallback)"
+        )
     try:
         uvloop = importlib.import_module("uvloop")
         print(f"uvloop {getattr(uvloop, '__version__', '?')}: available")

@@ -19,6 +19,7 @@ __all__ = [
     "PyUtf8Validator",
     "NATIVE",
     "NATIVE_VERSION",
+    "NATIVE_ERROR",
 ]
 
 
@@ -74,17 +75,18 @@ class PyUtf8Validator:
         self._decoder.reset()
 
 
-def _load_native() -> Any:
+def _load_native() -> tuple[Any, str | None]:
+    """The native module, or None and why not (read by ``wsfast.speedups_status()``)."""
     if os.environ.get("WSFAST_NO_UTF_8_VALIDATE"):
-        return None
+        return None, "WSFAST_NO_UTF_8_VALIDATE is set"
     try:
         import wsfast_utf8validate  # type: ignore[import-not-found, import-untyped, unused-ignore]
-    except ImportError:
-        return None
-    return wsfast_utf8validate
+    except ImportError as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    return wsfast_utf8validate, None
 
 
-_native = _load_native()
+_native, NATIVE_ERROR = _load_native()
 NATIVE: bool = _native is not None
 NATIVE_VERSION: str | None = getattr(_native, "__version__", None) if _native else None
 

@@ -439,8 +439,10 @@ class WebSocketServer(EventEmitter):
             except OSError:
                 pass
         if self._server is not None:
+            # close() closes the listening sockets at once. Not awaiting wait_closed(): since
+            # Python 3.12.1 it waits for every accepted connection to end, and ws 8's close()
+            # leaves open connections alone (on 3.11 it returned at once anyway).
             self._server.close()
-            await self._server.wait_closed()
             path = self.options.unix_path
             if path is not None and _is_socket(path):
                 # Node's server.close() unlinks its socket file; asyncio before 3.13 does not.

@@ -4,9 +4,20 @@ A user without a C compiler still gets a working install: the build failure beco
 the distribution installs without the ``wsfast_utf8validate`` module, and wsfast falls back to
 CPython's decoder. Release builds (cibuildwheel) set ``WSFAST_REQUIRE_EXTENSIONS=1`` so that a
 broken build fails loudly instead of publishing an empty wheel.
+
+A wheel built without the module must never be taken for a real one, nor served again from
+pip's wheel cache once a compiler is there: it is tagged ``py3-none-native_build_failed``, a
+platform no installer supports. pip installs the wheel it has just built without checking its
+tags, but never picks it out of its cache (``pip/_internal/cache.py`` skips cached wheels whose
+tags are not supported), so the next ``pip install`` builds again. The file name in pip's
+"Created wheel" line says what happened.
+
+The version has one source, ``__version__`` in the .pyx; ``pyproject.toml`` declares it dynamic
+and this script reads it.
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -16,6 +27,23 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).resolve().parent
 REQUIRED = os.environ.get("WSFAST_REQUIRE_EXTENSIONS", "") == "1"
 NAME = "wsfast_utf8validate"
+#: The platform tag of a wheel built without its native module (see the docstring).
+FAILED_TAG = ("py3", "none", "native_build_failed")
+#: Extensions whose build failed in this run; read by bdist_wheel.get_tag.
+_FAILED: list = []
+
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # setuptools < 70.1
+    from wheel.bdist_wheel import bdist_wheel  # type: ignore[no-redef]
+
+
+def _version() -> str:
+    text = (HERE / "src" / f"{NAME}.pyx").read_text(encoding="utf-8")
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.M)
+    if not match:
+        raise RuntimeError(f"no __version__ in src/{NAME}.pyx")
+    return match.group(1)
 
 
 def _headers() -> list:
@@ -78,14 +106,30 @@ class OptionalBuildExt(build_ext):
         # A module left in build/ by an earlier successful build would otherwise be installed
         # as if this build had worked (pip builds local directories in place).
         for ext in extensions:
+            _FAILED.append(ext.name)
             stale = self.get_ext_fullpath(ext.name)
             if os.path.exists(stale):
                 os.remove(stale)
         sys.stderr.write(
-            f"WARNING: {NAME} could not be compiled ({exc!r}); installing without it. "
+            f"WARNING: {NAME} could not be compiled ({exc!r}); installing without it, in a "
+            f"wheel tagged {'-'.join(FAILED_TAG)} that pip will not reuse from its cache. "
             "wsfast will use CPython's decoder. Set WSFAST_REQUIRE_EXTENSIONS=1 to make this an "
             "error.\n"
         )
 
 
-setup(ext_modules=_sources(), cmdclass={"build_ext": OptionalBuildExt})
+class BdistWheel(bdist_wheel):
+    """bdist_wheel that tags a wheel without its native module as installable nowhere else."""
+
+    def get_tag(self) -> tuple:
+        # Called after the build step, so _FAILED is final here.
+        if _FAILED:
+            return FAILED_TAG
+        return super().get_tag()
+
+
+setup(
+    version=_version(),
+    ext_modules=_sources(),
+    cmdclass={"build_ext": OptionalBuildExt, "bdist_wheel": BdistWheel},
+)
