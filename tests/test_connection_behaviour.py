@@ -905,6 +905,8 @@ async def test_close_code_none_until_closed(
     other.resume()
     await wait_for(ws.wait_closed())
     assert ws.close_code == 4000
+    # The server's side ends when the client's FIN arrives, after the client's 'close'.
+    await wait_for(other.wait_closed())
     assert other.close_code == 4000
 
 

@@ -311,6 +311,7 @@ class Protocol:
     def expire(self) -> None:
         """The timer armed from ``timer`` ran out: the peer did not finish closing; drop it."""
         if self.state is not CLOSED:
+            self.receiver.stop()  # the transport is being dropped: nothing more is parsed
             self.aborted = self.abort_due = self.pending = True
 
     def auto_pongs_flushed(self) -> None:
