@@ -148,7 +148,6 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._url: str | None = address
         self._connect_task: asyncio.Task[None] | None = None
-        self._handshake_error: BaseException | None = None
         if address is None:
             self._options: ConnectionOptions = _server_options or ConnectionOptions(
                 binary_type=binary_type
@@ -652,9 +651,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         proto = self._proto
         code = proto.close_code if proto is not None else None
         exc = ConnectionClosed(1006 if code is None else code, self.close_reason)
-        cause = proto.error if proto is not None else self._handshake_error
-        if cause is not None:
-            exc.__cause__ = cause
+        if proto is not None and proto.error is not None:
+            exc.__cause__ = proto.error
         return exc
 
     # -- sending -------------------------------------------------------------------------------
@@ -689,11 +687,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         callback: Callable[[BaseException | None], Any] | None = None,
     ) -> Awaitable[None]:
         """Send a ping (payload up to 125 bytes)."""
-        proto = self._proto
-        if proto is None or proto.state is not STATE_OPEN:
-            return self._not_open(callback)
-        proto.ping(data, mask)
-        return self._written(callback)
+        return self._send_control(False, data, mask, callback)
 
     def pong(
         self,
@@ -702,10 +696,22 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         callback: Callable[[BaseException | None], Any] | None = None,
     ) -> Awaitable[None]:
         """Send an unsolicited pong (payload up to 125 bytes)."""
+        return self._send_control(True, data, mask, callback)
+
+    def _send_control(
+        self,
+        pong: bool,
+        data: str | bytes,
+        mask: bool | None,
+        callback: Callable[[BaseException | None], Any] | None,
+    ) -> Awaitable[None]:
         proto = self._proto
         if proto is None or proto.state is not STATE_OPEN:
             return self._not_open(callback)
-        proto.pong(data, mask)
+        if pong:
+            proto.pong(data, mask)
+        else:
+            proto.ping(data, mask)
         return self._written(callback)
 
     # -- closing -------------------------------------------------------------------------------
