@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
@@ -299,3 +302,22 @@ async def raw_websocket(
 def client_frame(data: bytes, opcode: int, *, fin: bool = True, rsv1: bool = False) -> bytes:
     """A client-to-server frame masked with :data:`MASK`."""
     return bytes(frame(data, opcode, fin=fin, rsv1=rsv1, mask=MASK))
+
+
+def interop_node() -> ModuleType:
+    """``tests/interop/node.py`` (node's ws as a peer), loaded once under one module name.
+
+    It is loaded by path because ``tests/interop`` is no package; every interop test module
+    shares the one instance (and so its module-scoped fixtures and process registry).
+    """
+    name = "wsfast_tests_interop_node"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).parent / "interop" / "node.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return module

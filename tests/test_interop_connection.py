@@ -15,19 +15,16 @@ Where ws differs, the test asserts both facts, so the divergence stays visible:
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RawPeer, wait_for
+from conftest import RawPeer, interop_node, wait_for
 from test_connection_behaviour import (
     CLIENT_ERRORS,
     FLOODS,
@@ -52,13 +49,7 @@ from test_connection_behaviour import (
 
 from wsfast import WebSocket, WebSocketServer
 
-_NODE_PATH = Path(__file__).parent / "interop" / "node.py"
-_spec = importlib.util.spec_from_file_location("wsfast_tests_interop_node", _NODE_PATH)
-assert _spec is not None and _spec.loader is not None
-node = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = node
-    _spec.loader.exec_module(node)
+node = interop_node()
 
 pytestmark = pytest.mark.interop
 

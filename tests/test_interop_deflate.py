@@ -23,29 +23,17 @@ applies only without context takeover, and an empty options dict enables permess
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import itertools
 import json
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import interop_node
 
 import wsfast
 
-_NAME = "wsfast_tests_interop_node"
-if _NAME in sys.modules:  # test_interop_node.py loaded it first
-    node = sys.modules[_NAME]
-else:
-    _spec = importlib.util.spec_from_file_location(
-        _NAME, Path(__file__).parent / "interop" / "node.py"
-    )
-    assert _spec is not None and _spec.loader is not None
-    node = importlib.util.module_from_spec(_spec)
-    sys.modules[_NAME] = node
-    _spec.loader.exec_module(node)
+node = interop_node()
 
 describe, payload, is_binary_spec = node.describe, node.payload, node.is_binary_spec
 

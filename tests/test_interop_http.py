@@ -16,29 +16,21 @@ connection was closed are compared. Where wsfast differs on purpose, the test sa
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import interop_node
 
 import wsfast
 from wsfast.handshake import Headers
 
-_NODE_PATH = Path(__file__).parent / "interop" / "node.py"
-_spec = importlib.util.spec_from_file_location("wsfast_tests_interop_node", _NODE_PATH)
-assert _spec is not None and _spec.loader is not None
-node = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = node
-    _spec.loader.exec_module(node)
+node = interop_node()
 
 pytestmark = pytest.mark.interop
 

@@ -14,23 +14,16 @@ compared by length and SHA-256 (and in full when short).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import itertools
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import interop_node
 
 import wsfast
 
-_NODE_PATH = Path(__file__).parent / "interop" / "node.py"
-_spec = importlib.util.spec_from_file_location("wsfast_tests_interop_node", _NODE_PATH)
-assert _spec is not None and _spec.loader is not None
-node = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = node
-_spec.loader.exec_module(node)
+node = interop_node()
 
 node_echo_server = node.node_echo_server  # the module-scoped fixture, found here by name
 describe, payload, is_binary_spec = node.describe, node.payload, node.is_binary_spec
