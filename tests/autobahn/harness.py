@@ -16,6 +16,8 @@ INFORMATIONAL (DESIGN section 6).
 ``.ci/install-autobahn.sh`` makes (``$WSFAST_AUTOBAHN_VENV`` or ``.ci/cache/autobahn``), then on
 ``PATH``. The testee is ``wsfast`` unless ``$WSFAST_AUTOBAHN_TESTEE=websockets`` picks the
 stand-in (``testee_websockets_standin.py``), which exists to prove this harness without wsfast.
+wsfast's testees take the front end under test, ``api``: ``events`` (ws' event API) or
+``asyncio`` (``serve``/``connect`` with ``async for`` and ``await ws.send``).
 
 Run by hand: ``python tests/autobahn/harness.py server 1-10`` (prints the verdict table).
 """
@@ -40,6 +42,7 @@ from pathlib import Path
 
 __all__ = [
     "AGENT",
+    "APIS",
     "PASSING_BEHAVIOR",
     "PASSING_CLOSE",
     "SECTIONS",
@@ -86,6 +89,10 @@ TESTEES = {
 }
 
 
+# Front ends of wsfast's testees (``--api``); the stand-in has one.
+APIS = ("events", "asyncio")
+
+
 class AutobahnError(RuntimeError):
     """wstest or the testee could not run, or produced no report.
 
@@ -123,6 +130,7 @@ class SuiteResult:
     section: str
     testee: str
     path: str
+    api: str = "events"
     cases: dict[str, CaseResult] = field(default_factory=dict)
     seconds: float = 0.0
     outdir: str = ""
@@ -145,7 +153,7 @@ class SuiteResult:
         head += f"{'total':>8}{'seconds':>9}"
         row = f"{self.role:<7}{self.section:<9}" + "".join(f"{counts[v]:>15}" for v in VERDICTS)
         row += f"{len(self.cases):>8}{self.seconds:>9.1f}"
-        title = f"Autobahn {self.testee} ({self.path} path)"
+        title = f"Autobahn {self.testee} ({self.path} path, {self.api} API)"
         if self.partial:
             title += " PARTIAL: stopped at its time limit, the cases not run are not counted"
         lines = [title, head, row]
@@ -161,6 +169,7 @@ class SuiteResult:
             "sections": self.section,
             "testee": self.testee,
             "path": self.path,
+            "api": self.api,
             "counts": self.counts(),
             "total": len(self.cases),
             "seconds": round(self.seconds, 1),
@@ -345,6 +354,7 @@ def run_suite(
     deflate: bool = True,
     wstest: str | None = None,
     env: dict[str, str] | None = None,
+    api: str = "events",
 ) -> SuiteResult:
     """Runs one role over one section selection and returns the parsed verdicts.
 
@@ -357,6 +367,8 @@ def run_suite(
     testee = testee or os.environ.get("WSFAST_AUTOBAHN_TESTEE") or "wsfast"
     if testee not in TESTEES:
         raise ValueError(f"unknown testee {testee!r}; one of {sorted(TESTEES)}")
+    if api not in APIS:
+        raise ValueError(f"unknown api {api!r}; one of {APIS}")
     wstest = wstest or find_wstest()
     if not wstest:
         raise AutobahnError("wstest not found: run .ci/install-autobahn.sh (or set WSFAST_WSTEST)")
@@ -365,9 +377,9 @@ def run_suite(
     _share_import_path(env)
     label = path_label(env)
     timeout = (timeout or DEFAULT_TIMEOUTS[section]) * timeout_factor()
-    name = (
-        f"{label}-{role}-{section}" if testee == "wsfast" else f"{testee}-{label}-{role}-{section}"
-    )
+    name = f"{label}-{role}-{section}" if api == "events" else f"{label}-{api}-{role}-{section}"
+    if testee != "wsfast":
+        name = f"{testee}-{name}"
     final = outdir or REPO / "reports" / "autobahn" / name
     # Each run writes into a directory of its own and replaces ``final`` when done, so two runs
     # at once (two developers in one checkout) never delete or mix each other's reports.
@@ -378,8 +390,12 @@ def run_suite(
     if testee == "websockets":
         testee_cmd.append(role)
     testee_cmd += ["--deflate" if deflate else "--no-deflate"]
+    if testee == "wsfast":
+        testee_cmd += ["--api", api]
 
-    result = SuiteResult(role=role, section=section, testee=testee, path=label, outdir=str(final))
+    result = SuiteResult(
+        role=role, section=section, testee=testee, path=label, api=api, outdir=str(final)
+    )
     work = Path(tempfile.mkdtemp(prefix="wsfast-autobahn-"))
     spec = work / "spec.json"
     started = time.monotonic()
@@ -476,6 +492,8 @@ def write_summary(result: SuiteResult, path: Path | None = None) -> Path:
     except (OSError, ValueError):
         summary = {}
     key = f"{result.path}/{result.role}/{result.section}"
+    if result.api != "events":
+        key = f"{result.path}/{result.api}/{result.role}/{result.section}"
     summary[key if result.testee == "wsfast" else f"{result.testee}:{key}"] = result.as_json()
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -492,6 +510,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--testee", choices=sorted(TESTEES))
     parser.add_argument("--timeout", type=float)
     parser.add_argument("--no-deflate", action="store_true")
+    parser.add_argument("--api", choices=APIS, default="events")
     args = parser.parse_args(argv)
     # A SIGTERM (``timeout``, a CI runner) still runs run_suite's cleanup of its processes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -502,6 +521,7 @@ def main(argv: list[str]) -> int:
             testee=args.testee,
             timeout=args.timeout,
             deflate=not args.no_deflate,
+            api=args.api,
         )
     except AutobahnError as exc:
         if exc.result is None:

@@ -1,12 +1,14 @@
 """Autobahn testee: a wsfast echo client for ``wstest -m fuzzingserver``.
 
     python tests/autobahn/testee_client.py --url ws://127.0.0.1:9001 --agent wsfast [--no-deflate]
+        [--api events|asyncio]
 
 Asks the fuzzing server for the number of selected cases (``/getCaseCount``), runs each one
 (``/runCase?case=N&agent=A``), echoing every message, then has the reports written
 (``/updateReports?agent=A``). The speedups are chosen by the environment as everywhere.
-Written against the public API of DESIGN section 3 (ws' event API), like ws' own
-``test/autobahn.js``.
+``--api`` picks the front end under test: ``events`` (ws' event API, like ws' own
+``test/autobahn.js``; the default) or ``asyncio`` (``wsfast.connect`` with ``async for`` and
+``await ws.send``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ MAX_PAYLOAD = 100 * 1024 * 1024
 CASE_TIMEOUT = 120.0  # seconds; the slowest case (9.1.6, 16 MiB) takes a few seconds
 
 
-async def run(url: str, deflate: bool, echo: bool) -> list[str | bytes]:
+async def run_events(url: str, deflate: bool, echo: bool) -> list[str | bytes]:
     """Opens one connection, echoes (or collects) its messages, returns once it has closed."""
     loop = asyncio.get_running_loop()
     closed: asyncio.Future[None] = loop.create_future()
@@ -46,7 +48,35 @@ async def run(url: str, deflate: bool, echo: bool) -> list[str | bytes]:
     return received
 
 
-async def main(base: str, agent: str, deflate: bool) -> None:
+async def run_asyncio(url: str, deflate: bool, echo: bool) -> list[str | bytes]:
+    """As :func:`run_events`, through the asyncio API."""
+    received: list[str | bytes] = []
+
+    async def session() -> None:
+        try:
+            async with wsfast.connect(
+                url, per_message_deflate=deflate, max_payload=MAX_PAYLOAD
+            ) as ws:
+                async for message in ws:
+                    if echo:
+                        await ws.send(message)
+                    else:
+                        received.append(message)
+        except (wsfast.ConnectionClosed, OSError):
+            pass  # the case's verdict is in the report, not here
+
+    try:
+        await asyncio.wait_for(session(), CASE_TIMEOUT)
+    except asyncio.TimeoutError:
+        print(f"timeout: {url}", file=sys.stderr, flush=True)
+    return received
+
+
+RUNNERS = {"events": run_events, "asyncio": run_asyncio}
+
+
+async def main(base: str, agent: str, deflate: bool, api: str = "events") -> None:
+    run = RUNNERS[api]
     count_messages = await run(f"{base}/getCaseCount", deflate, echo=False)
     count = int(count_messages[0])
     print(f"{count} cases", flush=True)
@@ -62,6 +92,7 @@ if __name__ == "__main__":
     parser.add_argument("--agent", default="wsfast")
     parser.add_argument("--deflate", dest="deflate", action="store_true", default=True)
     parser.add_argument("--no-deflate", dest="deflate", action="store_false")
+    parser.add_argument("--api", choices=sorted(RUNNERS), default="events")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(main(args.url.rstrip("/"), args.agent, args.deflate))
+    asyncio.run(main(args.url.rstrip("/"), args.agent, args.deflate, args.api))

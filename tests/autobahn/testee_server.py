@@ -1,11 +1,12 @@
 """Autobahn testee: a wsfast echo server for ``wstest -m fuzzingclient``.
 
-    python tests/autobahn/testee_server.py --port 0 [--deflate | --no-deflate]
+    python tests/autobahn/testee_server.py --port 0 [--deflate | --no-deflate] [--api API]
 
 Prints the bound port on stdout, then echoes every message (text as text, binary as binary)
 until it is killed. The speedups are chosen by the environment as everywhere
 (``WSFAST_NO_BUFFER_UTIL=1 WSFAST_NO_UTF_8_VALIDATE=1`` for the fallback path).
-Written against the public API of DESIGN section 3 (ws' event API).
+``--api`` picks the front end under test (DESIGN section 3): ``events`` (ws' event API, the
+default) or ``asyncio`` (``wsfast.serve`` with ``async for`` and ``await ws.send``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,18 @@ import wsfast
 
 # Autobahn 9.1.6/9.2.6 send 16 MiB messages; ws' default limit (100 MiB) covers them.
 MAX_PAYLOAD = 100 * 1024 * 1024
+
+
+async def main_asyncio(port: int, deflate: bool) -> None:
+    async def echo(ws: wsfast.WebSocket, request: object) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with wsfast.serve(
+        echo, "127.0.0.1", port, per_message_deflate=deflate, max_payload=MAX_PAYLOAD
+    ) as server:
+        print(server.address()[1], flush=True)
+        await server.serve_forever()
 
 
 async def main(port: int, deflate: bool) -> None:
@@ -54,9 +67,10 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=9001)
     parser.add_argument("--deflate", dest="deflate", action="store_true", default=True)
     parser.add_argument("--no-deflate", dest="deflate", action="store_false")
+    parser.add_argument("--api", choices=("events", "asyncio"), default="events")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     try:
-        asyncio.run(main(args.port, args.deflate))
+        asyncio.run((main_asyncio if args.api == "asyncio" else main)(args.port, args.deflate))
     except KeyboardInterrupt:
         pass
