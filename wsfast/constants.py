@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_MAX_PENDING_AUTO_PONGS",
+    "HELD_ERROR_TIMEOUT",
     "DEFAULT_SERVER_HANDSHAKE_TIMEOUT",
     "DEFAULT_MAX_REDIRECTS",
     "DEFAULT_BACKLOG",
@@ -63,6 +64,10 @@ DEFAULT_MAX_QUEUE = 16
 # ws 8.23's maxPendingAutoPongs: automatic pongs still unwritten (the peer does not read) before
 # the connection is terminated; 0 disables the cap.
 DEFAULT_MAX_PENDING_AUTO_PONGS = 60
+# A protocol error found while the application still has messages to take from recv() is held
+# (reading stops) so that it can answer them; the connection fails when it asks for the next
+# message, or after this many seconds if it does not (a stuck application).
+HELD_ERROR_TIMEOUT = 5.0
 # A server drops a connection whose opening handshake (TLS included) takes longer than this.
 DEFAULT_SERVER_HANDSHAKE_TIMEOUT = 60.0
 # ws' maxRedirects.

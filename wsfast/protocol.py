@@ -11,6 +11,13 @@ What the transport must do besides writing is data, read by the adapter after ea
 ``eof_due`` (half-close the TCP connection now), ``abort_due`` (drop it now), and ``timer``
 (arm the close timer for that many seconds, then call :meth:`Protocol.expire`). The adapter owns
 the socket and the clock; this module imports neither.
+
+An adapter that queues messages for the application (``recv()``) sets ``backlog``: a protocol
+error found while the application still has messages to take is then *held* (``held``): the
+receiver stops at the invalid frame, the connection stays OPEN so that the application can
+answer what arrived before it, and the adapter calls :meth:`Protocol.release` when the
+application asks for the next message; the timer (``HELD_ERROR_TIMEOUT``) bounds a stuck
+application. Nothing after the invalid frame is delivered either way.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import enum
 from collections.abc import Callable
 from typing import Any
 
+from .constants import HELD_ERROR_TIMEOUT
 from .exceptions import WebSocketError
 from .options import ConnectionOptions
 from .permessage_deflate import PerMessageDeflate
@@ -99,6 +107,8 @@ class Protocol:
         "timer",
         "pending",
         "pending_auto_pongs",
+        "backlog",
+        "held",
         "_out",
     )
 
@@ -167,6 +177,12 @@ class Protocol:
         self.pending = False
         #: Automatic pongs written since the transport last reported its buffer empty.
         self.pending_auto_pongs = 0
+        #: Set by an adapter that queues messages: whether the application still has messages
+        #: to take (queued, or taken and not yet answered). A protocol error found while it
+        #: says so is held instead of failing the connection at once (see :meth:`release`).
+        self.backlog: Callable[[], bool] | None = None
+        #: The protocol error being held; the adapter stops reading while it is set.
+        self.held: WebSocketError | None = None
 
     # -- bytes in --------------------------------------------------------------------------------
 
@@ -174,19 +190,41 @@ class Protocol:
         """Parse ``data``: messages and control frames reach the callbacks as they complete.
 
         A protocol error fails the connection: the close frame with the error's code is
-        written, ``eof_due`` is set and ``on_error`` is called; later input is ignored.
+        written, ``eof_due`` is set and ``on_error`` is called; later input is ignored. While
+        ``backlog()`` says the application has messages to take, the error is held instead
+        (``held`` set, the timer armed; see :meth:`release`).
         """
         try:
             self.receiver.feed(data)
         except WebSocketError as exc:
-            self.fail(exc)
+            backlog = self.backlog
+            if backlog is not None and self.state is OPEN and backlog():
+                self.held = exc
+                self.receiver.stop()  # nothing after the invalid frame is parsed
+                self.timer = HELD_ERROR_TIMEOUT
+                self.pending = True
+            else:
+                self.fail(exc)
 
     def receive_eof(self) -> None:
         """The peer half-closed TCP: nothing more will arrive (ws' ``socketOnEnd``)."""
         self.eof_received = True
         self.receiver.stop()
-        if self.state is OPEN:
+        if self.state is OPEN and self.held is None:
+            # (With an error held the connection stays OPEN for the application's answers;
+            # the peer can still read them.)
             self.state = CLOSING
+
+    def release(self) -> None:
+        """Fail the connection with the held protocol error, if one is held.
+
+        The adapter calls this when the application asks for a message beyond those that
+        arrived before the error; :meth:`close` and :meth:`expire` call it too.
+        """
+        exc = self.held
+        if exc is not None:
+            self.held = None
+            self.fail(exc)
 
     def connection_lost(self) -> None:
         """The transport is gone: the connection is CLOSED (code 1006 unless one was set)."""
@@ -196,6 +234,13 @@ class Protocol:
         self.receiver.stop()
         if self.close_code is None:
             self.close_code = 1006
+        held = self.held
+        if held is not None:
+            # Gone before the application released it: no close frame was sent (1006), the
+            # error is still what broke the connection.
+            self.held = None
+            self.error = held
+            self.on_error(held)
         if self.deflate is not None:
             self.deflate.cleanup()
 
@@ -279,6 +324,11 @@ class Protocol:
         if state is OPEN:
             # The peer's close moves OPEN to CLOSING at once, so none was received yet.
             close_payload(code, reason)  # raises on a bad code or reason
+            if self.held is not None:
+                # The peer broke the protocol: its error decides the close code, as without
+                # the hold.
+                self.release()
+                return
             self.state = CLOSING
             self._send_close(code, reason)
         elif state is CLOSING and self.close_sent and self.close_received:
@@ -309,7 +359,13 @@ class Protocol:
         self.aborted = self.abort_due = self.pending = True
 
     def expire(self) -> None:
-        """The timer armed from ``timer`` ran out: the peer did not finish closing; drop it."""
+        """The timer armed from ``timer`` ran out: the peer did not finish closing; drop it.
+
+        With an error held, the application did not ask for its next message in time: the
+        error is released (the connection fails as it would have at once)."""
+        if self.held is not None:
+            self.release()
+            return
         if self.state is not CLOSED:
             self.receiver.stop()  # the transport is being dropped: nothing more is parsed
             self.aborted = self.abort_due = self.pending = True

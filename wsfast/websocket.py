@@ -140,6 +140,12 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._drain_callbacks: list[Callable[[BaseException | None], Any]] = []
         self._queue: collections.deque[str | bytes] = collections.deque()
         self._recv_waiter: asyncio.Future[str | bytes] | None = None
+        # The application took a message from recv() and has not asked for the next one: it
+        # may still be answering it (Protocol.backlog).
+        self._taken = False
+        # Reading stopped while the protocol holds an error for the application (the fourth
+        # reason to stop reading; see _apply).
+        self._held_paused = False
         self._message_listeners = False
         self._message_listener: Callable[..., Any] | None = None
         self._keep_alive: object = None
@@ -299,6 +305,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             on_pong=self._on_pong,
             on_error=self._on_protocol_error,
         )
+        self._proto.backlog = self._backlog
         transport.set_protocol(self)
         if not self._opened.done():
             self._opened.set_result(None)
@@ -425,6 +432,14 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         proto.pending = False
         transport = self._transport
         assert transport is not None
+        if proto.held is not None:
+            # An error is held for the application's answers: read nothing more meanwhile.
+            self._held_paused = True
+            self._pause_reading()
+        elif self._held_paused:
+            # Released: read again, to see the peer's close frame or its EOF.
+            self._held_paused = False
+            self._resume_reading()
         if proto.abort_due:
             proto.abort_due = False
             transport.abort()
@@ -512,6 +527,10 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             if self._queue_paused:
                 self._unpause_queue()
 
+    def _backlog(self) -> bool:
+        """Whether the application still has messages to take or answer (Protocol.backlog)."""
+        return not self._message_listeners and bool(self._queue or self._taken)
+
     def _on_message(self, data: Any, is_binary: bool) -> None:
         listener = self._message_listener
         if listener is not None:
@@ -523,6 +542,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         waiter = self._recv_waiter
         if waiter is not None and not waiter.done():
             self._recv_waiter = None
+            self._taken = True
             waiter.set_result(data)
             return
         queue = self._queue
@@ -806,9 +826,12 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         queue = self._queue
         if queue:
             data = queue.popleft()
+            self._taken = True
             if self._queue_paused and len(queue) < (self._options.max_queue >> 1) + 1:
                 self._unpause_queue()
             return data
+        # The application asks for more than arrived: it is done with what it took.
+        self._taken = False
         if self._message_listeners:
             raise RuntimeError(
                 "recv() cannot be used while a 'message' listener is attached: the listener "
@@ -820,6 +843,11 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
                 await self.wait_open()
                 return await self.recv()
             raise self._connection_closed()
+        if proto.held is not None:
+            # Every message before the protocol error was taken: fail the connection now.
+            proto.release()
+            if proto.pending:
+                self._apply(proto)
         if proto.state is STATE_CLOSED or proto.receiver.state == DONE:
             raise self._connection_closed()
         if self._recv_waiter is not None:
