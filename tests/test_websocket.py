@@ -737,6 +737,11 @@ async def test_server_max_payload(make_server: MakeServer, make_client: MakeClie
     client.send("0123456789")
     client.send("0123456789A")
     assert await wait_for(server_ws.recv()) == "0123456789"
+    # The message before the oversized one was taken: the error waits for the application to
+    # ask for the next one (or for HELD_ERROR_TIMEOUT), then fails the connection with 1009.
+    with pytest.raises(ConnectionClosed) as info:
+        await wait_for(server_ws.recv())
+    assert info.value.code == 1009
     assert await client_events.wait("close") == [(1009, "")]
     await server_events.wait("close")
     assert server_events.names() == ["error", "close"]

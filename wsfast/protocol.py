@@ -363,7 +363,7 @@ class Protocol:
 
         With an error held, the application did not ask for its next message in time: the
         error is released (the connection fails as it would have at once)."""
-        if self.held is not None:
+        if self.held is not None and not self.aborted:
             self.release()
             return
         if self.state is not CLOSED:
