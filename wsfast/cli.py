@@ -20,6 +20,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from .constants import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT
+
 __all__ = ["main", "build_parser"]
 
 # How much of a binary message is shown as hex in the interactive client.
@@ -72,6 +74,8 @@ async def _connect(args: argparse.Namespace) -> int:
         "headers": _parse_headers(args.header or []),
         "per_message_deflate": not args.no_deflate,
         "handshake_timeout": args.timeout,
+        "ping_interval": args.ping_interval or None,
+        "ping_timeout": args.ping_timeout or None,
     }
     if args.subprotocol:
         options["protocols"] = args.subprotocol
@@ -192,7 +196,11 @@ async def _serve(args: argparse.Namespace) -> int:
     import wsfast
 
     server = wsfast.WebSocketServer(
-        port=args.port, host=args.host, per_message_deflate=bool(args.deflate)
+        port=args.port,
+        host=args.host,
+        per_message_deflate=bool(args.deflate),
+        ping_interval=args.ping_interval or None,
+        ping_timeout=args.ping_timeout or None,
     )
 
     def on_connection(ws: wsfast.WebSocket, request: Any) -> None:
@@ -310,6 +318,26 @@ async def _await(awaitable: Any) -> Any:
 # -- entry point -----------------------------------------------------------------------------
 
 
+def _keepalive_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ping-interval",
+        type=float,
+        default=DEFAULT_PING_INTERVAL,
+        metavar="SECONDS",
+        help=f"send a ping every SECONDS (default {DEFAULT_PING_INTERVAL:g}; 0: never)",
+    )
+    p.add_argument(
+        "--ping-timeout",
+        type=float,
+        default=DEFAULT_PING_TIMEOUT,
+        metavar="SECONDS",
+        help=(
+            "drop the connection when a ping's pong is later than SECONDS "
+            f"(default {DEFAULT_PING_TIMEOUT:g}; 0: wait for ever)"
+        ),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``wsfast`` command."""
     parser = argparse.ArgumentParser(
@@ -375,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="opening handshake timeout (default 10)",
     )
+    _keepalive_arguments(p)
 
     p = sub.add_parser("serve", help="run an echo (or broadcast) server")
     p.add_argument("-p", "--port", type=int, default=8080, help="port (default 8080, 0: any)")
@@ -391,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--deflate", action="store_true", help="accept permessage-deflate")
     p.add_argument("-v", "--verbose", action="store_true", help="log connections to stderr")
+    _keepalive_arguments(p)
 
     sub.add_parser("info", help="versions and the active speedups")
     sub.add_parser("bench", help="the speedups against the fallback, and an echo round trip")

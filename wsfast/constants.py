@@ -21,6 +21,8 @@ __all__ = [
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_MAX_PENDING_AUTO_PONGS",
     "HELD_ERROR_TIMEOUT",
+    "DEFAULT_PING_INTERVAL",
+    "DEFAULT_PING_TIMEOUT",
     "DEFAULT_SERVER_HANDSHAKE_TIMEOUT",
     "DEFAULT_MAX_REDIRECTS",
     "DEFAULT_BACKLOG",
@@ -68,6 +70,11 @@ DEFAULT_MAX_PENDING_AUTO_PONGS = 60
 # (reading stops) so that it can answer them; the connection fails when it asks for the next
 # message, or after this many seconds if it does not (a stuck application).
 HELD_ERROR_TIMEOUT = 5.0
+# Keepalive of connect() and serve() (the asyncio API), as websockets: a ping every 20 s, and a
+# connection whose pong does not come within 20 s is dropped. ws' WebSocket and
+# WebSocketServer have no keepalive (None) unless asked.
+DEFAULT_PING_INTERVAL = 20.0
+DEFAULT_PING_TIMEOUT = 20.0
 # A server drops a connection whose opening handshake (TLS included) takes longer than this.
 DEFAULT_SERVER_HANDSHAKE_TIMEOUT = 60.0
 # ws' maxRedirects.

@@ -103,9 +103,16 @@ class ConnectionOptions:
     max_queue: int = DEFAULT_MAX_QUEUE
     binary_type: str = "bytes"
     generate_mask: Callable[[], bytes] | None = None
+    ping_interval: float | None = None
+    ping_timeout: float | None = None
 
     def __post_init__(self) -> None:
         _non_negative_int("max_payload", self.max_payload)
+        for name in ("ping_interval", "ping_timeout"):
+            value = getattr(self, name)
+            _duration(name, value, optional=True)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0 seconds or None (off), got {value}")
         _non_negative_int("max_fragments", self.max_fragments)
         _non_negative_int("max_pending_auto_pongs", self.max_pending_auto_pongs)
         _duration("close_timeout", self.close_timeout, optional=False)
@@ -242,6 +249,8 @@ class ServerOptions(ConnectionOptions):
             max_queue=self.max_queue,
             binary_type=self.binary_type,
             generate_mask=self.generate_mask,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
         )
 
 
@@ -255,6 +264,8 @@ class _ConnectionOptionsDict(TypedDict, total=False):
     max_queue: int
     binary_type: str
     generate_mask: Callable[[], bytes] | None
+    ping_interval: float | None
+    ping_timeout: float | None
 
 
 class ClientOptionsDict(_ConnectionOptionsDict, total=False):

@@ -18,6 +18,10 @@ receiver stops at the invalid frame, the connection stays OPEN so that the appli
 answer what arrived before it, and the adapter calls :meth:`Protocol.release` when the
 application asks for the next message; the timer (``HELD_ERROR_TIMEOUT``) bounds a stuck
 application. Nothing after the invalid frame is delivered either way.
+
+Keepalive (``options.ping_interval``, ``options.ping_timeout``) needs the adapter's ``clock``
+(seconds, monotonic): ``keepalive_wake`` says when to call :meth:`Protocol.tick`, which sends
+the pings and drops a connection whose pong is late; ``latency`` is the last round trip.
 """
 
 from __future__ import annotations
@@ -109,6 +113,14 @@ class Protocol:
         "pending_auto_pongs",
         "backlog",
         "held",
+        "clock",
+        "keepalive_wake",
+        "latency",
+        "_ping_payload",
+        "_ping_sent",
+        "_pong_deadline",
+        "_next_ping",
+        "_pings",
         "_out",
     )
 
@@ -124,6 +136,7 @@ class Protocol:
         on_pong: Callable[[bytes], Any] = _ignore,
         on_close_frame: Callable[[int, str], Any] = _ignore,
         on_error: Callable[[WebSocketError], Any] = _ignore,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.is_server = is_server
         self.options = options
@@ -149,7 +162,7 @@ class Protocol:
             binary_type=options.binary_type,
             on_message=on_message,
             on_ping=self._on_ping,
-            on_pong=on_pong,
+            on_pong=self._on_pong,
             on_close=self._on_close,
         )
         self.sender = Sender(
@@ -183,6 +196,23 @@ class Protocol:
         self.backlog: Callable[[], bool] | None = None
         #: The protocol error being held; the adapter stops reading while it is set.
         self.held: WebSocketError | None = None
+        #: Keepalive: seconds until :meth:`tick` is due (the adapter arms its timer and clears
+        #: this); the last ping-pong round trip in seconds (0.0 before the first).
+        self.clock = clock
+        self.keepalive_wake: float | None = None
+        self.latency = 0.0
+        self._ping_payload: bytes | None = None
+        self._ping_sent = 0.0
+        self._pong_deadline: float | None = None
+        self._next_ping = 0.0
+        self._pings = 0
+        interval = options.ping_interval
+        if interval is not None:
+            if clock is None:
+                raise ValueError("keepalive (ping_interval) needs a clock")
+            self._next_ping = clock() + interval
+            self.keepalive_wake = interval
+            self.pending = True
 
     # -- bytes in --------------------------------------------------------------------------------
 
@@ -370,6 +400,51 @@ class Protocol:
             self.receiver.stop()  # the transport is being dropped: nothing more is parsed
             self.aborted = self.abort_due = self.pending = True
 
+    def tick(self) -> None:
+        """The keepalive timer armed from ``keepalive_wake`` ran out.
+
+        Sends a ping when one is due (a 4-byte counter as payload) and drops the connection
+        (1006, ``error`` set, ``on_error`` called) when the pong of the last one did not come
+        within ``ping_timeout``. Then sets ``keepalive_wake`` again while the connection is
+        OPEN. Nothing happens while an error is held (reading has stopped).
+        """
+        options = self.options
+        interval = options.ping_interval
+        clock = self.clock
+        if self.state is not OPEN or interval is None or clock is None or self.held is not None:
+            return
+        now = clock()
+        deadline = self._pong_deadline
+        if deadline is not None and now >= deadline:
+            self._keepalive_expired()
+            return
+        timeout = options.ping_timeout
+        if now >= self._next_ping and (deadline is None or timeout is None):
+            # Without a timeout a lost pong does not stop the pings (each replaces the last).
+            payload = self._pings.to_bytes(4, "big")
+            self._pings = (self._pings + 1) & 0xFFFFFFFF
+            self.write(self.sender.ping(payload))
+            self._ping_payload = payload
+            self._ping_sent = now
+            self._next_ping = now + interval
+            if timeout is not None:
+                self._pong_deadline = deadline = now + timeout
+        wake = self._next_ping if deadline is None else min(self._next_ping, deadline)
+        self.keepalive_wake = max(0.0, wake - now)
+        self.pending = True
+
+    def _keepalive_expired(self) -> None:
+        timeout = self.options.ping_timeout
+        exc = WebSocketError(
+            f"keepalive ping timeout: no pong within {timeout:g} s, the connection was dropped",
+            "WS_ERR_KEEPALIVE_TIMEOUT",
+            1006,
+        )
+        self.error = exc
+        self.close_reason = "keepalive ping timeout"
+        self.terminate()
+        self.on_error(exc)
+
     def auto_pongs_flushed(self) -> None:
         """The transport reported its write buffer empty: every automatic pong went out."""
         self.pending_auto_pongs = 0
@@ -411,6 +486,15 @@ class Protocol:
                 self.pending_auto_pongs += 1
                 self.write(self.sender.pong(data))
         self.on_ping(data)
+
+    def _on_pong(self, data: bytes) -> None:
+        if data == self._ping_payload:  # the answer to the last keepalive ping
+            self._ping_payload = None
+            self._pong_deadline = None
+            clock = self.clock
+            if clock is not None:
+                self.latency = clock() - self._ping_sent
+        self.on_pong(data)
 
     def _on_close(self, code: int, reason: str) -> None:
         self.close_received = True

@@ -29,6 +29,8 @@ from .constants import (
     DEFAULT_MAX_PENDING_AUTO_PONGS,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_REDIRECTS,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
     OPEN,
 )
 from .event_emitter import EventEmitter
@@ -118,6 +120,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         max_queue: int = DEFAULT_MAX_QUEUE,
         binary_type: str = "bytes",
         create_connection: Callable[..., Any] | None = None,
+        ping_interval: float | None = None,
+        ping_timeout: float | None = None,
         _server_options: ConnectionOptions | None = None,
         _client_options: ClientOptions | None = None,
     ) -> None:
@@ -130,6 +134,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._error_emitted = False
         self._close_emitted = False
         self._close_timer: asyncio.TimerHandle | None = None
+        self._keepalive_timer: asyncio.TimerHandle | None = None
         # Reading stops for three independent reasons: pause() (the user), a full recv() queue,
         # and a full write buffer while auto-pongs pile up; it resumes when none holds.
         self._paused = False
@@ -180,6 +185,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             max_queue=max_queue,
             binary_type=binary_type,
             create_connection=create_connection,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         )
         self._options = options
         parse_url(address)  # raise at once for a bad URL, as ws' constructor throws
@@ -236,6 +243,12 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._options = dataclasses.replace(self._options, binary_type=value)
         if self._proto is not None:
             self._proto.receiver.binary_type = value
+
+    @property
+    def latency(self) -> float:
+        """Seconds of the last keepalive ping's round trip (0.0 before the first pong)."""
+        proto = self._proto
+        return proto.latency if proto is not None else 0.0
 
     @property
     def buffered_amount(self) -> int:
@@ -304,9 +317,12 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             on_ping=self._on_ping,
             on_pong=self._on_pong,
             on_error=self._on_protocol_error,
+            clock=self._loop.time,
         )
         self._proto.backlog = self._backlog
         transport.set_protocol(self)
+        if self._proto.pending:  # the keepalive timer
+            self._apply(self._proto)
         if not self._opened.done():
             self._opened.set_result(None)
         self._update_message_listeners()
@@ -444,6 +460,12 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             proto.abort_due = False
             transport.abort()
             return
+        wake = proto.keepalive_wake
+        if wake is not None:
+            proto.keepalive_wake = None
+            if self._keepalive_timer is not None:
+                self._keepalive_timer.cancel()
+            self._keepalive_timer = self._loop.call_later(wake, self._tick)
         seconds = proto.timer
         if seconds is not None:
             proto.timer = None
@@ -466,6 +488,14 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
                     transport.abort()
             else:
                 transport.close()
+
+    def _tick(self) -> None:
+        self._keepalive_timer = None
+        proto = self._proto
+        if proto is not None:
+            proto.tick()
+            if proto.pending:
+                self._apply(proto)
 
     def _expire(self) -> None:
         self._close_timer = None
@@ -779,6 +809,9 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+            self._keepalive_timer = None
         self._release_writers(WebSocketError("The socket was closed while data was being sent"))
         waiter = self._recv_waiter
         if waiter is not None and not waiter.done():
@@ -920,6 +953,12 @@ class Connect:
     def __init__(self, url: str, options: Mapping[str, Any]) -> None:
         self._url = url
         # Validated here, at the call, not only when awaited: a bad option raises at once.
+        # The asyncio API has keepalive on by default, as websockets (ws' WebSocket has none).
+        options = {
+            "ping_interval": DEFAULT_PING_INTERVAL,
+            "ping_timeout": DEFAULT_PING_TIMEOUT,
+            **options,
+        }
         self._options = ClientOptions.build(**options)
         parse_url(url)
         self._ws: WebSocket | None = None

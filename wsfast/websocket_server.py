@@ -31,6 +31,8 @@ from .constants import (
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_MAX_PENDING_AUTO_PONGS,
     DEFAULT_MAX_QUEUE,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
     DEFAULT_SERVER_HANDSHAKE_TIMEOUT,
 )
 from .event_emitter import EventEmitter
@@ -279,6 +281,8 @@ class WebSocketServer(EventEmitter):
         sock: Any = None,
         max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
         max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES,
+        ping_interval: float | None = None,
+        ping_timeout: float | None = None,
         callback: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__()
@@ -310,6 +314,8 @@ class WebSocketServer(EventEmitter):
             sock=sock,
             max_connections=max_connections,
             max_handshakes=max_handshakes,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         )
         """The validated options (a frozen :class:`~wsfast.options.ServerOptions`)."""
         self._connection_options = self.options.connection()
@@ -801,6 +807,12 @@ class Serve:
         self._handler = handler
         self._host = host
         self._port = port
+        # The asyncio API has keepalive on by default, as websockets (ws' server has none).
+        options = {
+            "ping_interval": DEFAULT_PING_INTERVAL,
+            "ping_timeout": DEFAULT_PING_TIMEOUT,
+            **options,
+        }
         self._options = options
         # Validated here, at the call, not only when awaited: serve(..., binary_type="x")
         # raises at once, as WebSocketServer(...) does.
