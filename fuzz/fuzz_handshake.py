@@ -87,8 +87,12 @@ def server(inp: Input, flags: int, wire: bytes, cut: int) -> None:
     )
     handshake = ServerHandshake(options, plain_http=bool(flags & 0x40))
     result = handshake.receive_data(wire[:cut])
+    # What the adapter passes on after the head: the rest of the read that completed it, and
+    # then the reads that follow (never fed to the handshake).
+    unread = wire[cut:]
     if result is None:
         result = handshake.receive_data(wire[cut:])
+        unread = b""
     if result is None:
         assert whole[0] == "incomplete"
         return
@@ -105,7 +109,9 @@ def server(inp: Input, flags: int, wire: bytes, cut: int) -> None:
         return
     assert isinstance(decision, Upgrade)
     protocol = decision.select_protocol(None)
-    answer = decision.response(decision.headers(protocol)) + handshake.take_rest()
+    rest = handshake.take_rest() + unread
+    assert rest == whole[2]
+    answer = decision.response(decision.headers(protocol)) + rest
     # The client that sent this request accepts the answer.
     client_options = ClientOptions(
         protocols=tuple(decision.protocols),
