@@ -25,6 +25,7 @@ SANS_IO = (
     "exceptions",
     "options",
     "url",
+    "log",
 )
 IO_MODULES = {"asyncio", "socket", "ssl", "threading", "selectors", "time", "trio", "anyio"}
 
@@ -38,6 +39,7 @@ ALLOWED_PRIVATE = {
     ("websocket_server", "self.server._emit_connection"): "_ServerConnection, same module",
     ("websocket_server", "self.server._write_refusal"): "_ServerConnection, same module",
     ("websocket_server", "super()._call"): "the EventEmitter hook it overrides",
+    ("log", "super()._send_close"): "TracingProtocol traces the Protocol hook it overrides",
     ("_bench_speedups", "bu._kernel"): "the natives' documented diagnostic (stubs declare it)",
     ("_bench_speedups", "u8._kernel"): "the natives' documented diagnostic (stubs declare it)",
     ("_bench_echo", "site._server"): "aiohttp's TCPSite has no public port accessor",

@@ -300,6 +300,29 @@ async def test_connect_execute_without_reply(make_server: Any) -> None:
     assert code == 1 and "closed before a reply (code 4001)" in err
 
 
+async def test_connect_execute_prints_every_message_of_the_wait(make_server: Any) -> None:
+    server = await make_server()
+
+    def on_connection(ws: Any, request: Any) -> None:
+        def answer(data: Any, is_binary: bool) -> None:
+            for n in range(3):
+                ws.send(f"{data} #{n}")
+
+        ws.on("message", answer)
+
+    server.on("connection", on_connection)
+    code, out, err = await acli("connect", url_of(server), "-x", "hi", "-w", "0.5")
+    assert code == 0, err
+    assert out.splitlines() == ["hi #0", "hi #1", "hi #2"]
+
+
+def test_version() -> None:
+    import wsfast
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"wsfast {wsfast.__version__}"
+
+
 async def test_serve_port_in_use_fails_clearly(make_server: Any) -> None:
     server = await make_server()
     host, port = server.address()

@@ -56,11 +56,14 @@ async def refused_at_once(peer: RawPeer) -> None:
 
 
 def server_lines_above_debug(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """Log lines above DEBUG, the refused client's own INFO line aside."""
+    """Log lines above DEBUG, aside from the refused client's own INFO line and the INFO lines
+    of the connections that were accepted (one as each opens, one as it ends)."""
     return [
         r.getMessage()
         for r in caplog.records
-        if r.levelno > logging.DEBUG and "WebSocket client" not in r.getMessage()
+        if r.levelno > logging.DEBUG
+        and "WebSocket client" not in r.getMessage()
+        and not r.getMessage().startswith(("connection open: ", "connection closed: "))
     ]
 
 

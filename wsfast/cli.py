@@ -95,13 +95,14 @@ async def _connect(args: argparse.Namespace) -> int:
         return 2
     loop = asyncio.get_running_loop()
     failed: list[BaseException] = []
-    first: asyncio.Future[Any] = loop.create_future()
+    received = 0
     ws.on("error", failed.append)
 
     def on_message(data: Any, is_binary: bool) -> None:
+        nonlocal received
+        received += 1
         if args.execute is not None:
-            if not first.done():
-                first.set_result(data)
+            print(_show(data), flush=True)  # as wscat -x: each message, bare
             return
         print(f"< {_show(data)}", flush=True)
 
@@ -115,22 +116,20 @@ async def _connect(args: argparse.Namespace) -> int:
         _status(f"error: could not connect to {args.url}: {exc}")
         return 1
     if args.execute is not None:
+        # As wscat: send, print every message received during the wait (or until the server
+        # closes), then close.
         ws.send(args.execute)
         closed = asyncio.ensure_future(ws.wait_closed())
-        done, _ = await asyncio.wait(
-            {first, closed}, timeout=args.wait, return_when=asyncio.FIRST_COMPLETED
-        )
+        await asyncio.wait({closed}, timeout=args.wait)
         code = 0
-        if first.done():
-            print(_show(first.result()), flush=True)
-        elif failed:
+        if failed:
             _status(f"error: {failed[0]}")
             code = 1
-        elif closed.done():
+        elif not received and closed.done():
             _status(f"error: connection closed before a reply (code {ws.close_code})")
             code = 1
-        else:
-            _status(f"error: no reply within {args.wait} s")
+        elif not received:
+            _status(f"error: no reply within {args.wait:g} s")
             code = 1
         if ws.ready_state == ws.OPEN:
             ws.close(1000)
@@ -318,6 +317,12 @@ async def _await(awaitable: Any) -> Any:
 # -- entry point -----------------------------------------------------------------------------
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def _keepalive_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ping-interval",
@@ -343,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wsfast", description="wsfast: WebSocket client and server on the command line"
     )
+    parser.add_argument("--version", action="version", version=f"wsfast {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -364,15 +370,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--origin", help="the Origin header")
     p.add_argument(
-        "-x", "--execute", metavar="MESSAGE", help="send MESSAGE, print the first reply and exit"
+        "-x",
+        "--execute",
+        metavar="MESSAGE",
+        help="send MESSAGE, print the messages received during --wait, then close",
     )
     p.add_argument(
         "-w",
         "--wait",
         type=float,
-        default=5.0,
+        default=2.0,
         metavar="SECONDS",
-        help="with -x: how long to wait for the reply (default 5)",
+        help="with -x: print every message received for SECONDS, then close (default 2)",
     )
     p.add_argument(
         "-P",

@@ -106,7 +106,9 @@ class EventEmitter:
         listeners = self._events.get(event)
         if not listeners:
             if event == "error":
-                logger.error("unhandled 'error' event on %r: %s", self, args[0] if args else None)
+                self._logger().error(
+                    "unhandled 'error' event on %r: %s", self, args[0] if args else None
+                )
             return False
         # Node calls the listeners registered when emit began: iterate over a copy (or, for the
         # common single listener, a tuple of it) so that on()/off() inside a listener wait for
@@ -120,12 +122,19 @@ class EventEmitter:
         try:
             result = listener(*args)
         except Exception:
-            logger.exception("a %r listener of %r raised", event, self)
+            self._logger().exception("a %r listener of %r raised", event, self)
             return
         # Only coroutines (async def listeners) are scheduled: a listener that returns the
         # awaitable of send() (``lambda d, b: ws.send(d)``) must not cost a Task per message.
         if result is not None and type(result) is CoroutineType:
             _schedule(result)
+
+    def _logger(self) -> logging.Logger | logging.LoggerAdapter[Any]:
+        """The emitter's own ``logger`` (a WebSocket's, a server's) or ``wsfast``'s."""
+        own = getattr(self, "logger", None)
+        if isinstance(own, (logging.Logger, logging.LoggerAdapter)):
+            return own
+        return logger
 
     def _listeners_changed(self, event: str) -> None:
         """Hook for subclasses (the message queue of ``recv`` depends on 'message' listeners)."""

@@ -30,6 +30,7 @@ from .constants import (
 from .subprotocol import is_valid_token
 
 if TYPE_CHECKING:
+    import logging
     import ssl as ssl_module
 
 __all__ = [
@@ -75,6 +76,20 @@ def _is_ssl_context(value: Any) -> bool:
     )
 
 
+def _logger(value: Any) -> None:
+    # Duck-typed: a logging.Logger or LoggerAdapter (or anything with their two methods used
+    # here), a logger name, or None for the default (wsfast.client / wsfast.server).
+    if value is None or isinstance(value, str):
+        return
+    if not callable(getattr(value, "isEnabledFor", None)) or not callable(
+        getattr(value, "log", None)
+    ):
+        raise TypeError(
+            "logger must be a logging.Logger, a logging.LoggerAdapter, a logger name or None, "
+            f"not {type(value).__name__}"
+        )
+
+
 def deflate_options(value: Any) -> dict[str, Any] | None:
     """``per_message_deflate`` as a dict of parameters, or None when compression is off.
 
@@ -105,9 +120,11 @@ class ConnectionOptions:
     generate_mask: Callable[[], bytes] | None = None
     ping_interval: float | None = None
     ping_timeout: float | None = None
+    logger: Any = None
 
     def __post_init__(self) -> None:
         _non_negative_int("max_payload", self.max_payload)
+        _logger(self.logger)
         for name in ("ping_interval", "ping_timeout"):
             value = getattr(self, name)
             _duration(name, value, optional=True)
@@ -251,6 +268,7 @@ class ServerOptions(ConnectionOptions):
             generate_mask=self.generate_mask,
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
+            logger=self.logger,
         )
 
 
@@ -266,6 +284,7 @@ class _ConnectionOptionsDict(TypedDict, total=False):
     generate_mask: Callable[[], bytes] | None
     ping_interval: float | None
     ping_timeout: float | None
+    logger: logging.Logger | logging.LoggerAdapter[Any] | str | None
 
 
 class ClientOptionsDict(_ConnectionOptionsDict, total=False):

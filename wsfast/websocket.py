@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import logging
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
@@ -36,6 +37,7 @@ from .constants import (
 from .event_emitter import EventEmitter
 from .event_target import EventTarget
 from .exceptions import ConnectionClosed, HandshakeError, WebSocketError
+from .log import CLIENT_LOGGER, SERVER_LOGGER, Logger, TracingProtocol, resolve_logger
 from .options import ClientOptions, ClientOptionsDict, ConnectionOptions
 from .protocol import CLOSED as STATE_CLOSED
 from .protocol import OPEN as STATE_OPEN
@@ -47,8 +49,6 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = ["WebSocket", "connect", "Connect", "accept", "start"]
-
-logger = logging.getLogger("wsfast")
 
 _STATES = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")
 
@@ -122,6 +122,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         create_connection: Callable[..., Any] | None = None,
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
         _server_options: ConnectionOptions | None = None,
         _client_options: ClientOptions | None = None,
     ) -> None:
@@ -163,6 +164,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             self._options: ConnectionOptions = _server_options or ConnectionOptions(
                 binary_type=binary_type
             )
+            self._log: Logger = resolve_logger(self._options.logger, SERVER_LOGGER)
             return
         options = _client_options or ClientOptions.build(
             protocols,
@@ -187,8 +189,10 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             create_connection=create_connection,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
+            logger=logger,
         )
         self._options = options
+        self._log = resolve_logger(options.logger, CLIENT_LOGGER)
         parse_url(address)  # raise at once for a bad URL, as ws' constructor throws
         self._connect_task = self._loop.create_task(self._connect(address, options))
 
@@ -243,6 +247,12 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._options = dataclasses.replace(self._options, binary_type=value)
         if self._proto is not None:
             self._proto.receiver.binary_type = value
+
+    @property
+    def logger(self) -> Logger:
+        """Where this connection logs: the ``logger=`` option, or ``wsfast.client`` /
+        ``wsfast.server``."""
+        return self._log
 
     @property
     def latency(self) -> float:
@@ -308,7 +318,12 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._transport = transport
         self._subprotocol = subprotocol
         self._extensions = extensions
-        self._proto = Protocol(
+        # DEBUG on at open: every frame is traced (wsfast.log); off, the plain class runs and
+        # the trace costs nothing.
+        make: Callable[..., Protocol] = Protocol
+        if self._log.isEnabledFor(logging.DEBUG):
+            make = functools.partial(TracingProtocol, log=self._log)
+        self._proto = make(
             is_server=is_server,
             options=self._options,
             deflate=deflate,
@@ -406,7 +421,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         try:
             proto.receive_data(data)
         except Exception as exc:  # a bug must not leave a half-parsed connection open
-            logger.exception("unexpected error while parsing frames")
+            self._log.exception("unexpected error while parsing frames")
             proto.fail(WebSocketError(f"internal error: {exc!r}", "WS_ERR_INTERNAL", 1011))
 
     def _check_auto_pongs(self, proto: Protocol) -> None:
@@ -616,7 +631,12 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         elif _peer_caused(exc):
             # A remote peer must not be able to write ERROR lines into the log: what it broke
             # is reported to the application (ConnectionClosed.__cause__), not logged loudly.
-            logger.info("%r: %s", self, exc)
+            # On a server the "connection closed" INFO line names the error: this is DEBUG.
+            proto = self._proto
+            if proto is not None and proto.is_server:
+                self._log.debug("%r: %s", self, exc)
+            else:
+                self._log.info("%r: %s", self, exc)
         else:
             self.emit("error", exc)  # a bug: EventEmitter logs it at ERROR
 
@@ -669,7 +689,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             try:
                 callback(exc)
             except Exception:
-                logger.exception("a send callback raised")
+                self._log.exception("a send callback raised")
 
         self._loop.call_soon(run)
 
@@ -821,6 +841,17 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             self._closed.set_result(None)
         self._keep_alive = None
         code = self.close_code
+        if proto is not None and proto.is_server:
+            # One INFO line per connection at its end, whatever ended it (DESIGN: a peer
+            # cannot fill the log).
+            reason = self.close_reason
+            error = proto.error
+            self._log.info(
+                "connection closed: %s%s%s",
+                1006 if code is None else code,
+                f" {reason!r}" if reason else "",
+                f" ({error})" if error is not None else "",
+            )
         self.emit("close", 1006 if code is None else code, self.close_reason)
 
     async def wait_closed(self) -> None:

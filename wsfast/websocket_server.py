@@ -38,6 +38,7 @@ from .constants import (
 from .event_emitter import EventEmitter
 from .exceptions import ConnectionClosed, HandshakeError
 from .handshake import Refusal, Request, RequestError, ServerHandshake, Upgrade
+from .log import SERVER_LOGGER, Logger, resolve_logger
 from .options import ServerOptions, deflate_options
 from .websocket import WebSocket, accept, start
 
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WebSocketServer", "serve", "Serve", "VerifyInfo", "ServerStats"]
 
-logger = logging.getLogger("wsfast")
+logger = logging.getLogger(SERVER_LOGGER)
 
 RUNNING, CLOSING_SERVER, CLOSED_SERVER = 0, 1, 2
 
@@ -86,6 +87,7 @@ class _Slots:
         "connections",
         "opened",
         "refused_503",
+        "log",
     )
 
     def __init__(self, max_connections: int | None, max_handshakes: int | None) -> None:
@@ -95,6 +97,7 @@ class _Slots:
         self.connections = 0
         self.opened = 0
         self.refused_503 = 0
+        self.log: Logger = logger
 
     def full(self) -> bool:
         """Whether one more connection would exceed ``max_handshakes`` or ``max_connections``
@@ -109,7 +112,7 @@ class _Slots:
         """Answer 503 at once and close, without reading the request."""
         # DEBUG at most: the whole point is to stay quiet and cheap under a flood.
         self.refused_503 += 1
-        logger.debug(
+        self.log.debug(
             "at capacity (%d open, %d in handshake): 503 to %s",
             self.connections,
             self.handshakes,
@@ -188,7 +191,7 @@ class _ServerConnection(asyncio.Protocol):
     def _timed_out(self) -> None:
         self.timer = None
         if self.transport is not None:
-            logger.debug(
+            self.server.logger.debug(
                 "opening handshake timed out: %s", self.transport.get_extra_info("peername")
             )
             self.transport.abort()
@@ -283,6 +286,7 @@ class WebSocketServer(EventEmitter):
         max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES,
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
         callback: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__()
@@ -316,12 +320,16 @@ class WebSocketServer(EventEmitter):
             max_handshakes=max_handshakes,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
+            logger=logger,
         )
         """The validated options (a frozen :class:`~wsfast.options.ServerOptions`)."""
         self._connection_options = self.options.connection()
         self._verify_arity = _arity(verify_client) if verify_client else 0
         self.clients: set[WebSocket] = set()
+        self.logger: Logger = resolve_logger(self.options.logger, SERVER_LOGGER)
+        """Where the server and its connections log (``logger=``, default ``wsfast.server``)."""
         self._slots = _Slots(max_connections, max_handshakes)
+        self._slots.log = self.logger
         # Every task the server starts (verify_client, async 'connection' listeners) is held
         # here until done: the loop keeps only weak references to tasks, and an exception of
         # a forgotten one surfaces as "Task exception was never retrieved".
@@ -621,7 +629,7 @@ class WebSocketServer(EventEmitter):
     def _server_error(self, exc: Exception, what: str) -> None:
         """A bug on the server's side (not the peer's): one ERROR line with its traceback;
         ``'error'`` listeners hear of it too."""
-        logger.error("%s", what, exc_info=exc)
+        self.logger.error("%s", what, exc_info=exc)
         if self.listener_count("error"):
             self.emit("error", exc)
 
@@ -643,7 +651,7 @@ class WebSocketServer(EventEmitter):
         self, transport: asyncio.Transport, refusal: Refusal, request: Request | None
     ) -> None:
         # DEBUG at most: a remote peer must not be able to write ERROR lines into the log.
-        logger.debug(
+        self.logger.debug(
             "opening handshake refused with %d %s: %s %s",
             refusal.status,
             refusal.message,
@@ -696,6 +704,9 @@ class WebSocketServer(EventEmitter):
         if self.options.client_tracking:
             self.clients.add(ws)
             ws.once("close", lambda *args: self.clients.discard(ws))
+        log = self.logger
+        if log.isEnabledFor(logging.INFO):
+            log.info("connection open: %s %s", _peer(request.remote_address), request.path)
         try:
             self._open(ws, request, callback)
         finally:
@@ -725,7 +736,7 @@ class WebSocketServer(EventEmitter):
         try:
             result = listener(ws, request)
         except Exception:
-            logger.exception("a 'connection' listener raised")
+            self.logger.exception("a 'connection' listener raised")
             _fail(ws)
             return
         if inspect.iscoroutine(result):
@@ -750,10 +761,18 @@ async def _serve_connection(coro: Coroutine[Any, Any, Any], ws: WebSocket) -> No
         await coro
     except ConnectionClosed as exc:
         # The peer went away while the listener waited on it: the normal end of a connection.
-        logger.debug("connection closed under its listener: %s %s", exc.code, exc.reason)
+        ws.logger.debug("connection closed under its listener: %s %s", exc.code, exc.reason)
     except Exception:
-        logger.exception("an async 'connection' listener raised")
+        ws.logger.exception("an async 'connection' listener raised")
         _fail(ws)
+
+
+def _peer(address: Any) -> str:
+    """``host:port`` of a remote address (a Unix socket's path, or "?")."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = address[0]
+        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
+    return str(address) if address else "?"
 
 
 def _is_socket(path: Any) -> bool:
@@ -889,19 +908,16 @@ async def _run_handler(
         await handler(ws, request)
     except ConnectionClosed as exc:
         # recv() or async for saw the peer vanish (1006) or misbehave: the handler's normal
-        # end, one INFO line per connection. A protocol error (the cause) was reported already,
-        # at INFO or to an 'error' listener, so this line is then DEBUG.
-        if exc.__cause__ is None:
-            logger.info("connection closed under its handler: %s %s", exc.code, exc.reason)
-        else:
-            logger.debug("connection closed under its handler: %s %s", exc.code, exc.reason)
+        # end. The connection's own INFO line ("connection closed: ...", with the protocol
+        # error if there was one) says so already: this one is DEBUG.
+        ws.logger.debug("connection closed under its handler: %s %s", exc.code, exc.reason)
         return
     except asyncio.CancelledError:
         if ws.ready_state == WebSocket.OPEN:
             ws.close(1001)
         raise
     except Exception:
-        logger.exception("connection handler raised")
+        ws.logger.exception("connection handler raised")
         _fail(ws)
         return
     # As in websockets: the connection ends with its handler.
