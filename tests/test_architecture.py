@@ -46,8 +46,23 @@ ALLOWED_PRIVATE = {
 }
 
 
+# Subpackages of adapters: their modules are named "sync.connection" and so on.
+SUBPACKAGES = ("sync",)
+# An adapter on blocking sockets and threads (DESIGN section 2): it may import socket,
+# threading, ssl and selectors, and no event loop.
+SYNC_ALLOWED_IO = {"socket", "ssl", "threading", "selectors", "time"}
+
+
 def _modules() -> dict[str, ast.Module]:
-    return {p.stem: ast.parse(p.read_text(), str(p)) for p in sorted(PACKAGE.glob("*.py"))}
+    modules = {p.stem: ast.parse(p.read_text(), str(p)) for p in sorted(PACKAGE.glob("*.py"))}
+    for sub in SUBPACKAGES:
+        for p in sorted((PACKAGE / sub).glob("*.py")):
+            modules[f"{sub}.{p.stem}"] = ast.parse(p.read_text(), str(p))
+    return modules
+
+
+def _package_of(name: str) -> str:
+    return name.rpartition(".")[0]
 
 
 def _imports(name: str, tree: ast.Module) -> tuple[set[str], set[str]]:
@@ -69,10 +84,19 @@ def _imports(name: str, tree: ast.Module) -> tuple[set[str], set[str]]:
                     internal.add(module.split(".")[1] if "." in module else "__init__")
                 else:
                     external.add(module.split(".")[0])
-            elif node.module:
-                internal.add(node.module.split(".")[0])
-            else:  # from . import a, b
-                internal.update(alias.name for alias in node.names)
+            else:
+                # Relative: level 1 is the module's own package, each further level one up.
+                base = _package_of(name).split(".") if _package_of(name) else []
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                prefix = ".".join(base)
+                if node.module:
+                    target = f"{prefix}.{node.module}" if prefix else node.module
+                    parts = target.split(".")
+                    internal.add(".".join(parts[:2]) if parts[0] in SUBPACKAGES else parts[0])
+                else:  # from . import a, b
+                    internal.update(
+                        f"{prefix}.{alias.name}" if prefix else alias.name for alias in node.names
+                    )
     internal.discard(name)
     return external, internal
 
@@ -98,6 +122,24 @@ def test_sans_io_modules_import_no_io(name: str) -> None:
     assert not external & IO_MODULES, f"{name} imports {sorted(external & IO_MODULES)}"
     # Nor through another wsfast module that does I/O.
     assert internal <= set(SANS_IO), f"{name} imports {sorted(internal - set(SANS_IO))}"
+
+
+@pytest.mark.parametrize(
+    "name", ["sync.transport", "sync.connection", "sync.client", "sync.server"]
+)
+def test_sync_adapter_runs_on_threads_not_an_event_loop(name: str) -> None:
+    external, internal = _imports(name, _runtime_tree(_modules()[name]))
+    assert not (external & IO_MODULES) - SYNC_ALLOWED_IO, f"{name} imports {sorted(external)}"
+    # It drives the sans-I/O core; of the asyncio adapters it uses only public, loop-free
+    # names (VerifyInfo, the proxy's CONNECT helpers), never their connections.
+    assert not internal & {"websocket", "client"}, f"{name} imports {sorted(internal)}"
+
+
+def test_sans_io_modules_do_not_import_the_sync_adapter() -> None:
+    modules = _modules()
+    for name in SANS_IO:
+        _, internal = _imports(name, _runtime_tree(modules[name]))
+        assert not any(dep.startswith("sync") for dep in internal), name
 
 
 def test_no_import_cycle() -> None:

@@ -4,7 +4,8 @@
     WSFAST_AUTOBAHN=all   -> also sections 12-13 (permessage-deflate)
     unset                 -> skipped, with the reason
 
-Sections 1-10 run through every front end (``FRONT_ENDS``: ws' event API and the asyncio API);
+Sections 1-10 run through every front end (``FRONT_ENDS``: ws' event API, the asyncio API and
+wsfast.sync);
 the slow compression sections through the event API alone (the brief's CI budget; run the
 others by hand with ``python tests/autobahn/harness.py ROLE 12-13 --api asyncio``).
 Every selected case must pass (behavior OK, NON-STRICT or INFORMATIONAL; behaviorClose OK or
@@ -41,7 +42,12 @@ MODES = {"core": ("1-10",), "all": ("1-10", "12-13")}
 ROLES = ("server", "client")
 # (sections, front end) pairs; the stand-in testee (WSFAST_AUTOBAHN_TESTEE=websockets) has one
 # front end, so only the "events" entries apply to it.
-FRONT_ENDS = (("1-10", "events"), ("12-13", "events"), ("1-10", "asyncio"))
+FRONT_ENDS = (
+    ("1-10", "events"),
+    ("12-13", "events"),
+    ("1-10", "asyncio"),
+    ("1-10", "sync"),
+)
 TESTEE = os.environ.get("WSFAST_AUTOBAHN_TESTEE") or "wsfast"
 # Runs at once (WSFAST_AUTOBAHN_JOBS, default 2): wstest is one single-threaded Python 2 process,
 # so two runs side by side use both cores of the CI machine.

@@ -294,6 +294,17 @@ async def test_asyncio_server(run_example: Any) -> None:
     await example.stop()
 
 
+async def test_sync_echo(run_example: Any) -> None:
+    example = await run_example("sync_echo.py")
+    assert await example.finish() == 0, example.stderr
+    assert example.lines[1:] == [
+        "received: hello",
+        "received: b'\\x00\\x01'",
+        "closed with 1000",
+    ]
+    assert re.match(r"listening on port \d+$", example.lines[0])
+
+
 async def test_broadcast_all(run_example: Any) -> None:
     example, url = await start_server_example(run_example, "broadcast_all.py")
     async with wsfast.connect(url) as a, wsfast.connect(url) as b, wsfast.connect(url) as c:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import array
+import itertools
+import os
+import struct
+import sys
+import threading
+import time
 from typing import Any
 
 import pytest
 from conftest import MASK
 
-from wsfast import WebSocketError, generate_mask
+from wsfast import WebSocketError, generate_mask, sender
 from wsfast.constants import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT
 from wsfast.receiver import Receiver
 from wsfast.sender import Sender, close_payload, frame, frame_header
@@ -228,3 +234,67 @@ def test_sender_control_limit_counts_bytes() -> None:
     sender = Sender(is_client=False)
     with pytest.raises(WebSocketError):
         sender.ping(array.array("i", range(32)))  # 32 items, 128 bytes
+
+
+def _counting_urandom() -> Any:
+    """An os.urandom stand-in whose every 4-byte chunk is distinct: a repeat is a race."""
+    lock = threading.Lock()
+    counter = itertools.count()
+
+    def urandom(size: int) -> bytes:
+        with lock:
+            start = next(counter) * (size // 4)
+        time.sleep(0)  # other threads run meanwhile: concurrent refills
+        return b"".join(struct.pack("!I", start + i) for i in range(size // 4))
+
+    return urandom
+
+
+def test_generate_mask_threads_never_share_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Many switches between threads, refills that overlap: every key must still be handed out
+    # once (under the GIL the old index was only exposed around a refill; without a GIL, at
+    # every call).
+    monkeypatch.setattr(sender.os, "urandom", _counting_urandom())
+    monkeypatch.setattr(sender, "_next_mask", iter(()).__next__)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    results: list[list[bytes]] = [[] for _ in range(4)]
+
+    def work(out: list[bytes]) -> None:
+        out.extend(generate_mask() for _ in range(50_000))
+
+    try:
+        threads = [threading.Thread(target=work, args=(out,)) for out in results]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    masks = [mask for out in results for mask in out]
+    assert len(masks) == 200_000
+    assert len(set(masks)) == len(masks)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_generate_mask_forked_child_does_not_repeat_the_parent() -> None:
+    generate_mask()  # the pool is filled before the fork
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(write_end, b"".join(generate_mask() for _ in range(16)))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    child = b""
+    while len(child) < 64:
+        chunk = os.read(read_end, 64)
+        if not chunk:
+            break
+        child += chunk
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    parent = b"".join(generate_mask() for _ in range(16))
+    assert len(child) == 64
+    assert child != parent

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import inspect
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -65,6 +66,7 @@ __all__ = [
     "negotiate_deflate",
     "path_matches",
     "verify_refusal",
+    "arity",
     "MAX_HEAD_SIZE",
     "MAX_HEADERS",
 ]
@@ -620,6 +622,21 @@ def verify_refusal(result: Any) -> Refusal | None:
     message = message or ""
     headers = headers or {}
     return Refusal(int(status), str(message), tuple((str(k), str(v)) for k, v in headers.items()))
+
+
+def arity(func: Callable[..., Any]) -> int:
+    """Required positional parameters of ``func``: how ws tells ``verify_client(info)`` from
+    ``verify_client(info, callback)`` (JavaScript's ``Function.length``, where parameters with
+    defaults do not count)."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    return sum(
+        1
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    )
 
 
 class ServerHandshake:

@@ -19,7 +19,14 @@ from .exceptions import HandshakeError
 from .handshake import HeadReader, RequestError
 from .url import ParsedURL, basic_auth
 
-__all__ = ["ProxyError", "open_via_proxy", "connect_request", "fail_future"]
+__all__ = [
+    "ProxyError",
+    "open_via_proxy",
+    "connect_request",
+    "fail_future",
+    "parse_proxy_url",
+    "tunnel_answer",
+]
 
 
 def fail_future(future: asyncio.Future[Any], exc: BaseException) -> None:
@@ -47,6 +54,34 @@ def connect_request(host: str, port: int, userinfo: str = "") -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+def parse_proxy_url(proxy_url: str) -> tuple[str, int, str]:
+    """``(host, port, userinfo)`` of an ``http://[user:pass@]host[:port]`` proxy URL;
+    ValueError for anything else."""
+    parts = urlsplit(proxy_url)
+    if parts.scheme.lower() != "http" or not parts.hostname:
+        raise ValueError(f"Unsupported proxy URL {proxy_url!r}: only http://host:port is supported")
+    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    return parts.hostname, parts.port or 80, userinfo
+
+
+def tunnel_answer(reader: HeadReader, data: bytes) -> bytes | None:
+    """Feed the proxy's answer to CONNECT: None while its head is incomplete, then the bytes
+    that followed a 2xx head (the tunnel is open); :class:`ProxyError` for a refusal or an
+    answer that is not HTTP."""
+    try:
+        if not reader.feed(data):
+            return None
+        response = reader.response()
+    except (RequestError, HandshakeError):
+        raise ProxyError("Invalid response from the proxy to CONNECT") from None
+    status = response.status
+    if not 200 <= status < 300:
+        # 407 without credentials, 403 for a port the proxy does not tunnel to, 502...
+        message = f"Proxy refused the tunnel: {status} {response.reason}".rstrip()
+        raise ProxyError(message, status)
+    return reader.take_rest()
+
+
 class _TunnelProtocol(asyncio.Protocol):
     """Sends CONNECT and waits for the proxy's head; keeps any bytes that follow it."""
 
@@ -65,22 +100,16 @@ class _TunnelProtocol(asyncio.Protocol):
             self.reader.buffer += data
             return
         try:
-            if not self.reader.feed(data):
-                return
-            response = self.reader.response()
-        except (RequestError, HandshakeError):
-            self._fail(ProxyError("Invalid response from the proxy to CONNECT"))
+            leftover = tunnel_answer(self.reader, data)
+        except ProxyError as exc:
+            self._fail(exc)
             return
-        status = response.status
-        if not 200 <= status < 300:
-            # 407 without credentials, 403 for a port the proxy does not tunnel to, 502...
-            message = f"Proxy refused the tunnel: {status} {response.reason}".rstrip()
-            self._fail(ProxyError(message, status))
+        if leftover is None:
             return
         assert self.transport is not None
         # The tunnel is open: what follows belongs to the next protocol, which is not here yet.
         self.transport.pause_reading()
-        self.done.set_result(self.reader.take_rest())
+        self.done.set_result(leftover)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
@@ -110,14 +139,11 @@ async def open_via_proxy(
     proxy refuses, :class:`OSError` when it cannot be reached, :class:`ssl.SSLError` when the
     WebSocket server's certificate does not verify.
     """
-    parts = urlsplit(proxy_url)
-    if parts.scheme.lower() != "http" or not parts.hostname:
-        raise ValueError(f"Unsupported proxy URL {proxy_url!r}: only http://host:port is supported")
-    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    proxy_host, proxy_port, userinfo = parse_proxy_url(proxy_url)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[bytes] = loop.create_future()
     tunnel = _TunnelProtocol(connect_request(url.host, url.port, userinfo), done)
-    transport, _ = await loop.create_connection(lambda: tunnel, parts.hostname, parts.port or 80)
+    transport, _ = await loop.create_connection(lambda: tunnel, proxy_host, proxy_port)
     try:
         leftover = await done
         if ssl_context is not None:

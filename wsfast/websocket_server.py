@@ -324,7 +324,7 @@ class WebSocketServer(EventEmitter):
         )
         """The validated options (a frozen :class:`~wsfast.options.ServerOptions`)."""
         self._connection_options = self.options.connection()
-        self._verify_arity = _arity(verify_client) if verify_client else 0
+        self._verify_arity = handshake.arity(verify_client) if verify_client else 0
         self.clients: set[WebSocket] = set()
         self.logger: Logger = resolve_logger(self.options.logger, SERVER_LOGGER)
         """Where the server and its connections log (``logger=``, default ``wsfast.server``)."""
@@ -793,19 +793,6 @@ def _any_address_socket(port: int, reuse_port: bool | None, backlog: int) -> soc
             backlog=backlog,
         )
     return socket.create_server(("", port), reuse_port=bool(reuse_port), backlog=backlog)
-
-
-def _arity(func: Callable[..., Any]) -> int:
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return 1
-    # As JavaScript's Function.length, which ws reads: parameters with defaults do not count.
-    return sum(
-        1
-        for p in params
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    )
 
 
 class Serve:

@@ -90,7 +90,7 @@ TESTEES = {
 
 
 # Front ends of wsfast's testees (``--api``); the stand-in has one.
-APIS = ("events", "asyncio")
+APIS = ("events", "asyncio", "sync")
 
 
 class AutobahnError(RuntimeError):

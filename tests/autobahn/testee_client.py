@@ -7,8 +7,9 @@ Asks the fuzzing server for the number of selected cases (``/getCaseCount``), ru
 (``/runCase?case=N&agent=A``), echoing every message, then has the reports written
 (``/updateReports?agent=A``). The speedups are chosen by the environment as everywhere.
 ``--api`` picks the front end under test: ``events`` (ws' event API, like ws' own
-``test/autobahn.js``; the default) or ``asyncio`` (``wsfast.connect`` with ``async for`` and
-``await ws.send``).
+``test/autobahn.js``; the default), ``asyncio`` (``wsfast.connect`` with ``async for`` and
+``await ws.send``) or ``sync`` (``wsfast.sync.connect``, ``for message in ws``, ``ws.send``,
+run in a thread of its own).
 """
 
 from __future__ import annotations
@@ -72,7 +73,36 @@ async def run_asyncio(url: str, deflate: bool, echo: bool) -> list[str | bytes]:
     return received
 
 
-RUNNERS = {"events": run_events, "asyncio": run_asyncio}
+def run_sync_blocking(url: str, deflate: bool, echo: bool) -> list[str | bytes]:
+    """As :func:`run_events`, through the blocking API (wsfast.sync)."""
+    from wsfast.sync import connect
+
+    received: list[str | bytes] = []
+    try:
+        with connect(url, per_message_deflate=deflate, max_payload=MAX_PAYLOAD) as ws:
+            for message in ws:
+                if echo:
+                    ws.send(message)
+                else:
+                    received.append(message)
+    except (wsfast.ConnectionClosed, OSError):
+        pass  # the case's verdict is in the report, not here
+    return received
+
+
+async def run_sync(url: str, deflate: bool, echo: bool) -> list[str | bytes]:
+    """:func:`run_sync_blocking` in a thread, bounded as the others (no event loop is used by
+    the connection itself)."""
+    try:
+        return await asyncio.wait_for(
+            asyncio.to_thread(run_sync_blocking, url, deflate, echo), CASE_TIMEOUT
+        )
+    except asyncio.TimeoutError:
+        print(f"timeout: {url}", file=sys.stderr, flush=True)
+        return []
+
+
+RUNNERS = {"events": run_events, "asyncio": run_asyncio, "sync": run_sync}
 
 
 async def main(base: str, agent: str, deflate: bool, api: str = "events") -> None:

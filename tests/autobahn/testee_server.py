@@ -6,7 +6,8 @@ Prints the bound port on stdout, then echoes every message (text as text, binary
 until it is killed. The speedups are chosen by the environment as everywhere
 (``WSFAST_NO_BUFFER_UTIL=1 WSFAST_NO_UTF_8_VALIDATE=1`` for the fallback path).
 ``--api`` picks the front end under test (DESIGN section 3): ``events`` (ws' event API, the
-default) or ``asyncio`` (``wsfast.serve`` with ``async for`` and ``await ws.send``).
+default), ``asyncio`` (``wsfast.serve`` with ``async for`` and ``await ws.send``) or ``sync``
+(``wsfast.sync.serve``: a thread per connection, ``for message in ws`` and ``ws.send``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,20 @@ async def main_asyncio(port: int, deflate: bool) -> None:
     ) as server:
         print(server.address()[1], flush=True)
         await server.serve_forever()
+
+
+def main_sync(port: int, deflate: bool) -> None:
+    from wsfast.sync import ServerConnection, serve
+
+    def echo(ws: ServerConnection) -> None:
+        for message in ws:
+            ws.send(message)
+
+    with serve(
+        echo, "127.0.0.1", port, per_message_deflate=deflate, max_payload=MAX_PAYLOAD
+    ) as server:
+        print(server.address()[1], flush=True)
+        server.serve_forever()
 
 
 async def main(port: int, deflate: bool) -> None:
@@ -67,10 +82,13 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=9001)
     parser.add_argument("--deflate", dest="deflate", action="store_true", default=True)
     parser.add_argument("--no-deflate", dest="deflate", action="store_false")
-    parser.add_argument("--api", choices=("events", "asyncio"), default="events")
+    parser.add_argument("--api", choices=("events", "asyncio", "sync"), default="events")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     try:
-        asyncio.run((main_asyncio if args.api == "asyncio" else main)(args.port, args.deflate))
+        if args.api == "sync":
+            main_sync(args.port, args.deflate)
+        else:
+            asyncio.run((main_asyncio if args.api == "asyncio" else main)(args.port, args.deflate))
     except KeyboardInterrupt:
         pass
