@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -143,3 +145,36 @@ async def test_no_trace_and_the_plain_protocol_when_debug_is_off(lines: Lines) -
             await ws.send("hello")
             await wait_for(ws.recv())
     assert not [r for r in lines.records if r.levelno == logging.DEBUG]
+
+
+def test_sync_front_end_logs_the_same_way() -> None:
+    """wsfast.sync: logger=, the server's INFO open/close lines, the DEBUG trace."""
+    from wsfast import sync
+
+    mine = logging.getLogger("myapp.sync")
+    handler = Lines()
+    mine.addHandler(handler)
+    mine.setLevel(logging.DEBUG)
+
+    def echo_once(ws: Any) -> None:
+        ws.send(ws.recv(timeout=5))
+
+    try:
+        with sync.serve(echo_once, "127.0.0.1", 0, logger=mine) as server:
+            assert server.logger is mine
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            host, port = server.address()
+            with sync.connect(f"ws://{host}:{port}/s", logger="myapp.sync.client") as ws:
+                assert ws.logger is logging.getLogger("myapp.sync.client")
+                ws.send("hello")
+                assert ws.recv(timeout=5) == "hello"
+            deadline = time.monotonic() + 5
+            while len(handler.messages(logging.INFO)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        mine.removeHandler(handler)
+        mine.setLevel(logging.NOTSET)
+    infos = handler.messages(logging.INFO)
+    assert infos[0].startswith("connection open: 127.0.0.1:") and infos[0].endswith(" /s")
+    assert infos[1].startswith("connection closed: 1000")
+    assert "< TEXT 'hello' [5 bytes]" in handler.messages(logging.DEBUG)

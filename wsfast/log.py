@@ -26,7 +26,7 @@ from typing import Any, Union
 
 from .protocol import Protocol
 
-__all__ = ["CLIENT_LOGGER", "SERVER_LOGGER", "TracingProtocol", "resolve_logger"]
+__all__ = ["CLIENT_LOGGER", "SERVER_LOGGER", "TracingProtocol", "format_peer", "resolve_logger"]
 
 CLIENT_LOGGER = "wsfast.client"
 SERVER_LOGGER = "wsfast.server"
@@ -46,6 +46,14 @@ def resolve_logger(value: Any, default: str) -> Logger:
     if isinstance(value, str):
         return logging.getLogger(value)
     return value  # type: ignore[no-any-return]
+
+
+def format_peer(address: Any) -> str:
+    """``host:port`` of a remote address (a Unix socket's path, or "?")."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = address[0]
+        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
+    return str(address) if address else "?"
 
 
 def _preview(data: Any, text: bool) -> str:

@@ -38,7 +38,7 @@ from .constants import (
 from .event_emitter import EventEmitter
 from .exceptions import ConnectionClosed, HandshakeError
 from .handshake import Refusal, Request, RequestError, ServerHandshake, Upgrade
-from .log import SERVER_LOGGER, Logger, resolve_logger
+from .log import SERVER_LOGGER, Logger, format_peer, resolve_logger
 from .options import ServerOptions, deflate_options
 from .websocket import WebSocket, accept, start
 
@@ -706,7 +706,7 @@ class WebSocketServer(EventEmitter):
             ws.once("close", lambda *args: self.clients.discard(ws))
         log = self.logger
         if log.isEnabledFor(logging.INFO):
-            log.info("connection open: %s %s", _peer(request.remote_address), request.path)
+            log.info("connection open: %s %s", format_peer(request.remote_address), request.path)
         try:
             self._open(ws, request, callback)
         finally:
@@ -765,14 +765,6 @@ async def _serve_connection(coro: Coroutine[Any, Any, Any], ws: WebSocket) -> No
     except Exception:
         ws.logger.exception("an async 'connection' listener raised")
         _fail(ws)
-
-
-def _peer(address: Any) -> str:
-    """``host:port`` of a remote address (a Unix socket's path, or "?")."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = address[0]
-        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
-    return str(address) if address else "?"
 
 
 def _is_socket(path: Any) -> bool:

@@ -13,6 +13,7 @@ by whichever thread holds the write lock. The protocol's close timer is a ``thre
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..exceptions import ConnectionClosed, WebSocketError
+from ..log import CLIENT_LOGGER, SERVER_LOGGER, Logger, TracingProtocol, resolve_logger
 from ..options import ConnectionOptions
 from ..permessage_deflate import PerMessageDeflate
 from ..protocol import CLOSED, OPEN, Protocol, State
@@ -28,7 +30,6 @@ from .transport import Stream
 
 __all__ = ["Connection"]
 
-logger = logging.getLogger("wsfast.sync")
 
 # Chunks up to this size in total are joined into one write (asyncio adapter's rule).
 _JOIN_LIMIT = 65536
@@ -72,7 +73,15 @@ class Connection:
         self._aborted = False
         self._timer: threading.Timer | None = None
         self._closed = threading.Event()
-        self._proto = Protocol(
+        self.logger: Logger = resolve_logger(
+            options.logger, SERVER_LOGGER if is_server else CLIENT_LOGGER
+        )
+        """Where this connection logs (``logger=``; ``wsfast.client`` / ``wsfast.server``)."""
+        # DEBUG on at open: every frame is traced; off, the plain Protocol runs (wsfast.log).
+        make: Callable[..., Protocol] = Protocol
+        if self.logger.isEnabledFor(logging.DEBUG):
+            make = functools.partial(TracingProtocol, log=self.logger)
+        self._proto = make(
             is_server=is_server,
             options=options,
             deflate=deflate,
@@ -217,8 +226,11 @@ class Connection:
 
     def _on_error(self, exc: WebSocketError) -> None:
         # A remote peer must not write ERROR lines into the log: the application learns of it
-        # as ConnectionClosed.__cause__.
-        logger.info("%r: %s", self, exc)
+        # as ConnectionClosed.__cause__. A server's "connection closed" line names it.
+        if self._proto.is_server:
+            self.logger.debug("%r: %s", self, exc)
+        else:
+            self.logger.info("%r: %s", self, exc)
 
     def _connection_closed(self) -> ConnectionClosed:
         proto = self._proto
@@ -402,7 +414,7 @@ class Connection:
         try:
             proto.receive_data(data)
         except Exception as exc:  # a bug must not leave a half-parsed connection open
-            logger.exception("unexpected error while parsing frames")
+            self.logger.exception("unexpected error while parsing frames")
             proto.fail(WebSocketError(f"internal error: {exc!r}", "WS_ERR_INTERNAL", 1011))
         self._apply()
         self._cond.notify_all()
@@ -449,7 +461,7 @@ class Connection:
         except OSError:
             pass  # reset, or aborted: the connection is gone either way
         except Exception:  # pragma: no cover - a bug: the connection must still end
-            logger.exception("the reader thread failed")
+            self.logger.exception("the reader thread failed")
         finally:
             self._connection_lost()
 
@@ -464,4 +476,15 @@ class Connection:
             self._aborted = True
             self._out.clear()
             self._cond.notify_all()
+        proto = self._proto
+        if proto.is_server:
+            # One INFO line per connection at its end, as the asyncio server.
+            code = proto.close_code
+            reason, error = proto.close_reason, proto.error
+            self.logger.info(
+                "connection closed: %s%s%s",
+                1006 if code is None else code,
+                f" {reason!r}" if reason else "",
+                f" ({error})" if error is not None else "",
+            )
         self._closed.set()

@@ -30,6 +30,7 @@ from ..handshake import (
     arity,
     verify_refusal,
 )
+from ..log import SERVER_LOGGER, Logger, format_peer, resolve_logger
 from ..options import ConnectionOptions, ServerOptions, ServerOptionsDict
 from ..protocol import OPEN
 from ..websocket_server import VerifyInfo
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ServerConnection", "Server", "serve"]
 
-logger = logging.getLogger("wsfast.sync")
+logger = logging.getLogger(SERVER_LOGGER)
 
 
 class ServerConnection(Connection):
@@ -81,6 +82,8 @@ class Server:
             raise ValueError("wsfast.sync.serve listens itself: no_server is not supported")
         self.options = options
         """The validated options."""
+        self.logger: Logger = resolve_logger(options.logger, SERVER_LOGGER)
+        """Where the server and its connections log (``logger=``, default ``wsfast.server``)."""
         self._handler = handler
         self._handler_arity = arity(handler)
         self._verify_arity = arity(options.verify_client) if options.verify_client else 0
@@ -147,7 +150,7 @@ class Server:
                     except (BlockingIOError, InterruptedError):
                         continue
                     except OSError as exc:  # EMFILE and the like: keep serving the others
-                        logger.warning("accept failed: %s", exc)
+                        self.logger.warning("accept failed: %s", exc)
                         continue
                     self._spawn(sock, address)
 
@@ -267,12 +270,18 @@ class Server:
             stream.sendall(Upgrade.response(decision.headers(protocol)))
             stream.settimeout(None)
         except Exception as exc:  # the peer's doing (reset, timeout, TLS): nothing to report
-            logger.debug("opening handshake failed with %s: %s", address, exc)
+            self.logger.debug("opening handshake failed with %s: %s", address, exc)
             (stream or Stream(sock)).close()
             return None
-        return ServerConnection(
+        ws = ServerConnection(
             stream, self._connection_options, decision, protocol, handshake.take_rest()
         )
+        log = ws.logger
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "connection open: %s %s", format_peer(ws.remote_address), decision.request.path
+            )
+        return ws
 
     def _decide(self, upgrade: Upgrade) -> tuple[Upgrade | Refusal, str]:
         """``verify_client``, the server's state and ``handle_protocols``, in ws' order."""
@@ -284,7 +293,7 @@ class Server:
                     self._verify(VerifyInfo(upgrade.origin, request.secure, request))
                 )
             except Exception:
-                logger.exception("verify_client raised")
+                self.logger.exception("verify_client raised")
                 return SERVER_ERROR, ""
             if refusal is not None:
                 return refusal, ""
@@ -293,7 +302,7 @@ class Server:
         try:
             return upgrade, upgrade.select_protocol(options.handle_protocols)
         except Exception:
-            logger.exception("handle_protocols raised")
+            self.logger.exception("handle_protocols raised")
             return SERVER_ERROR, ""
 
     def _verify(self, info: VerifyInfo) -> Any:
@@ -326,9 +335,9 @@ class Server:
             else:
                 self._handler(ws)
         except ConnectionClosed as exc:
-            logger.debug("connection closed under its handler: %s %s", exc.code, exc.reason)
+            self.logger.debug("connection closed under its handler: %s %s", exc.code, exc.reason)
         except Exception:
-            logger.exception("connection handler raised")
+            self.logger.exception("connection handler raised")
             ws.close(1011)
         # As in the asyncio API: the connection ends with its handler.
         ws.close(1000)
