@@ -26,6 +26,10 @@ SANS_IO = (
     "options",
     "url",
 )
+# Adapters (DESIGN section 2, layer 2) that drive the core's protocol objects directly, so they
+# import from the sans-I/O core alone, never from another adapter: module -> the third-party
+# package it plugs into.
+CORE_ONLY_ADAPTERS = {"uvicorn": "uvicorn"}
 IO_MODULES = {"asyncio", "socket", "ssl", "threading", "selectors", "time", "trio", "anyio"}
 
 # Private names read on something other than self/cls, each on an object of the same module or a
@@ -96,6 +100,15 @@ def test_sans_io_modules_import_no_io(name: str) -> None:
     assert not external & IO_MODULES, f"{name} imports {sorted(external & IO_MODULES)}"
     # Nor through another wsfast module that does I/O.
     assert internal <= set(SANS_IO), f"{name} imports {sorted(internal - set(SANS_IO))}"
+
+
+@pytest.mark.parametrize("name", sorted(CORE_ONLY_ADAPTERS))
+def test_core_only_adapters_build_on_the_core_alone(name: str) -> None:
+    tree = _runtime_tree(_modules()[name])
+    external, internal = _imports(name, tree)
+    assert internal <= set(SANS_IO), f"{name} imports {sorted(internal - set(SANS_IO))}"
+    # It is an I/O adapter: it does I/O, through the package it plugs into.
+    assert "asyncio" in external and CORE_ONLY_ADAPTERS[name] in external
 
 
 def test_no_import_cycle() -> None:
