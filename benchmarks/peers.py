@@ -11,6 +11,8 @@ Servers (``python benchmarks/peers.py server NAME [--deflate] [--no-uvloop]`` pr
 - ``wsfast``: ws' event API, ``ws.on("message", lambda data, is_binary: ws.send(...))``.
 - ``wsfast-serve``: ``wsfast.serve`` with an ``async for message in ws`` handler.
 - ``websockets``, ``aiohttp``, ``picows``: the peers' own idiomatic echo servers.
+- ``uvicorn-wsfast``, ``uvicorn-websockets-sansio``, ``uvicorn-wsproto``: one ASGI echo
+  application under uvicorn with each ``--ws`` engine (``bench_uvicorn.py``).
 
 Clients share one interface, ``await client.echo(payloads, count, window)``: send ``count``
 messages cycling through ``payloads`` with at most ``window`` in flight, and return once every
@@ -34,6 +36,8 @@ __all__ = [
     "SERVERS",
     "DEFLATE_SERVERS",
     "CLIENTS",
+    "UVICORN_ENGINES",
+    "asgi_echo",
     "available",
     "describe",
     "new_loop",
@@ -57,7 +61,17 @@ CLIENTS = ("picows", "wsfast", "wsfast-recv", "websockets", "aiohttp")
 MAX_SIZE = 64 * 1024 * 1024  # above every benchmarked message, so no peer refuses 1 MiB
 CPU = os.environ.get("WSFAST_BENCH_CPU", "0")
 
+# uvicorn's --ws value for each ASGI server.
+UVICORN_ENGINES = {
+    "uvicorn-wsfast": "wsfast.uvicorn:WebSocketProtocol",
+    "uvicorn-websockets-sansio": "websockets-sansio",
+    "uvicorn-wsproto": "wsproto",
+}
+
 _MODULES = {
+    "uvicorn-wsfast": "uvicorn",
+    "uvicorn-websockets-sansio": "uvicorn",
+    "uvicorn-wsproto": "wsproto",
     "raw": None,
     "wsfast": "wsfast",
     "wsfast-fallback": "wsfast",
@@ -222,6 +236,46 @@ async def _serve_picows(deflate: bool) -> tuple[int, Any]:
     return server.sockets[0].getsockname()[1], server
 
 
+async def asgi_echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The ASGI echo application every uvicorn engine serves: text as text, binary as binary."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        event = await receive()
+        if event["type"] != "websocket.receive":
+            return
+        if event.get("bytes") is not None:
+            await send({"type": "websocket.send", "bytes": event["bytes"]})
+        else:
+            await send({"type": "websocket.send", "text": event["text"]})
+
+
+async def _serve_uvicorn(engine: str, deflate: bool) -> tuple[int, Any]:
+    import uvicorn
+
+    config = uvicorn.Config(
+        asgi_echo,
+        host=HOST,
+        port=0,
+        ws=engine,
+        ws_max_size=MAX_SIZE,
+        ws_per_message_deflate=deflate,
+        ws_ping_interval=None,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    return server.servers[0].sockets[0].getsockname()[1], (server, task)
+
+
 _SERVE = {
     "raw": _serve_raw,
     "wsfast": _serve_wsfast,
@@ -231,6 +285,10 @@ _SERVE = {
     "websockets": _serve_websockets,
     "aiohttp": _serve_aiohttp,
     "picows": _serve_picows,
+    **{
+        name: (lambda deflate, engine=engine: _serve_uvicorn(engine, deflate))
+        for name, engine in UVICORN_ENGINES.items()
+    },
 }
 
 

@@ -27,6 +27,10 @@ SANS_IO = (
     "url",
     "log",
 )
+# Adapters (DESIGN section 2, layer 2) that drive the core's protocol objects directly, so they
+# import from the sans-I/O core alone, never from another adapter: module -> the third-party
+# package it plugs into.
+CORE_ONLY_ADAPTERS = {"uvicorn": "uvicorn"}
 IO_MODULES = {"asyncio", "socket", "ssl", "threading", "selectors", "time", "trio", "anyio"}
 
 # Private names read on something other than self/cls, each on an object of the same module or a
@@ -140,6 +144,15 @@ def test_sans_io_modules_do_not_import_the_sync_adapter() -> None:
     for name in SANS_IO:
         _, internal = _imports(name, _runtime_tree(modules[name]))
         assert not any(dep.startswith("sync") for dep in internal), name
+
+
+@pytest.mark.parametrize("name", sorted(CORE_ONLY_ADAPTERS))
+def test_core_only_adapters_build_on_the_core_alone(name: str) -> None:
+    tree = _runtime_tree(_modules()[name])
+    external, internal = _imports(name, tree)
+    assert internal <= set(SANS_IO), f"{name} imports {sorted(internal - set(SANS_IO))}"
+    # It is an I/O adapter: it does I/O, through the package it plugs into.
+    assert "asyncio" in external and CORE_ONLY_ADAPTERS[name] in external
 
 
 def test_no_import_cycle() -> None:

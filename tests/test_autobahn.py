@@ -4,9 +4,9 @@
     WSFAST_AUTOBAHN=all   -> also sections 12-13 (permessage-deflate)
     unset                 -> skipped, with the reason
 
-Sections 1-10 run through every front end (``FRONT_ENDS``: ws' event API, the asyncio API and
-wsfast.sync);
-the slow compression sections through the event API alone (the brief's CI budget; run the
+Sections 1-10 run through every front end (``FRONT_ENDS``: ws' event API, the asyncio API,
+wsfast.sync and the uvicorn engine, the last as a server only: ``ROLES_OF``); the slow
+compression sections through the event API alone (the brief's CI budget; run the
 others by hand with ``python tests/autobahn/harness.py ROLE 12-13 --api asyncio``).
 Every selected case must pass (behavior OK, NON-STRICT or INFORMATIONAL; behaviorClose OK or
 INFORMATIONAL), and wsfast's testees must pass strictly: no NON-STRICT case, on any front end
@@ -47,14 +47,22 @@ FRONT_ENDS = (
     ("12-13", "events"),
     ("1-10", "asyncio"),
     ("1-10", "sync"),
+    ("1-10", "uvicorn"),
 )
+# The roles each front end plays: uvicorn's engine only serves.
+ROLES_OF = {
+    api: tuple(r for r in ROLES if not (r == "client" and api in harness.SERVER_ONLY_APIS))
+    for _, api in FRONT_ENDS
+}
+# Every (role, sections, front end) run.
+RUNS = [(role, sec, api) for sec, api in FRONT_ENDS for role in ROLES_OF[api]]
 TESTEE = os.environ.get("WSFAST_AUTOBAHN_TESTEE") or "wsfast"
 # Runs at once (WSFAST_AUTOBAHN_JOBS, default 2): wstest is one single-threaded Python 2 process,
 # so two runs side by side use both cores of the CI machine.
 JOBS = max(1, int(os.environ.get("WSFAST_AUTOBAHN_JOBS", "2") or 2))
 # A test may wait for runs queued before its own; each run is bounded by the harness' limit
 # (which stops wstest and the testee), so pytest-timeout's limit is the sum plus a margin.
-PYTEST_TIMEOUT = (2 * sum(harness.DEFAULT_TIMEOUTS[s] for s, _ in FRONT_ENDS) + 120) * (
+PYTEST_TIMEOUT = (sum(harness.DEFAULT_TIMEOUTS[s] for _, s, _ in RUNS) + 120) * (
     harness.timeout_factor()
 )
 
@@ -77,7 +85,7 @@ def _run(role: str, section: str, api: str, mode: str) -> Future[Any]:
         _pool = ThreadPoolExecutor(max_workers=JOBS, thread_name_prefix="autobahn")
         selected = _selected_front_ends(mode)
         for sec, a in sorted(selected, key=lambda sa: -harness.DEFAULT_TIMEOUTS[sa[0]]):
-            for r in ROLES:
+            for r in ROLES_OF[a]:
                 _runs[(r, sec, a)] = _pool.submit(harness.run_suite, r, sec, api=a)
     return _runs[(role, section, api)]
 
@@ -113,8 +121,7 @@ def _report(result: Any, capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.autobahn
 @pytest.mark.timeout(PYTEST_TIMEOUT)
-@pytest.mark.parametrize("section, api", FRONT_ENDS, ids=[f"{s}-{a}" for s, a in FRONT_ENDS])
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role, section, api", RUNS, ids=[f"{r}-{s}-{a}" for r, s, a in RUNS])
 def test_autobahn(role: str, section: str, api: str, capsys: pytest.CaptureFixture[str]) -> None:
     mode = _selected(section)
     if TESTEE != "wsfast" and api != "events":
@@ -144,3 +151,10 @@ def test_autobahn(role: str, section: str, api: str, capsys: pytest.CaptureFixtu
             f"{len(lax)} Autobahn cases only NON-STRICT as {role} (sections {section}, "
             f"{result.path} path, {api} API): {', '.join(lax[:30])}"
         )
+
+
+def test_server_only_front_ends_refuse_the_client_role() -> None:
+    assert ("client", "1-10", "uvicorn") not in RUNS
+    assert ("server", "1-10", "uvicorn") in RUNS
+    with pytest.raises(ValueError, match="uvicorn front end is a server only"):
+        harness.run_suite("client", "1-10", api="uvicorn")

@@ -435,3 +435,28 @@ async def test_external_https_server(run_example: Any, tmp_path: Path) -> None:
         await ws.send("secure hi")
         await example.line("received: secure hi")
     await example.stop()
+
+
+async def test_uvicorn_fastapi(run_example: Any) -> None:
+    pytest.importorskip("fastapi")
+    example, url = await start_server_example(run_example, "uvicorn_fastapi.py")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + scaled(RUN_SECONDS)
+    while True:  # the line comes before uvicorn binds: retry until it listens
+        try:
+            ws = await wsfast.connect(f"{url}/rooms/lobby?token=secret", protocols=["chat"])
+            break
+        except (OSError, wsfast.WebSocketError):
+            assert loop.time() < deadline, "uvicorn did not start"
+            await asyncio.sleep(0.05)
+    assert ws.protocol == "chat"
+    await ws.send("hello")
+    assert await wait_for(ws.recv()) == "[lobby] hello"
+    with pytest.raises(wsfast.WebSocketError, match="403"):
+        await wsfast.connect(f"{url}/rooms/lobby?token=wrong")
+    # Ctrl+C: uvicorn shuts down gracefully and the engine closes with 1012 (Service Restart).
+    await example.stop()
+    await wait_for(ws.wait_closed())
+    assert ws.close_code == 1012
+    assert example.proc.returncode == 0, example.stderr
+    assert "lobby: disconnected with 1012" in example.lines

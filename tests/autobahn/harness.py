@@ -17,7 +17,8 @@ INFORMATIONAL (DESIGN section 6).
 ``PATH``. The testee is ``wsfast`` unless ``$WSFAST_AUTOBAHN_TESTEE=websockets`` picks the
 stand-in (``testee_websockets_standin.py``), which exists to prove this harness without wsfast.
 wsfast's testees take the front end under test, ``api``: ``events`` (ws' event API) or
-``asyncio`` (``serve``/``connect`` with ``async for`` and ``await ws.send``).
+``asyncio`` (``serve``/``connect`` with ``async for`` and ``await ws.send``), or ``uvicorn``
+(an ASGI echo app under uvicorn with ``wsfast.uvicorn``; server role only: ``SERVER_ONLY_APIS``).
 
 Run by hand: ``python tests/autobahn/harness.py server 1-10`` (prints the verdict table).
 """
@@ -90,7 +91,9 @@ TESTEES = {
 
 
 # Front ends of wsfast's testees (``--api``); the stand-in has one.
-APIS = ("events", "asyncio", "sync")
+APIS = ("events", "asyncio", "sync", "uvicorn")
+# Front ends that only serve: uvicorn's engine has no client to drive.
+SERVER_ONLY_APIS = ("uvicorn",)
 
 
 class AutobahnError(RuntimeError):
@@ -369,6 +372,8 @@ def run_suite(
         raise ValueError(f"unknown testee {testee!r}; one of {sorted(TESTEES)}")
     if api not in APIS:
         raise ValueError(f"unknown api {api!r}; one of {APIS}")
+    if role == "client" and api in SERVER_ONLY_APIS:
+        raise ValueError(f"the {api} front end is a server only: run it in the server role")
     wstest = wstest or find_wstest()
     if not wstest:
         raise AutobahnError("wstest not found: run .ci/install-autobahn.sh (or set WSFAST_WSTEST)")
@@ -512,6 +517,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-deflate", action="store_true")
     parser.add_argument("--api", choices=APIS, default="events")
     args = parser.parse_args(argv)
+    if args.role == "client" and args.api in SERVER_ONLY_APIS:
+        parser.error(f"the {args.api} front end is a server only: run it in the server role")
     # A SIGTERM (``timeout``, a CI runner) still runs run_suite's cleanup of its processes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:

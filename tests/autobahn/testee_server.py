@@ -6,8 +6,9 @@ Prints the bound port on stdout, then echoes every message (text as text, binary
 until it is killed. The speedups are chosen by the environment as everywhere
 (``WSFAST_NO_BUFFER_UTIL=1 WSFAST_NO_UTF_8_VALIDATE=1`` for the fallback path).
 ``--api`` picks the front end under test (DESIGN section 3): ``events`` (ws' event API, the
-default), ``asyncio`` (``wsfast.serve`` with ``async for`` and ``await ws.send``) or ``sync``
-(``wsfast.sync.serve``: a thread per connection, ``for message in ws`` and ``ws.send``).
+default), ``asyncio`` (``wsfast.serve`` with ``async for`` and ``await ws.send``), ``sync``
+(``wsfast.sync.serve``: a thread per connection, ``for message in ws`` and ``ws.send``) or
+``uvicorn`` (an ASGI echo app under uvicorn with ``--ws wsfast.uvicorn:WebSocketProtocol``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from typing import Any
 
 import wsfast
 
@@ -46,6 +48,46 @@ def main_sync(port: int, deflate: bool) -> None:
     ) as server:
         print(server.address()[1], flush=True)
         server.serve_forever()
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The ASGI echo application: text as text, binary as binary."""
+    if scope["type"] != "websocket":
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        event = await receive()
+        if event["type"] == "websocket.disconnect":
+            return
+        if event.get("text") is not None:
+            await send({"type": "websocket.send", "text": event["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": event["bytes"]})
+
+
+async def main_uvicorn(port: int, deflate: bool) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(
+        echo_app,
+        host="127.0.0.1",
+        port=port,
+        ws="wsfast.uvicorn:WebSocketProtocol",
+        ws_max_size=MAX_PAYLOAD,
+        ws_per_message_deflate=deflate,
+        ws_ping_interval=None,
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    print(server.servers[0].sockets[0].getsockname()[1], flush=True)
+    await task
 
 
 async def main(port: int, deflate: bool) -> None:
@@ -82,13 +124,14 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=9001)
     parser.add_argument("--deflate", dest="deflate", action="store_true", default=True)
     parser.add_argument("--no-deflate", dest="deflate", action="store_false")
-    parser.add_argument("--api", choices=("events", "asyncio", "sync"), default="events")
+    parser.add_argument("--api", choices=("events", "asyncio", "sync", "uvicorn"), default="events")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     try:
         if args.api == "sync":
             main_sync(args.port, args.deflate)
         else:
-            asyncio.run((main_asyncio if args.api == "asyncio" else main)(args.port, args.deflate))
+            mains = {"events": main, "asyncio": main_asyncio, "uvicorn": main_uvicorn}
+            asyncio.run(mains[args.api](args.port, args.deflate))
     except KeyboardInterrupt:
         pass
