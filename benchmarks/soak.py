@@ -17,7 +17,8 @@ Checks (any failure makes the exit status 1):
   and in order. A connection that ended cleanly must have received everything it sent; one that
   was reset is excused only the echoes still in flight at the reset (counted, never verified);
 - no connection closes unless the test closed it, every handshake succeeds, no unexpected
-  exception or WARNING/ERROR log line in any process, no process crashes;
+  exception or WARNING/ERROR log line in any process, no process crashes, and at least 3/4 of
+  the connections were open at once (else the machine could not carry the run);
 - the server samples RSS, open fds, asyncio tasks, Python's allocated blocks and connections.
   Once every client is gone it must be back to 0 connections and to exactly its baseline fds
   and tasks; after a full garbage collection its Python blocks within 2 % (+1,000) of the
@@ -102,6 +103,7 @@ class Config:
     ramp: float
     sample_interval: float
     drain_timeout: float
+    max_connecting: int
     json: str | None = None  # also write the samples and totals there
     fault: bool = False  # the server duplicates one echo and corrupts another
     start: float = 0.0  # wall-clock time the clients start (set once every process is up)
@@ -489,11 +491,14 @@ class Session:
     async def run(self) -> None:
         cfg, counts = self.cfg, self.client.counts
         try:
-            ws = await wsfast.connect(
-                cfg.url,
-                per_message_deflate=self.deflate,
-                handshake_timeout=cfg.drain_timeout,
-            )
+            async with self.client.connecting:
+                if time.time() >= self.client.deadline:
+                    return  # waited past the end of the run for its turn
+                ws = await wsfast.connect(
+                    cfg.url,
+                    per_message_deflate=self.deflate,
+                    handshake_timeout=cfg.drain_timeout,
+                )
         except Exception as exc:
             counts["connect_failed"] += 1
             self.fail(f"connect failed: {exc!r}")
@@ -668,6 +673,11 @@ class Client:
         self.stopping = False
         self.deadline = cfg.start + cfg.duration
         self.payloads = Payloads(cfg.seed, max(cfg.max_size, 1024) * 2)
+        # Opening handshakes in flight per process: with thousands of slots connecting at once
+        # on a busy machine, a starved server took over 60 s per handshake (1,022 in flight,
+        # 25 s of loop lag) and the clients timed out; the test is about connections, not about
+        # surviving a connect storm (max_handshakes and its 503 are tested elsewhere).
+        self.connecting = asyncio.Semaphore(cfg.max_connecting)
 
     def fail(self, text: str) -> None:
         self.counts["errors"] += 1
@@ -687,7 +697,8 @@ class Client:
             except Exception as exc:
                 session.fail(f"unexpected exception: {exc!r}\n{traceback.format_exc()}")
             if time.time() < self.deadline:
-                await asyncio.sleep(random.uniform(0, 1))
+                # A pause before reconnecting, short against a lifetime: at most 1 s.
+                await asyncio.sleep(random.uniform(0, min(1.0, self.cfg.lifetime / 10)))
 
     async def run(self) -> None:
         await asyncio.sleep(max(0.0, self.cfg.start - time.time()))
@@ -773,6 +784,12 @@ def parse_args(argv: list[str] | None) -> Config:
         default=60.0,
         help="seconds an echo, a close or the final drain may take (default 60)",
     )
+    p.add_argument(
+        "--max-connecting",
+        type=int,
+        default=64,
+        help="opening handshakes in flight per client process (default 64)",
+    )
     p.add_argument("--json", help="also write the samples and totals to this file")
     p.add_argument(
         "--fault",
@@ -840,8 +857,10 @@ def report(
             f"{100 * (row['cpu'] - prev['cpu']) / dt:>6.0f}"
         )
 
-    # Steady state: from the end of the ramp-up (plus a few samples) to the end of the run.
-    start = cfg.ramp + 2 * cfg.sample_interval
+    # Steady state: from the end of the ramp-up (90 % of the connections open, plus a few
+    # samples) to the end of the run.
+    opened = (s["t"] for s in samples if s["connections"] >= 0.9 * cfg.connections)
+    start = max(cfg.ramp, next(opened, cfg.ramp)) + 2 * cfg.sample_interval
     steady = [s for s in samples if start <= s["t"] <= cfg.duration]
     span = cfg.duration - start
     window = 300.0 if cfg.duration >= 1500 else span / 5
@@ -947,8 +966,13 @@ def report(
         failed.append(f"{totals['received'] - totals['verified']} echoes failed verification")
     if totals["errors"]:
         failed.append(f"{totals['errors']} errors")
-    if totals["sent"] == 0 or totals["connections"] < cfg.connections:
-        failed.append("the run did not open every connection or send anything")
+    peak = max((s["connections"] for s in samples), default=0)
+    # Slots reconnect after each lifetime, so not all are up at once; fewer than 3/4 means the
+    # machine could not carry the run (a starved server completing a few handshakes per second).
+    if peak < 0.75 * cfg.connections:
+        failed.append(f"at most {peak} connections were open at once, not {cfg.connections}")
+    if totals["sent"] == 0:
+        failed.append("nothing was sent")
     for line in errors:
         print("error:", line)
     return failed

@@ -35,10 +35,10 @@ def run_soak(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_short_soak_run_passes() -> None:
-    # Lifetimes of 2 s on average: every end of a connection (clean closes by either side,
+    # Lifetimes of 3 s on average: every end of a connection (clean closes by either side,
     # terminate, TCP reset by either side) and the reconnects happen within the few seconds.
     result = run_soak(
-        "--duration", "5", "--connections", "300", "--processes", "2", "--lifetime", "2",
+        "--duration", "5", "--connections", "300", "--processes", "2", "--lifetime", "3",
         "--seed", "11",
     )  # fmt: skip
     out = result.stdout + result.stderr
