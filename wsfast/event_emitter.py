@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from types import CoroutineType
 from typing import Any
@@ -54,14 +55,7 @@ class EventEmitter:
                 return func
 
             return decorator
-        func = listener
-
-        def wrapper(*args: Any) -> Any:
-            self.off(event, wrapper)
-            return func(*args)
-
-        wrapper.listener = func  # type: ignore[attr-defined]
-        return self.on(event, wrapper)
+        return self.on(event, _Once(self, event, listener))
 
     def off(self, event: str, listener: Listener) -> EventEmitter:
         """Remove one registration of ``listener`` (or of a ``once`` wrapper around it)."""
@@ -155,3 +149,24 @@ def _schedule(awaitable: Any) -> None:
     task = asyncio.ensure_future(run())
     _running.add(task)
     task.add_done_callback(_running.discard)
+
+
+class _Once:
+    """The registration :meth:`EventEmitter.once` makes: removes itself, then calls
+    ``listener``. A class and not a closure: a closure that names itself (to remove itself)
+    is a reference cycle, and it held its emitter (a closed connection, its transport and
+    buffers) until the next full collection. The emitter is held weakly for the same reason
+    (the emitter holds this object while it is registered)."""
+
+    __slots__ = ("_emitter", "_event", "listener")
+
+    def __init__(self, emitter: EventEmitter, event: str, listener: Listener) -> None:
+        self._emitter = weakref.ref(emitter)
+        self._event = event
+        self.listener = listener
+
+    def __call__(self, *args: Any) -> Any:
+        emitter = self._emitter()
+        if emitter is not None:
+            emitter.off(self._event, self)
+        return self.listener(*args)

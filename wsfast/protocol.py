@@ -274,6 +274,20 @@ class Protocol:
         if self.deflate is not None:
             self.deflate.cleanup()
 
+    def detach(self) -> None:
+        """Drop every callback once the adapter is done with the connection (after
+        :meth:`connection_lost`): the callbacks are the adapter's bound methods, so without
+        this a closed connection and its adapter keep each other alive until the cycle
+        collector runs, with their transport, buffers and zlib contexts. The state (close
+        code, reason, error) stays readable."""
+        self.receiver.detach()
+        self.write = _ignore
+        self.on_message = self.on_ping = self.on_pong = _ignore
+        self.on_close_frame = _ignore
+        self.on_error = _ignore
+        self.backlog = None
+        self.clock = None
+
     # -- bytes out -------------------------------------------------------------------------------
 
     def data_to_send(self) -> list[Any]:

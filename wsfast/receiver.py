@@ -152,6 +152,14 @@ class Receiver:
         self.state = DONE
         self._pending = b""
 
+    def detach(self) -> None:
+        """Stop for good and drop the callbacks: the receiver no longer keeps its owner alive
+        (the callbacks are bound methods; without this a closed connection sits in reference
+        cycles until the next full collection)."""
+        self.stop()
+        self.on_message = self.on_ping = self.on_pong = _ignore
+        self.on_close = _ignore
+
     @property
     def buffered(self) -> int:
         """Bytes received but not parsed yet (non-zero while paused)."""

@@ -198,6 +198,8 @@ class WebSocketProtocol(asyncio.Protocol):
         drain = self.drain
         if drain is not None and not drain.done():
             drain.set_result(None)
+        if proto is not None:
+            proto.detach()  # its callbacks are this object's methods: no cycle left behind
 
     def pause_writing(self) -> None:
         """The transport's buffer passed its high-water mark (asyncio callback)."""

@@ -853,6 +853,15 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
                 f" ({error})" if error is not None else "",
             )
         self.emit("close", 1006 if code is None else code, self.close_reason)
+        if proto is not None:
+            proto.detach()
+        # No event follows 'close': drop the listeners. The usual one names its connection
+        # (``ws.on("message", lambda data, b: ws.send(data))``), a cycle through
+        # ``self._events`` that would keep the connection, its transport and its buffers
+        # alive until the next full collection.
+        self._events.clear()
+        self._message_listener = None
+        self._message_listeners = False
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed and 'close' was emitted."""
@@ -929,6 +938,10 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         finally:
             if self._recv_waiter is waiter:
                 self._recv_waiter = None
+            # The waiter's exception (ConnectionClosed) holds this frame in its traceback:
+            # without the del, frame -> waiter -> exception -> frame is a cycle that keeps
+            # the connection alive until the next full collection.
+            del waiter
 
     def __aiter__(self) -> WebSocket:
         return self

@@ -488,3 +488,4 @@ class Connection:
                 f" ({error})" if error is not None else "",
             )
         self._closed.set()
+        proto.detach()  # its callbacks are this connection's methods: no cycle left behind
