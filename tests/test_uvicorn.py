@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -136,13 +137,13 @@ class Running:
 @asynccontextmanager
 async def serving(app: Any, **options: Any) -> AsyncIterator[Running]:
     seen.clear()
+    options.setdefault("log_level", "warning")
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=0,
         ws=ENGINE,
         lifespan="off",
-        log_level="warning",
         timeout_graceful_shutdown=5,
         **options,
     )
@@ -249,6 +250,44 @@ async def test_close_before_accept_is_a_403() -> None:
         with pytest.raises(websockets_exceptions.InvalidStatus) as info:
             await wait_for(websockets_client.connect(running.url("/reject")))
         assert info.value.response.status_code == 403
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=1)
+        self.lines: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.levelno, record.getMessage()))
+
+
+async def test_handshake_lines_as_uvicorns_own_engines_write_them() -> None:
+    """uvicorn.error at INFO: one line per handshake, accepted, refused (403) or denied;
+    TRACE: connection made and lost (uvicorn's --log-level trace)."""
+    lines = Lines()
+    log = logging.getLogger("uvicorn.error")
+    async with serving(starlette_app, log_level="trace") as running:
+        log.addHandler(lines)
+        try:
+            async with websockets_client.connect(running.url("/echo?room=1")) as ws:
+                await ws.send("x")
+                assert await wait_for(ws.recv()) == "x"
+            for path in ("/reject", "/deny"):
+                with pytest.raises(websockets_exceptions.InvalidStatus):
+                    await wait_for(websockets_client.connect(running.url(path)))
+            await until(lambda: not running.connections)
+        finally:
+            log.removeHandler(lines)
+    info = [text for level, text in lines.lines if level == logging.INFO]
+    assert [text.partition(" - ")[2] for text in info] == [
+        '"WebSocket /echo?room=1" [accepted]',
+        '"WebSocket /reject" 403',
+        '"WebSocket /deny" 403',
+    ]
+    assert all(text.startswith("127.0.0.1:") for text in info)
+    trace = [text.partition(" - ")[2] for level, text in lines.lines if level < logging.DEBUG]
+    assert trace.count("WebSocket connection made") == 3
+    assert trace.count("WebSocket connection lost") == 3
 
 
 async def test_ws_max_size_closes_with_1009() -> None:

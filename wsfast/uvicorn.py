@@ -24,9 +24,12 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
+from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.protocols.utils import (
     ClientDisconnected,
+    get_client_addr,
     get_local_addr,
+    get_path_with_query_string,
     get_remote_addr,
     is_ssl,
 )
@@ -44,6 +47,7 @@ from .options import ConnectionOptions, ServerOptions
 from .protocol import CLOSED, OPEN, Protocol
 
 if TYPE_CHECKING:
+    from uvicorn._types import WebSocketScope
     from uvicorn.config import Config
     from uvicorn.server import ServerState
 
@@ -102,6 +106,7 @@ class WebSocketProtocol(asyncio.Protocol):
         )
         self.transport: asyncio.Transport | None = None
         self.scope: dict[str, Any] = {}
+        self.client: tuple[str, int] | None = None
         self.phase = _HANDSHAKE
         self.handshake: ServerHandshake | None = ServerHandshake(
             self.server_options, plain_http=False
@@ -135,7 +140,10 @@ class WebSocketProtocol(asyncio.Protocol):
         """uvicorn hands over the transport of an upgrade request (asyncio callback)."""
         # uvloop's transports are no asyncio.Transport subclasses: no isinstance check here.
         self.transport = cast(asyncio.Transport, transport)
+        self.client = get_remote_addr(self.transport)  # a closed transport has no peer any more
         self.connections.add(self)
+        if logger.isEnabledFor(TRACE_LOG_LEVEL):
+            logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", self._trace_prefix())
 
     def data_received(self, data: bytes) -> None:
         """The request head first (uvicorn feeds it back), then frames (asyncio callback)."""
@@ -184,6 +192,8 @@ class WebSocketProtocol(asyncio.Protocol):
         """The transport is closed: tell the application, leave uvicorn's connection set."""
         self.lost = True
         self.connections.discard(self)
+        if logger.isEnabledFor(TRACE_LOG_LEVEL):
+            logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection lost", self._trace_prefix())
         self._stop_keepalive()
         if self.close_timer is not None:
             self.close_timer.cancel()
@@ -234,6 +244,21 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # -- the opening handshake -------------------------------------------------------------------
 
+    def _trace_prefix(self) -> str:
+        client = self.client
+        return f"{client[0]}:{client[1]} - " if client else ""
+
+    def _log_handshake(self, outcome: str) -> None:
+        """uvicorn's INFO line for a WebSocket handshake, as its own engines write it:
+        ``127.0.0.1:50000 - "WebSocket /path" [accepted]`` (or 403, or the denial's status)."""
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                '%s - "WebSocket %s" %s',
+                get_client_addr(cast("WebSocketScope", self.scope)),
+                get_path_with_query_string(cast("WebSocketScope", self.scope)),
+                outcome,
+            )
+
     def _scheme(self) -> str:
         assert self.transport is not None
         return "wss" if is_ssl(self.transport) else "ws"
@@ -249,7 +274,7 @@ class WebSocketProtocol(asyncio.Protocol):
             "http_version": request.http_version.partition("/")[2] or "1.1",
             "scheme": self._scheme(),
             "server": get_local_addr(transport),
-            "client": get_remote_addr(transport),
+            "client": self.client,
             "root_path": root_path,
             "path": root_path + unquote(raw_path),
             "raw_path": root_path.encode("ascii") + raw_path.encode("ascii"),
@@ -284,6 +309,7 @@ class WebSocketProtocol(asyncio.Protocol):
             lines.append(f"{name.decode('latin-1')}: {value.decode('latin-1')}")
         for name, value in message.get("headers") or ():
             lines.append(f"{bytes(name).decode('latin-1')}: {bytes(value).decode('latin-1')}")
+        self._log_handshake("[accepted]")
         transport.write(Upgrade.response(lines))
         self.phase = _OPEN
         proto = Protocol(
@@ -422,6 +448,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 return
             if kind == "websocket.close":
                 # Closing before accepting is refusing: 403, as the ASGI spec asks.
+                self._log_handshake("403")
                 self._refuse(Refusal(403, "Forbidden"))
                 self._disconnect(1006, "")
                 return
@@ -429,6 +456,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 status = message["status"]
                 if not 100 <= status < 600:
                     raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
+                self._log_handshake(str(status))
                 self.denial = (status, list(message.get("headers") or ()), [])
                 self.phase = _DENYING
                 return
