@@ -204,7 +204,8 @@ def socks_proxy(proxy: ProxyURL, *, blocking: bool) -> Any:
         else:
             from python_socks.async_.asyncio import Proxy  # type: ignore[assignment]
     except ImportError as exc:
-        raise ImportError(f"{SOCKS_MISSING} (for {proxy.scheme}:// proxies)") from exc
+        # python-socks itself, or what it needs (async-timeout on Python 3.10).
+        raise ImportError(f"{SOCKS_MISSING} (for {proxy.scheme}:// proxies; {exc})") from exc
     kind = ProxyType.SOCKS5 if proxy.scheme.startswith("socks5") else ProxyType.SOCKS4
     return Proxy(
         kind,
