@@ -729,6 +729,20 @@ def test_socks5_refused_credentials_and_unreachable_proxies(socks_server: Any) -
                 connect(url_of(server), proxy=f"{scheme}://127.0.0.1:{port}")
 
 
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+def test_handshake_timeout_covers_a_proxy_that_never_answers(scheme: str) -> None:
+    with socket.socket() as silent:  # connections queue up; nothing ever answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            connect(
+                "ws://127.0.0.1:9/", proxy=f"{scheme}://127.0.0.1:{port}", handshake_timeout=0.3
+            )
+        assert time.monotonic() - start < scaled(3)
+
+
 def test_https_proxy_certificate_is_verified(pproxy_server: PProxy) -> None:
     with running(serve(echo, "127.0.0.1", 0)) as server:
         with pytest.raises(wsfast.ProxyError, match="TLS with the proxy .* failed"):

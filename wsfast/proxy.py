@@ -74,7 +74,8 @@ def fail_future(future: asyncio.Future[Any], exc: BaseException) -> None:
 
 
 class ProxyError(HandshakeError):
-    """The proxy could not be reached or refused the tunnel; ``http_status`` is its status."""
+    """The proxy could not be reached, failed its TLS, or refused (the tunnel, the credentials,
+    the target); ``http_status`` is an HTTP proxy's status, else 0."""
 
     def __init__(self, message: str, http_status: int = 0) -> None:
         super().__init__(message, "WS_ERR_PROXY", 1002, http_status)
@@ -227,7 +228,8 @@ def socks_error(proxy: ProxyURL, exc: Exception) -> BaseException:
         cause = exc.__cause__
         return proxy_unreachable(proxy, cause if isinstance(cause, OSError) else exc)
     if isinstance(exc, python_socks.ProxyTimeoutError):
-        return ProxyError(f"The proxy {proxy.address} timed out")
+        # Only wsfast.sync gives python-socks a deadline (what is left of handshake_timeout).
+        return TimeoutError("Opening handshake has timed out (waiting for the proxy)")
     if isinstance(exc, python_socks.ProxyError):
         return ProxyError(f"The SOCKS proxy {proxy.address} refused: {exc}")
     return exc
