@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import scaled, url_of, wait_for
+from test_proxy import _free_port, microsocks  # noqa: F401  (the fixture factory, by name)
 
 import wsfast
 
@@ -227,6 +228,34 @@ async def test_connect_sends_headers_and_subprotocols(make_server: Any) -> None:
     assert seen["headers"]["origin"] == "https://example.test"
     offered = seen["headers"]["sec-websocket-protocol"].split(",")
     assert [p.strip() for p in offered] == ["chat", "superchat"]
+
+
+@pytest.fixture(scope="module")
+def cli_socks(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue("microsocks")("cli", "cli user", "pa:ss")
+
+
+async def test_connect_through_a_proxy(make_server: Any, cli_socks: Any) -> None:
+    server = await make_server()
+    server.on("connection", lambda ws, req: ws.on("message", lambda data, b: ws.send(data)))
+    # socks5h, and the name resolved by the proxy; credentials percent-encoded in the URL.
+    url = url_of(server).replace("127.0.0.1", "localhost")
+    proxy = cli_socks.url.replace("socks5://", "socks5h://")
+    code, out, err = await acli("connect", url, "--proxy", proxy, "-x", "hi")
+    assert (code, out) == (0, "hi\n"), err
+    refused = proxy.replace("pa%3Ass", "wrong")
+    code, out, err = await acli("connect", url, "--proxy", refused, "-x", "hi")
+    assert code == 1 and "The SOCKS proxy" in err and "authentication failure" in err, err
+    assert "Traceback" not in err and "wrong" not in err
+    down = f"http://127.0.0.1:{_free_port()}"
+    code, out, err = await acli("connect", url, "--proxy", down, "-x", "hi")
+    assert code == 1 and "Cannot reach the proxy" in err and "Traceback" not in err
+    code, out, err = await acli("connect", url_of(server), "--no-proxy", "-x", "hi")
+    assert (code, out) == (0, "hi\n"), err
+    code, out, err = await acli("connect", url, "--no-proxy", "--proxy", down, "-x", "hi")
+    assert code == 2 and "not allowed with" in err
+    result = run_cli("connect", "--help")
+    assert "socks5h://" in result.stdout and "--no-proxy" in result.stdout
 
 
 async def test_connect_shows_pings_and_slash_commands(make_server: Any) -> None:

@@ -21,7 +21,13 @@ from typing import Any
 import pytest
 from certs import Certs, client_context, make_certs, server_context
 from conftest import MASK, client_frame, interop_node, scaled, upgrade_request
-from test_proxy import tinyproxy  # noqa: F401  (the fixture factory, used by name)
+from test_proxy import (  # noqa: F401  (the fixture factories, used by name)
+    PProxy,
+    _free_port,
+    microsocks,
+    pproxy,
+    tinyproxy,
+)
 
 import wsfast
 from wsfast import protocol as protocol_module
@@ -674,6 +680,106 @@ def test_proxy_refusal_raises_proxy_error(tinyproxy_refusing: Any) -> None:
         with pytest.raises(wsfast.ProxyError) as info:
             connect(url_of(server), proxy=tinyproxy_refusing.url)
         assert info.value.http_status == 403
+
+
+def _sync_echo_through(proxy_url: str, scheme: str, tmp_path: Path, **options: Any) -> None:
+    """A ws:// or wss:// sync echo server on localhost, reached through ``proxy_url``."""
+    certs = make_certs(tmp_path)
+    server_options: dict[str, Any] = {"ssl": server_context(certs)} if scheme == "wss" else {}
+    if scheme == "wss":
+        options["ssl"] = client_context(certs)
+    with running(serve(echo, "127.0.0.1", 0, **server_options)) as server:
+        url = f"{scheme}://localhost:{server.address()[1]}/"
+        with connect(url, proxy=proxy_url, handshake_timeout=scaled(10), **options) as ws:
+            ws.send("through the proxy")
+            assert ws.recv(timeout=scaled(5)) == "through the proxy"
+            ws.send(b"\x01" * 70000)
+            assert ws.recv(timeout=scaled(5)) == b"\x01" * 70000
+            assert ws.remote_address is not None
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+@pytest.mark.parametrize("proxy_scheme", ["socks5", "socks5h"])
+def test_socks5_tunnel(socks_server: Any, scheme: str, proxy_scheme: str, tmp_path: Path) -> None:
+    proxy = socks_server(f"sync-{proxy_scheme}", "ws user", "p@ss:w/rd", scheme=proxy_scheme)
+    _sync_echo_through(proxy.url, scheme, tmp_path)
+
+
+def test_socks4_tunnel(pproxy_server: PProxy, tmp_path: Path) -> None:
+    _sync_echo_through(pproxy_server.socks4.url, "ws", tmp_path)
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+def test_https_proxy_tunnel_tls_in_tls(pproxy_server: PProxy, scheme: str, tmp_path: Path) -> None:
+    # wss:// through an https:// proxy: TLS to the server inside TLS to the proxy (on every
+    # Python: the sync TLS runs on memory BIOs).
+    _sync_echo_through(
+        pproxy_server.https.url, scheme, tmp_path, proxy_ssl=client_context(pproxy_server.certs)
+    )
+
+
+def test_socks5_refused_credentials_and_unreachable_proxies(socks_server: Any) -> None:
+    proxy = socks_server("sync-auth", "user", "right")
+    with running(serve(echo, "127.0.0.1", 0)) as server:
+        with pytest.raises(wsfast.ProxyError, match="authentication failure"):
+            connect(url_of(server), proxy=proxy.url.replace("right", "wrong"))
+        port = _free_port()
+        for scheme in ("http", "https", "socks5"):
+            with pytest.raises(wsfast.ProxyError, match=f"Cannot reach the proxy 127.0.0.1:{port}"):
+                connect(url_of(server), proxy=f"{scheme}://127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+def test_handshake_timeout_covers_a_proxy_that_never_answers(scheme: str) -> None:
+    with socket.socket() as silent:  # connections queue up; nothing ever answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            connect(
+                "ws://127.0.0.1:9/", proxy=f"{scheme}://127.0.0.1:{port}", handshake_timeout=0.3
+            )
+        assert time.monotonic() - start < scaled(3)
+
+
+def test_https_proxy_certificate_is_verified(pproxy_server: PProxy) -> None:
+    with running(serve(echo, "127.0.0.1", 0)) as server:
+        with pytest.raises(wsfast.ProxyError, match="TLS with the proxy .* failed"):
+            connect(url_of(server), proxy=pproxy_server.https.url)
+
+
+def test_proxy_from_the_environment_and_loopback(
+    tinyproxy_refusing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("http_proxy", "all_proxy", "no_proxy", "ws_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", tinyproxy_refusing.url)
+    with running(serve(echo, "127.0.0.1", 0)) as server:
+        with connect(url_of(server)) as ws:  # loopback: never through the environment's proxy
+            ws.send("direct")
+            assert ws.recv(timeout=scaled(5)) == "direct"
+        with pytest.raises(wsfast.ProxyError) as info:  # an explicit proxy: always
+            connect(url_of(server), proxy=tinyproxy_refusing.url)
+        assert info.value.http_status == 403
+
+
+def test_socks_without_python_socks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "python_socks", None)
+    with pytest.raises(ImportError, match=r'pip install "wsfast\[socks\]"'):
+        connect("ws://127.0.0.1:9/", proxy="socks5h://127.0.0.1:1080")
+
+
+@pytest.fixture(scope="module")
+def socks_server(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue("microsocks")
+
+
+@pytest.fixture(scope="module")
+def pproxy_server(request: pytest.FixtureRequest) -> PProxy:
+    server: PProxy = request.getfixturevalue("pproxy")
+    return server
 
 
 @pytest.fixture(scope="module")

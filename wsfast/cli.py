@@ -86,8 +86,8 @@ async def _connect(args: argparse.Namespace) -> int:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         options["ssl"] = context
-    if args.proxy:
-        options["proxy"] = args.proxy
+    # As wsfast.connect(): the proxy from the environment unless --proxy or --no-proxy says.
+    options["proxy"] = None if args.no_proxy else args.proxy or True
     try:
         ws = wsfast.WebSocket(args.url, options.pop("protocols", None), **options)
     except (ValueError, TypeError) as exc:
@@ -403,7 +403,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not verify the server's TLS certificate (self-signed certificates)",
     )
     p.add_argument("--no-deflate", action="store_true", help="do not offer permessage-deflate")
-    p.add_argument("--proxy", metavar="URL", help="connect through an HTTP CONNECT proxy")
+    proxy = p.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="connect through this proxy: http://, https://, socks4://, socks4a://, socks5:// or "
+        "socks5h:// (remote DNS), with user:password@ when it wants credentials; SOCKS needs "
+        'pip install "wsfast[socks]" (default: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and '
+        "NO_PROXY from the environment, as wsfast.connect)",
+    )
+    proxy.add_argument(
+        "--no-proxy", action="store_true", help="connect directly, whatever the environment says"
+    )
     p.add_argument(
         "-t",
         "--timeout",

@@ -19,7 +19,7 @@ from .exceptions import HandshakeError
 from .handshake import ClientHandshake, Response, UnexpectedResponse
 from .options import ClientOptions
 from .permessage_deflate import PerMessageDeflate
-from .proxy import fail_future, open_via_proxy
+from .proxy import fail_future, open_via_proxy, select_proxy
 from .url import ParsedURL
 
 __all__ = ["ClientHooks", "ClientRequest", "Upgraded", "UnexpectedResponse", "open_connection"]
@@ -186,12 +186,13 @@ async def _open_transport(
         ssl_context = given if isinstance(given, ssl_module.SSLContext) else None
         ssl_context = ssl_context or ssl_module.create_default_context()
     hook = options.create_connection
+    proxy = select_proxy(options.proxy, url)  # per attempt: a redirect may change the host
     if hook is not None:
         await hook(lambda: protocol, url, ssl_context)
     elif url.unix_path is not None:
         await loop.create_unix_connection(lambda: protocol, url.unix_path)
-    elif options.proxy:
-        await open_via_proxy(options.proxy, url, protocol, ssl_context)
+    elif proxy is not None:
+        await open_via_proxy(proxy, url, protocol, ssl_context, options.proxy_ssl)
     else:
         await loop.create_connection(
             lambda: protocol,

@@ -157,7 +157,8 @@ class ClientOptions(ConnectionOptions):
     follow_redirects: bool = False
     max_redirects: int = DEFAULT_MAX_REDIRECTS
     ssl: ssl_module.SSLContext | bool | None = None
-    proxy: str | None = None
+    proxy: str | bool | None = None
+    proxy_ssl: ssl_module.SSLContext | None = None
     create_connection: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
@@ -176,8 +177,10 @@ class ClientOptions(ConnectionOptions):
         _non_negative_int("max_redirects", self.max_redirects)
         if self.ssl is not None and not (isinstance(self.ssl, bool) or _is_ssl_context(self.ssl)):
             raise TypeError("ssl must be an ssl.SSLContext, a bool or None")
-        if self.proxy is not None and not isinstance(self.proxy, str):
-            raise TypeError("proxy must be a URL string")
+        if self.proxy is not None and not isinstance(self.proxy, (str, bool)):
+            raise TypeError("proxy must be a URL string, True (the environment) or None")
+        if self.proxy_ssl is not None and not _is_ssl_context(self.proxy_ssl):
+            raise TypeError("proxy_ssl must be an ssl.SSLContext or None")
 
     @classmethod
     def build(cls, protocols: str | Iterable[str] | None = None, **options: Any) -> ClientOptions:
@@ -299,7 +302,8 @@ class ClientOptionsDict(_ConnectionOptionsDict, total=False):
     follow_redirects: bool
     max_redirects: int
     ssl: ssl_module.SSLContext | bool | None
-    proxy: str | None
+    proxy: str | bool | None
+    proxy_ssl: ssl_module.SSLContext | None
     create_connection: Callable[..., Any] | None
 
 

@@ -114,7 +114,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         auto_pong: bool = True,
         max_pending_auto_pongs: int = DEFAULT_MAX_PENDING_AUTO_PONGS,
         ssl: ssl_module.SSLContext | bool | None = None,
-        proxy: str | None = None,
+        proxy: str | bool | None = None,
+        proxy_ssl: ssl_module.SSLContext | None = None,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         generate_mask: Callable[[], bytes] | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
@@ -182,6 +183,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             max_pending_auto_pongs=max_pending_auto_pongs,
             ssl=ssl,
             proxy=proxy,
+            proxy_ssl=proxy_ssl,
             close_timeout=close_timeout,
             generate_mask=generate_mask,
             max_queue=max_queue,
@@ -357,7 +359,15 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             # An 'unexpected-response' listener took the answer: no 'error' is owed.
             self._handshake_failed(None)
             return
-        except (OSError, WebSocketError, ValueError, asyncio.TimeoutError) as exc:
+        except (
+            OSError,
+            WebSocketError,
+            ValueError,
+            asyncio.TimeoutError,
+            # A socks*:// proxy without python-socks; wss:// through https:// on Python 3.10.
+            ImportError,
+            NotImplementedError,
+        ) as exc:
             self._handshake_failed(exc)
             return
         if self._state != CONNECTING:  # closed by a listener meanwhile
@@ -997,10 +1007,13 @@ class Connect:
     def __init__(self, url: str, options: Mapping[str, Any]) -> None:
         self._url = url
         # Validated here, at the call, not only when awaited: a bad option raises at once.
-        # The asyncio API has keepalive on by default, as websockets (ws' WebSocket has none).
+        # The asyncio API has keepalive on by default, as websockets (ws' WebSocket has none),
+        # and reads the proxy from the environment by default, as websockets >= 14 (ws never
+        # does; WebSocket keeps its proxy=None).
         options = {
             "ping_interval": DEFAULT_PING_INTERVAL,
             "ping_timeout": DEFAULT_PING_TIMEOUT,
+            "proxy": True,
             **options,
         }
         self._options = ClientOptions.build(**options)
@@ -1024,5 +1037,15 @@ class Connect:
 
 
 def connect(url: str, **options: Unpack[ClientOptionsDict]) -> Connect:
-    """Open a client connection: ``ws = await connect(url)`` or ``async with connect(url)``."""
+    """Open a client connection: ``ws = await connect(url)`` or ``async with connect(url)``.
+
+    The options are :class:`WebSocket`'s, with the defaults of websockets' ``connect`` where
+    the two differ: keepalive on (``ping_interval=20.0``, ``ping_timeout=20.0``) and
+    ``proxy=True``: the proxy comes from the environment (``HTTPS_PROXY`` for ``wss://``,
+    ``HTTP_PROXY`` for ``ws://``, ``ALL_PROXY``, ``NO_PROXY``; never for localhost or a loopback
+    address), as websockets >= 14, requests and curl do, so code moved from websockets behaves
+    the same behind a corporate proxy. ``proxy=None`` connects directly; a URL string
+    (``http://``, ``https://``, ``socks4://``, ``socks4a://``, ``socks5://``, ``socks5h://``,
+    with ``user:password@``) picks the proxy.
+    """
     return Connect(url, options)

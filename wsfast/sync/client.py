@@ -2,7 +2,8 @@
 
 The handshake itself is the sans-I/O :class:`~wsfast.handshake.ClientHandshake` (redirects,
 extensions, the checks of the 101); this module opens the socket (TCP, TLS, a Unix socket, or a
-tunnel through an HTTP proxy), writes the request and feeds it the answer.
+way through a proxy: HTTP CONNECT over TCP or TLS, or SOCKS through python-socks' sync API),
+writes the request and feeds it the answer.
 """
 
 from __future__ import annotations
@@ -15,10 +16,21 @@ from typing import TYPE_CHECKING, Any
 from ..constants import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, MAX_PROXY_HEAD
 from ..handshake import ClientHandshake, HeadReader, Response
 from ..options import ClientOptions, ClientOptionsDict
-from ..proxy import ProxyError, connect_request, parse_proxy_url, tunnel_answer
+from ..proxy import (
+    SOCKS_TIMEOUT,
+    ProxyError,
+    ProxyURL,
+    connect_request,
+    parse_proxy_url,
+    proxy_unreachable,
+    select_proxy,
+    socks_error,
+    socks_proxy,
+    tunnel_answer,
+)
 from ..url import ParsedURL
 from .connection import Connection
-from .transport import Stream, TLSStream
+from .transport import Stream, StreamSocket, TLSStream
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -63,31 +75,49 @@ class _Deadline:
         return left
 
 
-def _tunnel(proxy: str, url: ParsedURL, deadline: _Deadline) -> tuple[socket.socket, bytes]:
-    """A socket tunnelled to ``url`` through an HTTP proxy (CONNECT), and the bytes that
-    followed the proxy's answer."""
-    host, port, userinfo = parse_proxy_url(proxy)
-    sock = socket.create_connection((host, port), timeout=deadline.left())
+def _via_proxy(
+    proxy: ProxyURL, url: ParsedURL, options: ClientOptions, deadline: _Deadline
+) -> tuple[Stream, bytes]:
+    """A stream connected to ``url`` through ``proxy``, and the bytes that followed an HTTP
+    proxy's answer to CONNECT."""
+    if proxy.is_socks:
+        socks = socks_proxy(proxy, blocking=True)
+        try:
+            sock = socks.connect(url.host, url.port, timeout=deadline.left() or SOCKS_TIMEOUT)
+        except Exception as exc:
+            raise socks_error(proxy, exc) from exc
+        return Stream(sock), b""
     try:
-        sock.sendall(connect_request(url.host, url.port, userinfo))
+        sock = socket.create_connection((proxy.host, proxy.port), timeout=deadline.left())
+    except OSError as exc:
+        raise proxy_unreachable(proxy, exc) from exc
+    stream = Stream(sock)
+    try:
+        if proxy.scheme == "https":
+            context = options.proxy_ssl or ssl_module.create_default_context()
+            try:
+                stream = TLSStream(sock, context, server_side=False, server_hostname=proxy.host)
+            except OSError as exc:
+                raise proxy_unreachable(proxy, exc) from exc
+        stream.sendall(connect_request(url.host, url.port, proxy.userinfo))
         reader = HeadReader(MAX_PROXY_HEAD, 256)
         data = b""
         while True:
-            sock.settimeout(deadline.left())
+            stream.settimeout(deadline.left())
             rest = tunnel_answer(reader, data)
             if rest is not None:
-                return sock, rest
-            data = sock.recv(65536)
+                return stream, rest
+            data = stream.recv()
             if not data:
                 raise ProxyError("The proxy closed the connection before the tunnel was open")
     except BaseException:
-        sock.close()
+        stream.close()
         raise
 
 
 def _open(url: ParsedURL, options: ClientOptions, deadline: _Deadline) -> Stream:
-    sock: socket.socket
     rest = b""
+    proxy = select_proxy(options.proxy, url)
     if url.unix_path is not None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -96,33 +126,37 @@ def _open(url: ParsedURL, options: ClientOptions, deadline: _Deadline) -> Stream
         except BaseException:
             sock.close()
             raise
-    elif options.proxy:
-        sock, rest = _tunnel(options.proxy, url, deadline)
+        stream = Stream(sock)
+    elif proxy is not None:
+        stream, rest = _via_proxy(parse_proxy_url(proxy), url, options, deadline)
     else:
-        sock = socket.create_connection((url.host, url.port), timeout=deadline.left())
+        stream = Stream(socket.create_connection((url.host, url.port), timeout=deadline.left()))
     try:
-        if sock.family != socket.AF_UNIX:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if stream.sock.family != socket.AF_UNIX:
+            stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if not url.secure:
-            stream = Stream(sock)
             if rest:  # pragma: no cover - a proxy speaks no further before the server does
                 raise ProxyError("Unexpected bytes after the proxy's answer")
             return stream
         given = options.ssl
         context = given if isinstance(given, ssl_module.SSLContext) else None
         context = context or ssl_module.create_default_context()
-        sock.settimeout(deadline.left())
-        return TLSStream(sock, context, server_side=False, server_hostname=url.host, initial=rest)
+        stream.settimeout(deadline.left())
+        # TLS inside the TLS to an https:// proxy runs over that stream, else over the socket.
+        inner = StreamSocket.over(stream)
+        return TLSStream(inner, context, server_side=False, server_hostname=url.host, initial=rest)
     except BaseException:
-        sock.close()
+        stream.close()
         raise
 
 
 def connect(url: str, **options: Unpack[ClientOptionsDict]) -> ClientConnection:
     """Open a client connection; use it with ``with`` to close it at the end.
 
-    The options are :func:`wsfast.connect`'s. ``handshake_timeout`` bounds each attempt
-    (connecting, TLS, the answer's head). Raises :class:`wsfast.HandshakeError` (a refused or
+    The options are :func:`wsfast.connect`'s, with its defaults: keepalive on, and
+    ``proxy=True`` (the proxy comes from the environment; see :func:`wsfast.connect`;
+    ``proxy=None`` connects directly). ``handshake_timeout`` bounds each attempt (connecting,
+    the proxy, TLS, the answer's head). Raises :class:`wsfast.HandshakeError` (a refused or
     invalid answer; ``http_status`` set), :class:`wsfast.InvalidURL`, :class:`wsfast.ProxyError`,
     :class:`TimeoutError`, :class:`OSError` or :class:`ssl.SSLError`, with the socket closed.
     """
@@ -130,6 +164,7 @@ def connect(url: str, **options: Unpack[ClientOptionsDict]) -> ClientConnection:
     args: dict[str, Any] = {
         "ping_interval": DEFAULT_PING_INTERVAL,
         "ping_timeout": DEFAULT_PING_TIMEOUT,
+        "proxy": True,
         **options,
     }
     built = ClientOptions.build(**args)

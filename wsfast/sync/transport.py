@@ -13,9 +13,9 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-from typing import Any
+from typing import Any, cast
 
-__all__ = ["Stream", "TLSStream", "RECV_SIZE"]
+__all__ = ["Stream", "StreamSocket", "TLSStream", "RECV_SIZE"]
 
 #: Bytes asked of the socket per read (asyncio's selector transport reads 256 KiB).
 RECV_SIZE = 262144
@@ -150,3 +150,47 @@ class TLSStream(Stream):
             if records:
                 self.sock.sendall(records)
             self.sock.shutdown(socket.SHUT_WR)
+
+
+class StreamSocket:
+    """A :class:`Stream` seen as the socket a :class:`TLSStream` runs over: TLS inside TLS,
+    for ``wss://`` through an ``https://`` proxy. Only what :class:`TLSStream` and the
+    connection call on their socket is here."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.family = stream.sock.family
+
+    @staticmethod
+    def over(stream: Stream) -> socket.socket:
+        """``stream``'s own socket for a plain stream, else ``stream`` wrapped."""
+        if not stream.secure:
+            return stream.sock
+        return cast(socket.socket, StreamSocket(stream))
+
+    def recv(self, size: int) -> bytes:
+        return self.stream.recv()
+
+    def sendall(self, data: Any) -> None:
+        self.stream.sendall(data)
+
+    def shutdown(self, how: int) -> None:
+        if how == socket.SHUT_WR:
+            self.stream.shutdown_write()
+        else:
+            self.stream.abort()
+
+    def setsockopt(self, *args: Any) -> None:
+        self.stream.sock.setsockopt(*args)
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.stream.settimeout(timeout)
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def getpeername(self) -> Any:
+        return self.stream.sock.getpeername()
+
+    def getsockname(self) -> Any:
+        return self.stream.sock.getsockname()
