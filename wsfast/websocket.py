@@ -64,6 +64,10 @@ class _Done:
 
 _DONE = _Done()
 
+#: A batch of frames (see ``WebSocket._write``) is written at once when it reaches this size:
+#: the transport's high-water mark, and so ``send()``'s backpressure, apply from there on.
+_BATCH_LIMIT = 65536
+
 
 class _Raise:
     """An awaitable that raises when awaited and stays silent when it is not."""
@@ -143,6 +147,10 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._queue_paused = False
         self._write_paused = False
         self._cork: list[Any] | None = None
+        # Frames the application sends while more received messages wait in the recv() queue
+        # (a pipelined burst) are written together at the next loop turn (_flush_batch).
+        self._batch: list[Any] | None = None
+        self._batch_bytes = 0
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._drain_callbacks: list[Callable[[BaseException | None], Any]] = []
         self._queue: collections.deque[str | bytes] = collections.deque()
@@ -268,7 +276,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing() and self.ready_state == CLOSED:
             return 0
-        return transport.get_write_buffer_size()
+        return transport.get_write_buffer_size() + self._batch_bytes
 
     @property
     def is_paused(self) -> bool:
@@ -448,13 +456,39 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         cork = self._cork
         if cork is not None:
             cork.append(data)
-        else:
-            transport = self._transport
-            assert transport is not None
-            if not transport.is_closing():
-                transport.write(data)
+            return
+        batch = self._batch
+        if batch is not None:
+            batch.append(data)
+            self._batch_bytes += len(data)
+            if self._batch_bytes >= _BATCH_LIMIT:
+                self._flush_batch()
+            return
+        transport = self._transport
+        assert transport is not None
+        if transport.is_closing():
+            return
+        if self._queue:
+            # More received messages wait for the application (asyncio API, pipelining
+            # peer): its answers to them come in this same task step. Write them together
+            # at the next loop turn, one write() for the burst instead of one per message, as
+            # data_received does for listeners. A lone answer is written at once.
+            self._batch = [data]
+            self._batch_bytes = len(data)
+            self._loop.call_soon(self._flush_batch)
+            return
+        transport.write(data)
+
+    def _flush_batch(self) -> None:
+        batch = self._batch
+        if batch is not None:
+            self._batch = None
+            self._batch_bytes = 0
+            self._write_all(batch)
 
     def _write_all(self, chunks: list[Any]) -> None:
+        if self._batch is not None:
+            self._flush_batch()  # frames batched earlier go first
         transport = self._transport
         assert transport is not None
         if transport.is_closing():
@@ -503,6 +537,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             if cork:  # what this read produced goes out before the EOF
                 self._write_all(cork)
                 cork.clear()
+            elif self._batch is not None:
+                self._flush_batch()
             if transport.is_closing():
                 return
             if transport.can_write_eof():
