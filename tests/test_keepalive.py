@@ -16,7 +16,7 @@ from conftest import MASK, Recorder, raw_websocket, scaled, wait_for
 import wsfast
 from wsfast.constants import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT
 from wsfast.options import ConnectionOptions
-from wsfast.protocol import CLOSING, Protocol
+from wsfast.protocol import CLOSING, OPEN, Protocol
 from wsfast.sender import frame
 
 
@@ -93,6 +93,59 @@ def test_a_late_pong_drops_the_connection() -> None:
     assert proto.error is error and proto.close_reason == "keepalive ping timeout"
     proto.connection_lost()
     assert proto.close_code == 1006
+
+
+def test_a_pong_held_back_by_the_application_does_not_count() -> None:
+    """The application stopped the parsing (a full recv() queue, pause()): the pong may be
+    waiting behind the messages it has not taken. The deadline moves on while that lasts;
+    once parsing resumes, a pong that came is seen, and a peer that sent none is dropped."""
+    proto, clock, events = make(10.0, 5.0)
+    clock.now += 10.0
+    proto.tick()
+    assert sent(proto) == b"\x89\x04\x00\x00\x00\x00"
+    proto.receiver.paused = True
+    proto.receive_data(pong_from_client(b"\x00\x00\x00\x00"))  # buffered, not parsed
+    for _ in range(3):
+        clock.now += 5.0
+        proto.tick()
+        assert not proto.abort_due and proto.state is OPEN
+        assert proto.keepalive_wake == 5.0
+    proto.receiver.paused = False
+    proto.receive_data(b"")  # the adapter resumes: the pong is parsed now
+    assert events == [("pong", b"\x00\x00\x00\x00")]
+    clock.now += 5.0
+    proto.tick()  # answered: no drop
+    assert not proto.abort_due and proto.state is OPEN
+
+    # The same without a pong: dropped one timeout after the parsing resumed.
+    proto, clock, events = make(10.0, 5.0)
+    clock.now += 10.0
+    proto.tick()
+    proto.receiver.paused = True
+    clock.now += 5.0
+    proto.tick()
+    assert not proto.abort_due
+    proto.receiver.paused = False
+    clock.now += 5.0
+    proto.tick()
+    assert proto.abort_due and events[-1][1].code == "WS_ERR_KEEPALIVE_TIMEOUT"
+
+
+def test_a_timeout_longer_than_the_interval_waits_for_the_deadline() -> None:
+    """No ping goes out while a pong is awaited, so the timer is armed for the deadline, not
+    for the ping that is overdue (which re-armed a 0 s timer in a loop)."""
+    proto, clock, _ = make(5.0, 20.0)
+    clock.now += 5.0
+    proto.tick()
+    assert sent(proto) == b"\x89\x04\x00\x00\x00\x00" and proto.keepalive_wake == 5.0
+    clock.now += 5.0  # the next ping is due, the pong has not come: wait for the deadline
+    proto.tick()
+    assert sent(proto) == b"" and proto.keepalive_wake == 15.0
+    proto.tick()  # a spurious tick changes nothing
+    assert sent(proto) == b"" and proto.keepalive_wake == 15.0
+    proto.receive_data(pong_from_client(b"\x00\x00\x00\x00"))
+    proto.tick()  # answered: the overdue ping goes out now
+    assert sent(proto) == b"\x89\x04\x00\x00\x00\x01" and proto.keepalive_wake == 5.0
 
 
 def test_without_a_timeout_pings_go_on() -> None:

@@ -420,7 +420,8 @@ class Protocol:
         Sends a ping when one is due (a 4-byte counter as payload) and drops the connection
         (1006, ``error`` set, ``on_error`` called) when the pong of the last one did not come
         within ``ping_timeout``. Then sets ``keepalive_wake`` again while the connection is
-        OPEN. Nothing happens while an error is held (reading has stopped).
+        OPEN. Nothing happens while an error is held (reading has stopped), and a missing
+        pong does not count while the application keeps the receiver paused.
         """
         options = self.options
         interval = options.ping_interval
@@ -429,10 +430,16 @@ class Protocol:
             return
         now = clock()
         deadline = self._pong_deadline
-        if deadline is not None and now >= deadline:
-            self._keepalive_expired()
-            return
         timeout = options.ping_timeout
+        if deadline is not None and now >= deadline:
+            if not self.receiver.paused or timeout is None:
+                self._keepalive_expired()
+                return
+            # The application stopped the parsing (its queue is full, or pause()): the pong
+            # may be waiting unread behind the messages it has not taken, which is no sign of
+            # a dead peer. Check again one timeout later (a peer that is really gone is found
+            # once the application reads again).
+            self._pong_deadline = deadline = now + timeout
         if now >= self._next_ping and (deadline is None or timeout is None):
             # Without a timeout a lost pong does not stop the pings (each replaces the last).
             payload = self._pings.to_bytes(4, "big")
@@ -443,7 +450,12 @@ class Protocol:
             self._next_ping = now + interval
             if timeout is not None:
                 self._pong_deadline = deadline = now + timeout
-        wake = self._next_ping if deadline is None else min(self._next_ping, deadline)
+        wake = self._next_ping
+        if deadline is not None and (wake <= now or deadline < wake):
+            # No ping goes out while a pong is awaited: once the next one is overdue only the
+            # deadline matters (waking for the overdue ping re-armed a 0 s timer in a loop
+            # when ping_timeout > ping_interval).
+            wake = deadline
         self.keepalive_wake = max(0.0, wake - now)
         self.pending = True
 
