@@ -19,7 +19,7 @@ import itertools
 import logging
 import ssl as ssl_module
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .client import UnexpectedResponse, open_connection
@@ -1089,7 +1089,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             self.close(1000) if state == OPEN else self.close()
             await self.wait_closed()
 
-    async def recv(self) -> str | bytes:
+    async def recv(self, *, _iterating: bool = False) -> str | bytes:
         """The next message: ``str`` for text, ``bytes`` for binary.
 
         With ``binary_type="bytearray"`` binary messages are ``bytearray`` (which type checkers
@@ -1099,65 +1099,68 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         error that failed it, if any), and RuntimeError while a ``'message'`` listener takes
         the messages: the two ways of receiving do not mix.
         """
-        queue = self._queue
-        if queue:
-            data = queue.popleft()
-            self._taken = True
-            if self._queue_paused and len(queue) < (self._options.max_queue >> 1) + 1:
-                self._unpause_queue()
-            return data
-        # The application asks for more than arrived: it is done with what it took.
-        self._taken = False
-        if self._message_listeners:
-            raise RuntimeError(
-                "recv() cannot be used while a 'message' listener is attached: the listener "
-                "receives every message"
-            )
-        proto = self._proto
-        if proto is None:
-            if self._state == CONNECTING:
-                await self.wait_open()
-                return await self.recv()
-            raise self._connection_closed()
-        if proto.held is not None:
-            # Every message before the protocol error was taken: fail the connection now.
-            proto.release()
-            if proto.pending:
-                self._apply(proto)
-        if proto.state is STATE_CLOSED or proto.receiver.state == DONE:
-            raise self._connection_closed()
-        if self._recv_waiter is not None:
-            raise RuntimeError("another coroutine is already waiting in recv()")
-        waiter: asyncio.Future[str | bytes] = self._loop.create_future()
-        self._recv_waiter = waiter
+        # One coroutine serves recv() and async for (``_iterating``: a normal close ends the
+        # iteration): an __anext__ coroutine around recv() was a second frame held by every
+        # idle connection of a serve() handler (0.2 KiB), and a second call per message.
         try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                # The message arrived in the same loop iteration as the cancellation (a
-                # caller's timeout): keep it for the next recv() instead of dropping it.
-                if self._queue is None:
-                    self._queue = collections.deque()
-                self._queue.appendleft(waiter.result())
+            queue = self._queue
+            if queue:
+                data = queue.popleft()
+                self._taken = True
+                if self._queue_paused and len(queue) < (self._options.max_queue >> 1) + 1:
+                    self._unpause_queue()
+                return data
+            # The application asks for more than arrived: it is done with what it took.
+            self._taken = False
+            if self._message_listeners:
+                raise RuntimeError(
+                    "recv() cannot be used while a 'message' listener is attached: the listener "
+                    "receives every message"
+                )
+            proto = self._proto
+            if proto is None:
+                if self._state == CONNECTING:
+                    await self.wait_open()
+                    return await self.recv(_iterating=_iterating)
+                raise self._connection_closed()
+            if proto.held is not None:
+                # Every message before the protocol error was taken: fail the connection now.
+                proto.release()
+                if proto.pending:
+                    self._apply(proto)
+            if proto.state is STATE_CLOSED or proto.receiver.state == DONE:
+                raise self._connection_closed()
+            if self._recv_waiter is not None:
+                raise RuntimeError("another coroutine is already waiting in recv()")
+            waiter: asyncio.Future[str | bytes] = self._loop.create_future()
+            self._recv_waiter = waiter
+            try:
+                return await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    # The message arrived in the same loop iteration as the cancellation (a
+                    # caller's timeout): keep it for the next recv() instead of dropping it.
+                    if self._queue is None:
+                        self._queue = collections.deque()
+                    self._queue.appendleft(waiter.result())
+                raise
+            finally:
+                if self._recv_waiter is waiter:
+                    self._recv_waiter = None
+                # The waiter's exception (ConnectionClosed) holds this frame in its traceback:
+                # without the del, frame -> waiter -> exception -> frame is a cycle that keeps
+                # the connection alive until the next full collection.
+                del waiter
+        except ConnectionClosed as exc:
+            if _iterating and exc.code in (1000, 1001, 1005):
+                raise StopAsyncIteration from None
             raise
-        finally:
-            if self._recv_waiter is waiter:
-                self._recv_waiter = None
-            # The waiter's exception (ConnectionClosed) holds this frame in its traceback:
-            # without the del, frame -> waiter -> exception -> frame is a cycle that keeps
-            # the connection alive until the next full collection.
-            del waiter
 
     def __aiter__(self) -> WebSocket:
         return self
 
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.recv()
-        except ConnectionClosed as exc:
-            if exc.code in (1000, 1001, 1005):
-                raise StopAsyncIteration from None
-            raise
+    def __anext__(self) -> Coroutine[Any, Any, str | bytes]:
+        return self.recv(_iterating=True)
 
 
 def accept(
