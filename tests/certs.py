@@ -11,15 +11,18 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["Certs", "make_certs", "server_context", "client_context"]
+__all__ = ["Certs", "make_certs", "server_context", "client_context", "record_default_contexts"]
 
 
 @dataclass
@@ -154,3 +157,26 @@ def client_context(certs: Certs | None = None) -> ssl.SSLContext:
     if certs is not None:
         context.load_verify_locations(certs.ca_cert)
     return context
+
+
+def record_default_contexts(
+    certs: Certs, monkeypatch: pytest.MonkeyPatch, delay: float = 0.0
+) -> list[ssl.SSLContext]:
+    """Reset wsfast's shared default context; from now on (until ``monkeypatch`` undoes it)
+    every ``ssl.create_default_context()`` trusts the test CA, takes ``delay`` seconds more,
+    and is appended to the list returned."""
+    import wsfast.proxy
+
+    made: list[ssl.SSLContext] = []
+    real = ssl.create_default_context
+
+    def create(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        time.sleep(delay)
+        context = real(*args, **kwargs)
+        context.load_verify_locations(certs.ca_cert)
+        made.append(context)
+        return context
+
+    monkeypatch.setattr(wsfast.proxy, "_default_ssl_context", None)
+    monkeypatch.setattr(ssl, "create_default_context", create)
+    return made

@@ -39,6 +39,7 @@ ALLOWED_PRIVATE = {
     ("websocket", "ws._keep_alive"): "accept(), in websocket.py, sets up its own WebSocket",
     ("websocket", "ws._attach"): "accept(), in websocket.py",
     ("websocket", "ws._start"): "start(), in websocket.py",
+    ("websocket", "ws._tick"): "_Keepalive, in websocket.py, runs its connections' keepalive",
     ("websocket_server", "self.server._upgrade"): "_ServerConnection, in websocket_server.py",
     ("websocket_server", "self.server._emit_connection"): "_ServerConnection, same module",
     ("websocket_server", "self.server._write_refusal"): "_ServerConnection, same module",

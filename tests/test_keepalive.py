@@ -208,6 +208,42 @@ async def test_defaults_per_entry_point(make_server: Any) -> None:
         assert served.options.ping_interval is None
 
 
+async def test_one_timer_per_loop_for_every_connections_keepalive() -> None:
+    """websocket._Keepalive (issue 9: a TimerHandle per connection was 0.4-0.9 KiB of each
+    idle one): deadlines come in order, a cancelled entry is never run and does not hold its
+    connection, and the object goes with its last entry."""
+    import gc
+    import weakref
+
+    from wsfast import websocket as websocket_module
+
+    loop = asyncio.get_running_loop()
+    ticks: list[str] = []
+
+    class Connection:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def _tick(self) -> None:
+            ticks.append(self.name)
+
+    wheel = websocket_module._keepalive(loop)
+    assert websocket_module._keepalive(loop) is wheel
+    a, b, c = Connection("a"), Connection("b"), Connection("c")
+    step = scaled(0.02)
+    entries = [wheel.add(a, step * 3), wheel.add(b, step), wheel.add(c, step * 2)]  # type: ignore[arg-type]
+    gone = weakref.ref(c)
+    websocket_module._cancel_keepalive(loop, entries[2])
+    del c, entries
+    gc.collect()
+    assert gone() is None  # a cancelled entry does not keep its connection
+    del wheel
+    await asyncio.sleep(step * 5)
+    assert ticks == ["b", "a"]
+    gc.collect()
+    assert id(loop) not in websocket_module._KEEPALIVES  # released with its last entry
+
+
 async def test_server_keeps_a_live_client_and_measures_latency(make_server: Any) -> None:
     interval = scaled(0.05)
     server = await make_server(ping_interval=interval, ping_timeout=scaled(1.0))

@@ -8,9 +8,11 @@ meets the websockets library's client, the asyncio client and raw peers. Every w
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from certs import Certs, client_context, make_certs, server_context
+from certs import Certs, client_context, make_certs, record_default_contexts, server_context
 from conftest import MASK, client_frame, interop_node, scaled, upgrade_request
 from test_proxy import (  # noqa: F401  (the fixture factories, used by name)
     PProxy,
@@ -546,6 +548,36 @@ def test_tls_sync_client_and_server(certs: Certs) -> None:
         # Without the test CA the server does not verify: the default context refuses it.
         with pytest.raises(OSError):  # ssl.SSLCertVerificationError
             connect(f"wss://localhost:{port}/", handshake_timeout=scaled(5))
+
+
+def test_tls_sync_clients_share_one_default_context(
+    certs: Certs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Slow enough that the threads below would each make one without the lock.
+    made = record_default_contexts(certs, monkeypatch, delay=0.05)
+    server = serve(echo, "127.0.0.1", 0, ssl=server_context(certs))
+    with running(server):
+        url = f"wss://localhost:{server.address()[1]}/"
+
+        def client(message: str) -> Any:
+            with connect(url, handshake_timeout=scaled(5)) as ws:
+                ws.send(message)
+                return ws.recv(timeout=scaled(5))
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(client, ["a", "b", "c", "d"]))
+        assert answers == ["a", "b", "c", "d"]
+        assert client("e") == "e"
+        # One context for the five connections, made once although four threads raced for it.
+        assert len(made) == 1
+        assert wsfast.proxy.default_ssl_context() is made[0]
+        # A context given with ssl= is used as it is: no default is made for it.
+        given = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        given.load_verify_locations(certs.ca_cert)
+        with connect(url, ssl=given) as ws:
+            ws.send("given")
+            assert ws.recv(timeout=scaled(5)) == "given"
+        assert len(made) == 1
 
 
 async def test_tls_sync_client_against_the_asyncio_server(certs: Certs) -> None:

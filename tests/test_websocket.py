@@ -551,7 +551,7 @@ async def test_listener_added_later_gets_queued_messages_first(
     server_ws, client, _ = await open_pair(make_server, make_client)
     for i in range(3):
         server_ws.send(f"m{i}")
-    await until(lambda: len(client._queue) == 3)
+    await until(lambda: len(client._queue or ()) == 3)
     events = Recorder(client, "message")
     assert events.of("message") == [(f"m{i}", False) for i in range(3)]
     server_ws.send("m3")
@@ -572,9 +572,9 @@ async def test_recv_backpressure_bounds_the_queue_and_loses_nothing(
         client.send(f"{i:06d}".encode() + bytes(size - 6))
     # Nobody reads on the server: it stops reading the socket once its queue is full, so the
     # 32 MB pile up in the kernel and in the client's own write buffer, not in the server.
-    await until(lambda: len(server_ws._queue) >= max_queue)
+    await until(lambda: len(server_ws._queue or ()) >= max_queue)
     await settle(0.3)
-    queued = len(server_ws._queue)
+    queued = len(server_ws._queue or ())
     held = queued * size + server_ws._proto.receiver.buffered  # type: ignore[union-attr]
     assert queued <= max_queue, f"{queued} messages queued"
     assert held <= max_queue * size + 512 * 1024
@@ -584,7 +584,7 @@ async def test_recv_backpressure_bounds_the_queue_and_loses_nothing(
         message = await wait_for(server_ws.recv())
         assert message[:6] == f"{i:06d}".encode()
         assert len(message) == size
-        assert len(server_ws._queue) <= max_queue
+        assert len(server_ws._queue or ()) <= max_queue
     await until(lambda: client.buffered_amount == 0)
 
 

@@ -19,7 +19,7 @@ from .exceptions import HandshakeError
 from .handshake import ClientHandshake, Response, UnexpectedResponse
 from .options import ClientOptions
 from .permessage_deflate import PerMessageDeflate
-from .proxy import fail_future, open_via_proxy, select_proxy
+from .proxy import default_ssl_context, fail_future, open_via_proxy, select_proxy
 from .url import ParsedURL
 
 __all__ = ["ClientHooks", "ClientRequest", "Upgraded", "UnexpectedResponse", "open_connection"]
@@ -184,7 +184,7 @@ async def _open_transport(
     if url.secure:
         given = options.ssl
         ssl_context = given if isinstance(given, ssl_module.SSLContext) else None
-        ssl_context = ssl_context or ssl_module.create_default_context()
+        ssl_context = ssl_context or default_ssl_context()
     hook = options.create_connection
     proxy = select_proxy(options.proxy, url)  # per attempt: a redirect may change the host
     if hook is not None:

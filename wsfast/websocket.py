@@ -14,9 +14,12 @@ import asyncio
 import collections
 import dataclasses
 import functools
+import heapq
+import itertools
 import logging
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .client import UnexpectedResponse, open_connection
@@ -82,6 +85,93 @@ class _Raise:
         yield  # pragma: no cover
 
 
+class _Keepalive:
+    """One timer per event loop for the keepalive of every connection on it.
+
+    A ``call_later`` handle per connection was 0.4 to 0.9 KiB of each idle connection with
+    keepalive on (``serve()``'s default; RSS over 500 idle connections, uvloop); an entry here
+    is ``[when, seq, ws]``, about 150 B. The loop's timer is armed for the earliest entry; a
+    cancelled entry drops its connection at once (a closed connection is not kept alive until
+    its deadline) and leaves the heap when it comes up or when most entries are cancelled.
+
+    The loop's pending timer is what keeps the object alive (``_KEEPALIVES`` holds it weakly):
+    with no connection waiting it goes, and it never keeps a discarded loop alive.
+    """
+
+    __slots__ = ("loop", "time", "heap", "handle", "due", "seq", "cancelled", "__weakref__")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        #: The clock of the loop's connections (``Protocol(clock=)``): one bound method.
+        self.time = loop.time
+        self.heap: list[list[Any]] = []
+        self.handle: asyncio.TimerHandle | None = None
+        self.due = 0.0
+        self.seq = itertools.count()
+        self.cancelled = 0
+
+    def add(self, ws: WebSocket, delay: float) -> list[Any]:
+        """Call ``ws._tick()`` in ``delay`` seconds; returns the entry for :meth:`cancel`."""
+        when = self.loop.time() + delay
+        entry = [when, next(self.seq), ws]
+        heapq.heappush(self.heap, entry)
+        if self.handle is None or when < self.due:
+            self._arm(when)
+        return entry
+
+    def _arm(self, when: float) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.handle = self.loop.call_at(when, self._run)
+        self.due = when
+
+    def cancel(self, entry: list[Any]) -> None:
+        """Forget ``entry``'s connection (it is closed, or its deadline moved)."""
+        entry[2] = None
+        self.cancelled += 1
+        heap = self.heap
+        if self.cancelled > 64 and self.cancelled * 2 > len(heap):
+            heap[:] = [e for e in heap if e[2] is not None]
+            heapq.heapify(heap)
+            self.cancelled = 0
+
+    def _run(self) -> None:
+        self.handle = None
+        heap = self.heap
+        now = self.loop.time()
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            ws = entry[2]
+            if ws is None:
+                self.cancelled -= 1
+                continue
+            entry[2] = None
+            try:
+                ws._tick()
+            except Exception:
+                ws.logger.exception("keepalive failed")
+        # (A tick may have armed the timer already, for its new entry.)
+        if heap and (self.handle is None or heap[0][0] < self.due):
+            self._arm(heap[0][0])
+
+
+#: id(loop) -> its _Keepalive, while the loop's timer holds it.
+_KEEPALIVES: weakref.WeakValueDictionary[int, _Keepalive] = weakref.WeakValueDictionary()
+
+
+def _keepalive(loop: asyncio.AbstractEventLoop) -> _Keepalive:
+    wheel = _KEEPALIVES.get(id(loop))
+    if wheel is None or wheel.loop is not loop:
+        wheel = _KEEPALIVES[id(loop)] = _Keepalive(loop)
+    return wheel
+
+
+def _cancel_keepalive(loop: asyncio.AbstractEventLoop, entry: list[Any]) -> None:
+    """Cancel a :meth:`_Keepalive.add` entry, if it is still waiting."""
+    if entry[2] is not None:
+        _keepalive(loop).cancel(entry)  # a waiting entry is in its loop's heap
+
+
 def _peer_caused(exc: BaseException) -> bool:
     """Errors a remote peer or the network can cause, as opposed to bugs in code."""
     return isinstance(exc, (WebSocketError, OSError, asyncio.TimeoutError))
@@ -94,6 +184,45 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
     loop and starts connecting at once; ``'open'`` fires when the handshake is done. Server-side
     objects are made by :class:`~wsfast.WebSocketServer` and handed to ``'connection'``.
     """
+
+    # Slots instead of a per-instance dict: the dict of ~30 attributes was 1.5 KiB of each
+    # idle connection's ~7 KiB (tracemalloc, 200 idle server connections). "__dict__" stays
+    # in the list so that code may still hang its own attributes on a connection
+    # (``ws.is_alive = True``, as ws' README does); the dict is only made when one does.
+    __slots__ = (
+        "_state",
+        "_proto",
+        "_transport",
+        "_subprotocol",
+        "_extensions",
+        "_error_emitted",
+        "_close_emitted",
+        "_close_timer",
+        "_keepalive_timer",
+        "_paused",
+        "_queue_paused",
+        "_write_paused",
+        "_cork",
+        "_batch",
+        "_batch_bytes",
+        "_drain_waiters",
+        "_drain_callbacks",
+        "_queue",
+        "_recv_waiter",
+        "_taken",
+        "_held_paused",
+        "_message_listeners",
+        "_message_listener",
+        "_keep_alive",
+        "_loop",
+        "_opened",
+        "_closed",
+        "_url",
+        "_connect_task",
+        "_options",
+        "_log",
+        "__dict__",
+    )
 
     CONNECTING = CONNECTING
     OPEN = OPEN
@@ -140,7 +269,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._error_emitted = False
         self._close_emitted = False
         self._close_timer: asyncio.TimerHandle | None = None
-        self._keepalive_timer: asyncio.TimerHandle | None = None
+        self._keepalive_timer: list[Any] | None = None  # an entry of _Keepalive
         # Reading stops for three independent reasons: pause() (the user), a full recv() queue,
         # and a full write buffer while auto-pongs pile up; it resumes when none holds.
         self._paused = False
@@ -151,9 +280,12 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         # (a pipelined burst) are written together at the next loop turn (_flush_batch).
         self._batch: list[Any] | None = None
         self._batch_bytes = 0
-        self._drain_waiters: list[asyncio.Future[None]] = []
-        self._drain_callbacks: list[Callable[[BaseException | None], Any]] = []
-        self._queue: collections.deque[str | bytes] = collections.deque()
+        # The lists, the recv() queue and the two futures below are made on first use: most
+        # connections never wait for a drain, and a handler that awaits recv() gets each
+        # message straight from the receiver without the queue (an empty deque is 0.6 KiB).
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
+        self._drain_callbacks: list[Callable[[BaseException | None], Any]] | None = None
+        self._queue: collections.deque[str | bytes] | None = None
         self._recv_waiter: asyncio.Future[str | bytes] | None = None
         # The application took a message from recv() and has not asked for the next one: it
         # may still be answering it (Protocol.backlog).
@@ -165,8 +297,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._message_listener: Callable[..., Any] | None = None
         self._keep_alive: object = None
         self._loop = asyncio.get_running_loop()
-        self._opened: asyncio.Future[None] = self._loop.create_future()
-        self._closed: asyncio.Future[None] = self._loop.create_future()
+        self._opened: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
         self._url: str | None = address
         self._connect_task: asyncio.Task[None] | None = None
         if address is None:
@@ -342,14 +474,17 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             on_ping=self._on_ping,
             on_pong=self._on_pong,
             on_error=self._on_protocol_error,
-            clock=self._loop.time,
+            clock=(
+                _keepalive(self._loop).time if self._options.ping_interval is not None else None
+            ),
         )
         self._proto.backlog = self._backlog
         transport.set_protocol(self)
         if self._proto.pending:  # the keepalive timer
             self._apply(self._proto)
-        if not self._opened.done():
-            self._opened.set_result(None)
+        opened = self._opened
+        if opened is not None and not opened.done():
+            opened.set_result(None)
         self._update_message_listeners()
 
     def _start(self, head: bytes) -> None:
@@ -400,10 +535,13 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         task = self._connect_task
         if task is not None and not task.done():
             task.cancel()  # close()/terminate() before 'open' ends the attempt (ws aborts it)
-        if not self._opened.done():
+        opened = self._opened
+        if opened is None:
+            opened = self._opened = self._loop.create_future()
+        if not opened.done():
             failure = exc if exc is not None else HandshakeError("Unexpected server response")
-            self._opened.set_exception(failure)
-            self._opened.exception()  # retrieved: recv()/await report it themselves
+            opened.set_exception(failure)
+            opened.exception()  # retrieved: recv()/await report it themselves
         if exc is not None:
             self._emit_error(exc)
         self._finish()
@@ -523,8 +661,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if wake is not None:
             proto.keepalive_wake = None
             if self._keepalive_timer is not None:
-                self._keepalive_timer.cancel()
-            self._keepalive_timer = self._loop.call_later(wake, self._tick)
+                _cancel_keepalive(self._loop, self._keepalive_timer)
+            self._keepalive_timer = _keepalive(self._loop).add(self, wake)
         seconds = proto.timer
         if seconds is not None:
             proto.timer = None
@@ -637,6 +775,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             waiter.set_result(data)
             return
         queue = self._queue
+        if queue is None:
+            queue = self._queue = collections.deque()
         queue.append(data)
         if len(queue) >= self._options.max_queue and not self._queue_paused:
             self._queue_paused = True
@@ -722,13 +862,15 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._resume_reading()
 
     def _release_writers(self, exc: BaseException | None) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        callbacks, self._drain_callbacks = self._drain_callbacks, []
-        for callback in callbacks:
-            self._call_back(callback, exc)
+        waiters, self._drain_waiters = self._drain_waiters, None
+        if waiters is not None:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        callbacks, self._drain_callbacks = self._drain_callbacks, None
+        if callbacks is not None:
+            for callback in callbacks:
+                self._call_back(callback, exc)
 
     def _call_back(self, callback: Callable[[BaseException | None], Any], exc: Any) -> None:
         def run() -> None:
@@ -745,8 +887,12 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
                 self._call_back(callback, None)
             return _DONE
         if callback is not None:
+            if self._drain_callbacks is None:
+                self._drain_callbacks = []
             self._drain_callbacks.append(callback)
         waiter: asyncio.Future[None] = self._loop.create_future()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
         self._drain_waiters.append(waiter)
         return waiter
 
@@ -876,15 +1022,16 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             self._close_timer.cancel()
             self._close_timer = None
         if self._keepalive_timer is not None:
-            self._keepalive_timer.cancel()
+            _cancel_keepalive(self._loop, self._keepalive_timer)
             self._keepalive_timer = None
         self._release_writers(WebSocketError("The socket was closed while data was being sent"))
         waiter = self._recv_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(self._connection_closed())
             self._recv_waiter = None
-        if not self._closed.done():
-            self._closed.set_result(None)
+        closed = self._closed
+        if closed is not None and not closed.done():
+            closed.set_result(None)
         self._keep_alive = None
         code = self.close_code
         if proto is not None and proto.is_server:
@@ -911,13 +1058,23 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed and 'close' was emitted."""
-        await asyncio.shield(self._closed)
+        closed = self._closed
+        if closed is None:
+            if self._close_emitted:
+                return
+            closed = self._closed = self._loop.create_future()
+        await asyncio.shield(closed)
 
     # -- asyncio API -----------------------------------------------------------------------------
 
     async def wait_open(self) -> WebSocket:
         """Wait for the opening handshake; raises its error if it failed."""
-        await asyncio.shield(self._opened)
+        opened = self._opened
+        if opened is None:
+            if self._proto is not None:
+                return self  # open already (or opened, then closed: as a resolved future)
+            opened = self._opened = self._loop.create_future()
+        await asyncio.shield(opened)
         return self
 
     def __await__(self) -> Generator[Any, None, WebSocket]:
@@ -932,7 +1089,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             self.close(1000) if state == OPEN else self.close()
             await self.wait_closed()
 
-    async def recv(self) -> str | bytes:
+    async def recv(self, *, _iterating: bool = False) -> str | bytes:
         """The next message: ``str`` for text, ``bytes`` for binary.
 
         With ``binary_type="bytearray"`` binary messages are ``bytearray`` (which type checkers
@@ -942,63 +1099,68 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         error that failed it, if any), and RuntimeError while a ``'message'`` listener takes
         the messages: the two ways of receiving do not mix.
         """
-        queue = self._queue
-        if queue:
-            data = queue.popleft()
-            self._taken = True
-            if self._queue_paused and len(queue) < (self._options.max_queue >> 1) + 1:
-                self._unpause_queue()
-            return data
-        # The application asks for more than arrived: it is done with what it took.
-        self._taken = False
-        if self._message_listeners:
-            raise RuntimeError(
-                "recv() cannot be used while a 'message' listener is attached: the listener "
-                "receives every message"
-            )
-        proto = self._proto
-        if proto is None:
-            if self._state == CONNECTING:
-                await self.wait_open()
-                return await self.recv()
-            raise self._connection_closed()
-        if proto.held is not None:
-            # Every message before the protocol error was taken: fail the connection now.
-            proto.release()
-            if proto.pending:
-                self._apply(proto)
-        if proto.state is STATE_CLOSED or proto.receiver.state == DONE:
-            raise self._connection_closed()
-        if self._recv_waiter is not None:
-            raise RuntimeError("another coroutine is already waiting in recv()")
-        waiter: asyncio.Future[str | bytes] = self._loop.create_future()
-        self._recv_waiter = waiter
+        # One coroutine serves recv() and async for (``_iterating``: a normal close ends the
+        # iteration): an __anext__ coroutine around recv() was a second frame held by every
+        # idle connection of a serve() handler (0.2 KiB), and a second call per message.
         try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                # The message arrived in the same loop iteration as the cancellation (a
-                # caller's timeout): keep it for the next recv() instead of dropping it.
-                self._queue.appendleft(waiter.result())
+            queue = self._queue
+            if queue:
+                data = queue.popleft()
+                self._taken = True
+                if self._queue_paused and len(queue) < (self._options.max_queue >> 1) + 1:
+                    self._unpause_queue()
+                return data
+            # The application asks for more than arrived: it is done with what it took.
+            self._taken = False
+            if self._message_listeners:
+                raise RuntimeError(
+                    "recv() cannot be used while a 'message' listener is attached: the listener "
+                    "receives every message"
+                )
+            proto = self._proto
+            if proto is None:
+                if self._state == CONNECTING:
+                    await self.wait_open()
+                    return await self.recv(_iterating=_iterating)
+                raise self._connection_closed()
+            if proto.held is not None:
+                # Every message before the protocol error was taken: fail the connection now.
+                proto.release()
+                if proto.pending:
+                    self._apply(proto)
+            if proto.state is STATE_CLOSED or proto.receiver.state == DONE:
+                raise self._connection_closed()
+            if self._recv_waiter is not None:
+                raise RuntimeError("another coroutine is already waiting in recv()")
+            waiter: asyncio.Future[str | bytes] = self._loop.create_future()
+            self._recv_waiter = waiter
+            try:
+                return await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    # The message arrived in the same loop iteration as the cancellation (a
+                    # caller's timeout): keep it for the next recv() instead of dropping it.
+                    if self._queue is None:
+                        self._queue = collections.deque()
+                    self._queue.appendleft(waiter.result())
+                raise
+            finally:
+                if self._recv_waiter is waiter:
+                    self._recv_waiter = None
+                # The waiter's exception (ConnectionClosed) holds this frame in its traceback:
+                # without the del, frame -> waiter -> exception -> frame is a cycle that keeps
+                # the connection alive until the next full collection.
+                del waiter
+        except ConnectionClosed as exc:
+            if _iterating and exc.code in (1000, 1001, 1005):
+                raise StopAsyncIteration from None
             raise
-        finally:
-            if self._recv_waiter is waiter:
-                self._recv_waiter = None
-            # The waiter's exception (ConnectionClosed) holds this frame in its traceback:
-            # without the del, frame -> waiter -> exception -> frame is a cycle that keeps
-            # the connection alive until the next full collection.
-            del waiter
 
     def __aiter__(self) -> WebSocket:
         return self
 
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.recv()
-        except ConnectionClosed as exc:
-            if exc.code in (1000, 1001, 1005):
-                raise StopAsyncIteration from None
-            raise
+    def __anext__(self) -> Coroutine[Any, Any, str | bytes]:
+        return self.recv(_iterating=True)
 
 
 def accept(

@@ -21,6 +21,7 @@ from ..proxy import (
     ProxyError,
     ProxyURL,
     connect_request,
+    default_ssl_context,
     parse_proxy_url,
     proxy_unreachable,
     select_proxy,
@@ -94,7 +95,7 @@ def _via_proxy(
     stream = Stream(sock)
     try:
         if proxy.scheme == "https":
-            context = options.proxy_ssl or ssl_module.create_default_context()
+            context = options.proxy_ssl or default_ssl_context()
             try:
                 stream = TLSStream(sock, context, server_side=False, server_hostname=proxy.host)
             except OSError as exc:
@@ -140,7 +141,7 @@ def _open(url: ParsedURL, options: ClientOptions, deadline: _Deadline) -> Stream
             return stream
         given = options.ssl
         context = given if isinstance(given, ssl_module.SSLContext) else None
-        context = context or ssl_module.create_default_context()
+        context = context or default_ssl_context()
         stream.settimeout(deadline.left())
         # TLS inside the TLS to an https:// proxy runs over that stream, else over the socket.
         inner = StreamSocket.over(stream)
