@@ -114,7 +114,11 @@ def py_concat_unmasked(chunks: Iterable[Any], mask: Any) -> bytes:
 def _unmasked(data: Any, key: bytes) -> bytes:
     n = len(data)
     if n < _SMALL_BYTES:
-        return _masked_small(data, key, n)
+        # Inline, not _masked_small: this is the fallback's per-message cost for small frames.
+        reps = (key * ((n >> 2) + 1))[:n]
+        return (int.from_bytes(data, "little") ^ int.from_bytes(reps, "little")).to_bytes(
+            n, "little"
+        )
     return _windows_unmasked((data,), key)
 
 
