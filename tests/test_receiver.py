@@ -663,3 +663,74 @@ def test_a_callback_that_stops_the_receiver_ends_the_read_at_once(masked: bool) 
     assert receiver.buffered == 0
     receiver.feed(one)
     assert got == [b"a"]
+
+
+# -- large masked messages in many reads (the receive path of issue 9) ---------------------------
+
+
+def _reads(wire: bytes, sizes: list[int]) -> list[bytes]:
+    out, pos, i = [], 0, 0
+    while pos < len(wire):
+        step = sizes[i % len(sizes)]
+        out.append(wire[pos : pos + step])
+        pos += step
+        i += 1
+    return out
+
+
+@pytest.mark.parametrize("binary_type", ["bytes", "bytearray", "fragments"])
+@pytest.mark.parametrize("size", [4095, 4096, 65536 + 3, (1 << 20) + 1])
+@pytest.mark.parametrize("pieces", [1, 3], ids=["one-frame", "three-fragments"])
+@pytest.mark.parametrize("read", [[65536], [7, 4093, 65536 + 1]], ids=["64k-reads", "odd-reads"])
+def test_large_masked_messages_in_many_reads(
+    binary_type: str, size: int, pieces: int, read: list[int]
+) -> None:
+    # Every frame's mask phase starts again at 0, and the reads cut frames, headers and masks
+    # anywhere: the message must come out whole, of the type binary_type asks for, and a text
+    # message of the same bytes decoded the same.
+    import random
+
+    rnd = random.Random(size * pieces)
+    payload = bytes(rnd.randrange(0x20, 0x7F) for _ in range(64)) * (size // 64) + b"z" * (
+        size % 64
+    )
+    cuts = sorted(rnd.randrange(size) for _ in range(pieces - 1))
+    parts = [payload[a:b] for a, b in zip([0, *cuts], [*cuts, size], strict=True)]
+    for opcode in (OP_BINARY, OP_TEXT):
+        wire = b"".join(
+            bytes(
+                frame(
+                    part,
+                    opcode if i == 0 else OP_CONTINUATION,
+                    fin=i == len(parts) - 1,
+                    mask=rnd.randbytes(4),
+                )
+            )
+            for i, part in enumerate(parts)
+        )
+        events = Events(is_server=True, binary_type=binary_type, max_payload=size)
+        [(kind, data, is_binary)] = events.feed(*_reads(wire, read))
+        assert kind == "message" and is_binary == (opcode == OP_BINARY)
+        if opcode == OP_TEXT:
+            assert data == payload.decode()
+        elif binary_type == "fragments":
+            assert b"".join(data) == payload and all(type(p) is bytes for p in data)
+        else:
+            assert type(data) is (bytes if binary_type == "bytes" else bytearray)
+            assert data == payload
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["keep-validated", "unmask-again"])
+def test_masked_text_in_pieces_either_way(monkeypatch: pytest.MonkeyPatch, keep: bool) -> None:
+    # Both ways of building a masked text frame validated piece by piece (the fallback keeps the
+    # unmasked pieces, the native path unmasks the frame again), whichever is active here.
+    import wsfast.receiver
+
+    monkeypatch.setattr(wsfast.receiver, "_KEEP_VALIDATED", keep)
+    text = "ж€𝄞 abc " * 3000
+    payload = text.encode()
+    wire = bytes(frame(payload[:10001], OP_TEXT, fin=False, mask=b"\x01\x02\x03\x04")) + bytes(
+        frame(payload[10001:], OP_CONTINUATION, mask=b"\x05\x06\x07\x08")
+    )
+    reads = _reads(wire, [4099, 5, 8191])
+    assert Events(is_server=True).feed(*reads) == [("message", text, False)]

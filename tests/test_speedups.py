@@ -482,6 +482,91 @@ def test_mask_differential_large(bu_kernel: str, size: int) -> None:
     assert native_out == py_out
 
 
+@pytest.mark.parametrize("bu_kernel", _bu_kernels(), indirect=True)
+@SETTINGS
+@given(
+    data=st.binary(max_size=700),
+    key=st.binary(min_size=4, max_size=6),
+    cuts=st.lists(st.integers(0, 700), max_size=6),
+    start=st.integers(0, 9),
+)
+def test_unmasked_differential(
+    bu_kernel: str, data: bytes, key: bytes, cuts: list[int], start: int
+) -> None:
+    # unmasked / concat_unmasked (one new bytes from received pieces) against their fallbacks,
+    # on any split of the payload and pieces that are views at odd offsets.
+    assert native_bu is not None
+    if not hasattr(native_bu, "concat_unmasked"):
+        pytest.skip("the installed wsfast_bufferutil predates unmasked/concat_unmasked")
+    assert native_bu.unmasked(data, key) == buffer_util.py_unmasked(data, key)
+    bounds = sorted(min(c, len(data)) for c in cuts)
+    padded = bytes(start) + data
+    pieces: list[Any] = [
+        memoryview(padded)[start + a : start + b] if i % 2 else data[a:b]
+        for i, (a, b) in enumerate(zip([0, *bounds], [*bounds, len(data)], strict=True))
+    ]
+    expected = reference_mask(data, key[:4])
+    assert native_bu.concat_unmasked(pieces, key) == expected
+    assert buffer_util.py_concat_unmasked(pieces, key) == expected
+    assert type(buffer_util.py_concat_unmasked(pieces, key)) is bytes
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 4095, 4096, 65536 + 3, (1 << 20) + 1])
+def test_unmasked_fallback_and_seams(size: int) -> None:
+    # The fallback returns bytes at every size, and the core's seams agree with it (native when
+    # loaded, the fallback's own functions otherwise).
+    rnd = random.Random(size)
+    data, key = rnd.randbytes(size), rnd.randbytes(4)
+    # Pieces cut off the key's phase: a 7-byte head, then reads of 64 KiB + 3.
+    cuts = [0, *range(min(7, size), size, 65539), size]
+    pieces = [memoryview(data)[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    expected = buffer_util.py_unmasked(data, key)
+    assert type(expected) is bytes
+    reps = (key * (size // 4 + 1))[:size]
+    assert expected == (int.from_bytes(data, "little") ^ int.from_bytes(reps, "little")).to_bytes(
+        size, "little"
+    )
+    assert buffer_util.py_concat_unmasked(pieces, key) == expected
+    assert type(buffer_util.py_concat_unmasked(pieces, key)) is bytes
+    assert buffer_util.unmasked(data, key) == expected
+    assert buffer_util.concat_unmasked(pieces, key) == expected
+    if buffer_util.NATIVE and hasattr(native_bu, "unmasked"):
+        assert buffer_util.unmasked is native_bu.unmasked  # type: ignore[union-attr]
+    assert buffer_util.py_unmasked(array.array("B", data), key) == expected
+    with pytest.raises(ValueError):
+        buffer_util.py_unmasked(data, b"abc")
+    with pytest.raises(TypeError):
+        buffer_util.py_concat_unmasked([data, None], key)
+
+
+def test_older_native_module_without_unmasked() -> None:
+    # wsfast-bufferutil is a separate distribution: a module from before unmasked and
+    # concat_unmasked existed still serves them, through its unmask on a copy.
+    import types
+
+    unmask_calls: list[int] = []
+
+    def old_unmask(buffer: Any, mask: Any) -> None:
+        unmask_calls.append(len(buffer))
+        buffer_util.py_unmask(buffer, mask)
+
+    old = types.SimpleNamespace(mask=buffer_util.py_mask, unmask=old_unmask, __version__="0.0.9")
+    unmasked, concat_unmasked = buffer_util._unmasked_pair(old)
+    data, key = bytes(range(256)) * 5, b"\x01\x02\x03\x04"
+    expected = reference_mask(data, key)
+    assert unmasked(data, key) == expected
+    assert concat_unmasked([data[:7], memoryview(data)[7:]], key) == expected
+    assert unmask_calls == [len(data), len(data)]
+    # A module with only one of the two is treated as old too.
+    half = types.SimpleNamespace(unmask=old_unmask, unmasked=lambda d, k: b"wrong")
+    assert buffer_util._unmasked_pair(half)[0](data, key) == expected
+    if hasattr(native_bu, "concat_unmasked"):
+        assert buffer_util._unmasked_pair(native_bu) == (
+            native_bu.unmasked,
+            native_bu.concat_unmasked,
+        )
+
+
 _PIECES = [value for value, _ in UTF8_CLASSES.values()] + [
     b"a",
     b" ",

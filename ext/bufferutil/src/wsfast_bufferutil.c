@@ -1252,8 +1252,9 @@ static int __Pyx_init_tpflags_variables(void) {
 #define __PYX_HAVE__wsfast_bufferutil
 #define __PYX_HAVE_API__wsfast_bufferutil
 /* Early includes */
-#include <stdint.h>
 #include <string.h>
+#include <stdio.h>
+#include <stdint.h>
 #include "wsfast_mask.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -1473,6 +1474,7 @@ static const char * const __pyx_cfilenm = __FILE__;
 
 static const char* const __pyx_f[] = {
   "src/wsfast_bufferutil.pyx",
+  "cpython/type.pxd",
 };
 /* #### Code section: utility_code_proto_before_types ### */
 /* Atomics.proto (used by UnpackUnboundCMethod) */
@@ -2099,33 +2101,6 @@ static CYTHON_INLINE void __Pyx__ExceptionReset(PyThreadState *tstate, PyObject 
 #define __Pyx_ExceptionReset(type, value, tb)  PyErr_SetExcInfo(type, value, tb)
 #endif
 
-/* decode_c_string_utf16.proto (used by decode_c_string) */
-static CYTHON_INLINE PyObject *__Pyx_PyUnicode_DecodeUTF16(const char *s, Py_ssize_t size, const char *errors) {
-    int byteorder = 0;
-    return PyUnicode_DecodeUTF16(s, size, errors, &byteorder);
-}
-static CYTHON_INLINE PyObject *__Pyx_PyUnicode_DecodeUTF16LE(const char *s, Py_ssize_t size, const char *errors) {
-    int byteorder = -1;
-    return PyUnicode_DecodeUTF16(s, size, errors, &byteorder);
-}
-static CYTHON_INLINE PyObject *__Pyx_PyUnicode_DecodeUTF16BE(const char *s, Py_ssize_t size, const char *errors) {
-    int byteorder = 1;
-    return PyUnicode_DecodeUTF16(s, size, errors, &byteorder);
-}
-
-/* decode_c_string.proto */
-static CYTHON_INLINE PyObject* __Pyx_decode_c_string(
-         const char* cstring, Py_ssize_t start, Py_ssize_t stop,
-         const char* encoding, const char* errors,
-         PyObject* (*decode_func)(const char *s, Py_ssize_t size, const char *errors));
-
-/* PyObjectFastCallMethod.proto */
-#if CYTHON_VECTORCALL
-#define __Pyx_PyObject_FastCallMethod(name, args, nargsf) PyObject_VectorcallMethod(name, args, nargsf, NULL)
-#else
-static PyObject *__Pyx_PyObject_FastCallMethod(PyObject *name, PyObject *const *args, size_t nargsf);
-#endif
-
 /* GivenExceptionMatches.proto (used by PyErrExceptionMatches) */
 #if CYTHON_COMPILING_IN_CPYTHON
 static CYTHON_INLINE int __Pyx_PyErr_GivenExceptionMatches(PyObject *err, PyObject *type);
@@ -2197,6 +2172,55 @@ static PyObject *__Pyx__GetModuleGlobalName(PyObject *name, PY_UINT64_T *dict_ve
 #define __Pyx_GetModuleGlobalName(var, name)  (var) = __Pyx__GetModuleGlobalName(name)
 #define __Pyx_GetModuleGlobalNameUncached(var, name)  (var) = __Pyx__GetModuleGlobalName(name)
 static CYTHON_INLINE PyObject *__Pyx__GetModuleGlobalName(PyObject *name);
+#endif
+
+/* PyOverflowError_Check.proto */
+#define __Pyx_PyExc_OverflowError_Check(obj)  __Pyx_TypeCheck(obj, PyExc_OverflowError)
+
+/* decode_c_string_utf16.proto (used by decode_c_string) */
+static CYTHON_INLINE PyObject *__Pyx_PyUnicode_DecodeUTF16(const char *s, Py_ssize_t size, const char *errors) {
+    int byteorder = 0;
+    return PyUnicode_DecodeUTF16(s, size, errors, &byteorder);
+}
+static CYTHON_INLINE PyObject *__Pyx_PyUnicode_DecodeUTF16LE(const char *s, Py_ssize_t size, const char *errors) {
+    int byteorder = -1;
+    return PyUnicode_DecodeUTF16(s, size, errors, &byteorder);
+}
+static CYTHON_INLINE PyObject *__Pyx_PyUnicode_DecodeUTF16BE(const char *s, Py_ssize_t size, const char *errors) {
+    int byteorder = 1;
+    return PyUnicode_DecodeUTF16(s, size, errors, &byteorder);
+}
+
+/* decode_c_string.proto */
+static CYTHON_INLINE PyObject* __Pyx_decode_c_string(
+         const char* cstring, Py_ssize_t start, Py_ssize_t stop,
+         const char* encoding, const char* errors,
+         PyObject* (*decode_func)(const char *s, Py_ssize_t size, const char *errors));
+
+/* PyObjectFastCallMethod.proto */
+#if CYTHON_VECTORCALL
+#define __Pyx_PyObject_FastCallMethod(name, args, nargsf) PyObject_VectorcallMethod(name, args, nargsf, NULL)
+#else
+static PyObject *__Pyx_PyObject_FastCallMethod(PyObject *name, PyObject *const *args, size_t nargsf);
+#endif
+
+/* TypeImport.proto */
+#ifndef __PYX_HAVE_RT_ImportType_proto_3_3_1
+#define __PYX_HAVE_RT_ImportType_proto_3_3_1
+#if defined (__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#include <stdalign.h>
+#endif
+#if (defined (__STDC_VERSION__) && __STDC_VERSION__ >= 201112L) || __cplusplus >= 201103L
+#define __PYX_GET_STRUCT_ALIGNMENT_3_3_1(s) alignof(s)
+#else
+#define __PYX_GET_STRUCT_ALIGNMENT_3_3_1(s) sizeof(void*)
+#endif
+enum __Pyx_ImportType_CheckSize_3_3_1 {
+   __Pyx_ImportType_CheckSize_Error_3_3_1 = 0,
+   __Pyx_ImportType_CheckSize_Warn_3_3_1 = 1,
+   __Pyx_ImportType_CheckSize_Ignore_3_3_1 = 2
+};
+static PyTypeObject *__Pyx_ImportType_3_3_1(PyObject* module, const char *module_name, const char *class_name, size_t size, size_t alignment, enum __Pyx_ImportType_CheckSize_3_3_1 check_size);
 #endif
 
 /* TupleOrListFromArrayImpl.proto (used by ListFromArray) */
@@ -2384,9 +2408,25 @@ static int __Pyx_State_RemoveModule(void*);
 #define __PYX_TYPE_MODULE_PREFIX __PYX_ABI_MODULE_NAME "."
 
 
-/* Module declarations from "libc.stdint" */
-
 /* Module declarations from "libc.string" */
+
+/* Module declarations from "libc.stdio" */
+
+/* Module declarations from "__builtin__" */
+
+/* Module declarations from "cpython.type" */
+
+/* Module declarations from "cpython" */
+
+/* Module declarations from "cpython.object" */
+
+/* Module declarations from "cpython.bytes" */
+
+/* Module declarations from "cpython.ref" */
+
+/* Module declarations from "cpython.sequence" */
+
+/* Module declarations from "libc.stdint" */
 
 /* Module declarations from "wsfast_bufferutil" */
 static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *, Py_buffer *, int, PyObject *); /*proto*/
@@ -2404,8 +2444,10 @@ static const char __pyx_k_Native_WebSocket_masking_for_wsf[] = "Native WebSocket
 /* #### Code section: decls ### */
 static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_source, PyObject *__pyx_v_mask, PyObject *__pyx_v_output, PyObject *__pyx_v_offset, PyObject *__pyx_v_length); /* proto */
 static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_buffer, PyObject *__pyx_v_mask); /* proto */
-static PyObject *__pyx_pf_17wsfast_bufferutil_4_kernel(CYTHON_UNUSED PyObject *__pyx_self); /* proto */
-static PyObject *__pyx_pf_17wsfast_bufferutil_6_use_kernel(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_name); /* proto */
+static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_data, PyObject *__pyx_v_mask); /* proto */
+static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_chunks, PyObject *__pyx_v_mask); /* proto */
+static PyObject *__pyx_pf_17wsfast_bufferutil_8_kernel(CYTHON_UNUSED PyObject *__pyx_self); /* proto */
+static PyObject *__pyx_pf_17wsfast_bufferutil_10_use_kernel(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_name); /* proto */
 /* #### Code section: late_includes ### */
 /* #### Code section: module_state ### */
 /* SmallCodeConfig */
@@ -2429,10 +2471,11 @@ namespace {
     PyObject *__pyx_empty_tuple;
     PyObject *__pyx_empty_bytes;
     PyObject *__pyx_empty_unicode;
+    PyTypeObject *__pyx_ptype_7cpython_4type_type;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_items;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_pop;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
-    PyObject *__pyx_string_tab[33];
+    PyObject *__pyx_string_tab[39];
 /* #### Code section: module_state_contents ### */
 /* CodeObjectCache.module_state_decls */
 struct __Pyx_CodeObjectCache __pyx_code_cache;
@@ -2470,34 +2513,40 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_u_0_1_0 __pyx_string_tab[2]
 #define __pyx_kp_u_ __pyx_string_tab[3]
 #define __pyx_kp_u_None __pyx_string_tab[4]
-#define __pyx_kp_u_length_exceeds_source __pyx_string_tab[5]
-#define __pyx_kp_u_mask_must_be_4_bytes_long __pyx_string_tab[6]
-#define __pyx_kp_u_offset_length_out_of_range_of_ou __pyx_string_tab[7]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[8]
-#define __pyx_n_u_all __pyx_string_tab[9]
-#define __pyx_n_u_main __pyx_string_tab[10]
-#define __pyx_n_u_module __pyx_string_tab[11]
-#define __pyx_n_u_name_2 __pyx_string_tab[12]
-#define __pyx_n_u_qualname __pyx_string_tab[13]
-#define __pyx_n_u_test __pyx_string_tab[14]
-#define __pyx_n_u_version __pyx_string_tab[15]
-#define __pyx_n_u_kernel __pyx_string_tab[16]
-#define __pyx_n_u_use_kernel __pyx_string_tab[17]
-#define __pyx_n_u_buffer __pyx_string_tab[18]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[19]
-#define __pyx_n_u_encode __pyx_string_tab[20]
-#define __pyx_n_u_items __pyx_string_tab[21]
-#define __pyx_n_u_length __pyx_string_tab[22]
-#define __pyx_n_u_mask __pyx_string_tab[23]
-#define __pyx_n_u_name __pyx_string_tab[24]
-#define __pyx_n_u_offset __pyx_string_tab[25]
-#define __pyx_n_u_output __pyx_string_tab[26]
-#define __pyx_n_u_pop __pyx_string_tab[27]
-#define __pyx_n_u_setdefault __pyx_string_tab[28]
-#define __pyx_n_u_source __pyx_string_tab[29]
-#define __pyx_n_u_unmask __pyx_string_tab[30]
-#define __pyx_n_u_values __pyx_string_tab[31]
-#define __pyx_n_u_wsfast_bufferutil __pyx_string_tab[32]
+#define __pyx_kp_u_chunks_too_large __pyx_string_tab[5]
+#define __pyx_kp_u_length_exceeds_source __pyx_string_tab[6]
+#define __pyx_kp_u_mask_must_be_4_bytes_long __pyx_string_tab[7]
+#define __pyx_kp_u_offset_length_out_of_range_of_ou __pyx_string_tab[8]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[9]
+#define __pyx_n_u_all __pyx_string_tab[10]
+#define __pyx_n_u_main __pyx_string_tab[11]
+#define __pyx_n_u_module __pyx_string_tab[12]
+#define __pyx_n_u_name_2 __pyx_string_tab[13]
+#define __pyx_n_u_qualname __pyx_string_tab[14]
+#define __pyx_n_u_test __pyx_string_tab[15]
+#define __pyx_n_u_version __pyx_string_tab[16]
+#define __pyx_n_u_kernel __pyx_string_tab[17]
+#define __pyx_n_u_use_kernel __pyx_string_tab[18]
+#define __pyx_n_u_buffer __pyx_string_tab[19]
+#define __pyx_n_u_chunk __pyx_string_tab[20]
+#define __pyx_n_u_chunks __pyx_string_tab[21]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[22]
+#define __pyx_n_u_concat_unmasked __pyx_string_tab[23]
+#define __pyx_n_u_data __pyx_string_tab[24]
+#define __pyx_n_u_encode __pyx_string_tab[25]
+#define __pyx_n_u_items __pyx_string_tab[26]
+#define __pyx_n_u_length __pyx_string_tab[27]
+#define __pyx_n_u_mask __pyx_string_tab[28]
+#define __pyx_n_u_name __pyx_string_tab[29]
+#define __pyx_n_u_offset __pyx_string_tab[30]
+#define __pyx_n_u_output __pyx_string_tab[31]
+#define __pyx_n_u_pop __pyx_string_tab[32]
+#define __pyx_n_u_setdefault __pyx_string_tab[33]
+#define __pyx_n_u_source __pyx_string_tab[34]
+#define __pyx_n_u_unmask __pyx_string_tab[35]
+#define __pyx_n_u_unmasked __pyx_string_tab[36]
+#define __pyx_n_u_values __pyx_string_tab[37]
+#define __pyx_n_u_wsfast_bufferutil __pyx_string_tab[38]
 /* #### Code section: module_state_clear ### */
 #if CYTHON_USE_MODULE_STATE
 static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
@@ -2512,10 +2561,11 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   #if CYTHON_PEP489_MULTI_PHASE_INIT
   __Pyx_State_RemoveModule(NULL);
   #endif
+  Py_CLEAR(clear_module_state->__pyx_ptype_7cpython_4type_type);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_items.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_pop.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
-  for (int i=0; i<33; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<39; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* #### Code section: module_state_clear_end ### */
 return 0;
@@ -2532,10 +2582,11 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   __Pyx_VISIT_CONST(traverse_module_state->__pyx_empty_tuple);
   __Pyx_VISIT_CONST(traverse_module_state->__pyx_empty_bytes);
   __Pyx_VISIT_CONST(traverse_module_state->__pyx_empty_unicode);
+  Py_VISIT(traverse_module_state->__pyx_ptype_7cpython_4type_type);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_items.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_pop.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
-  for (int i=0; i<33; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<39; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* #### Code section: module_state_traverse_end ### */
 return 0;
@@ -2543,7 +2594,7 @@ return 0;
 #endif
 /* #### Code section: module_code ### */
 
-/* "wsfast_bufferutil.pyx":48
+/* "wsfast_bufferutil.pyx":54
  * 
  * 
  * cdef int _acquire(object obj, Py_buffer *view, int flags, str what) except -1:             # <<<<<<<<<<<<<<
@@ -2565,7 +2616,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_acquire", 0);
 
-  /* "wsfast_bufferutil.pyx":49
+  /* "wsfast_bufferutil.pyx":55
  * 
  * cdef int _acquire(object obj, Py_buffer *view, int flags, str what) except -1:
  *     if _get_buffer(obj, view, flags) < 0:             # <<<<<<<<<<<<<<
@@ -2577,7 +2628,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
   if (__pyx_t_1) {
 
 
-    /* "wsfast_bufferutil.pyx":52
+    /* "wsfast_bufferutil.pyx":58
  *         # A read-only or non-contiguous buffer raises BufferError from the buffer protocol;
  *         # the pure-Python twin raises TypeError for both (memoryview.readonly, cast("B")).
  *         if PyErr_ExceptionMatches(BufferError):             # <<<<<<<<<<<<<<
@@ -2589,7 +2640,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
     if (__pyx_t_1) {
 
 
-      /* "wsfast_bufferutil.pyx":53
+      /* "wsfast_bufferutil.pyx":59
  *         # the pure-Python twin raises TypeError for both (memoryview.readonly, cast("B")).
  *         if PyErr_ExceptionMatches(BufferError):
  *             PyErr_Clear()             # <<<<<<<<<<<<<<
@@ -2598,7 +2649,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
 */
       PyErr_Clear();
 
-      /* "wsfast_bufferutil.pyx":54
+      /* "wsfast_bufferutil.pyx":60
  *         if PyErr_ExceptionMatches(BufferError):
  *             PyErr_Clear()
  *             if flags & PyBUF_WRITABLE:             # <<<<<<<<<<<<<<
@@ -2610,7 +2661,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
       if (unlikely(__pyx_t_1)) {
 
 
-        /* "wsfast_bufferutil.pyx":55
+        /* "wsfast_bufferutil.pyx":61
  *             PyErr_Clear()
  *             if flags & PyBUF_WRITABLE:
  *                 raise TypeError(f"{what} must be a writable, contiguous buffer")             # <<<<<<<<<<<<<<
@@ -2618,9 +2669,9 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
  *         return -1  # the buffer protocol's own exception (TypeError) stays set
 */
         __pyx_t_3 = NULL;
-        __pyx_t_4 = __Pyx_PyUnicode_Unicode(__pyx_v_what); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 55, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyUnicode_Unicode(__pyx_v_what); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 61, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_5 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_must_be_a_writable_contiguous_b); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 55, __pyx_L1_error)
+        __pyx_t_5 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_must_be_a_writable_contiguous_b); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 61, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         __pyx_t_6 = 1;
@@ -2629,14 +2680,14 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
           __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_TypeError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
           __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
           __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-          if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 55, __pyx_L1_error)
+          if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 61, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_2);
         }
         __Pyx_Raise(__pyx_t_2, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        __PYX_ERR(0, 55, __pyx_L1_error)
+        __PYX_ERR(0, 61, __pyx_L1_error)
 
-        /* "wsfast_bufferutil.pyx":54
+        /* "wsfast_bufferutil.pyx":60
  *         if PyErr_ExceptionMatches(BufferError):
  *             PyErr_Clear()
  *             if flags & PyBUF_WRITABLE:             # <<<<<<<<<<<<<<
@@ -2645,7 +2696,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
 */
       }
 
-      /* "wsfast_bufferutil.pyx":56
+      /* "wsfast_bufferutil.pyx":62
  *             if flags & PyBUF_WRITABLE:
  *                 raise TypeError(f"{what} must be a writable, contiguous buffer")
  *             raise TypeError(f"{what} must be a contiguous buffer")             # <<<<<<<<<<<<<<
@@ -2653,9 +2704,9 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
  *     return 0
 */
       __pyx_t_5 = NULL;
-      __pyx_t_3 = __Pyx_PyUnicode_Unicode(__pyx_v_what); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 56, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyUnicode_Unicode(__pyx_v_what); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 62, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
-      __pyx_t_4 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_must_be_a_contiguous_buffer); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 56, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_must_be_a_contiguous_buffer); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 62, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
       __pyx_t_6 = 1;
@@ -2664,14 +2715,14 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
         __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_TypeError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 56, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 62, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_Raise(__pyx_t_2, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(0, 56, __pyx_L1_error)
+      __PYX_ERR(0, 62, __pyx_L1_error)
 
-      /* "wsfast_bufferutil.pyx":52
+      /* "wsfast_bufferutil.pyx":58
  *         # A read-only or non-contiguous buffer raises BufferError from the buffer protocol;
  *         # the pure-Python twin raises TypeError for both (memoryview.readonly, cast("B")).
  *         if PyErr_ExceptionMatches(BufferError):             # <<<<<<<<<<<<<<
@@ -2680,7 +2731,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
 */
     }
 
-    /* "wsfast_bufferutil.pyx":57
+    /* "wsfast_bufferutil.pyx":63
  *                 raise TypeError(f"{what} must be a writable, contiguous buffer")
  *             raise TypeError(f"{what} must be a contiguous buffer")
  *         return -1  # the buffer protocol's own exception (TypeError) stays set             # <<<<<<<<<<<<<<
@@ -2693,7 +2744,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
     }
     goto __pyx_L0;
 
-    /* "wsfast_bufferutil.pyx":49
+    /* "wsfast_bufferutil.pyx":55
  * 
  * cdef int _acquire(object obj, Py_buffer *view, int flags, str what) except -1:
  *     if _get_buffer(obj, view, flags) < 0:             # <<<<<<<<<<<<<<
@@ -2702,7 +2753,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
 */
   }
 
-  /* "wsfast_bufferutil.pyx":58
+  /* "wsfast_bufferutil.pyx":64
  *             raise TypeError(f"{what} must be a contiguous buffer")
  *         return -1  # the buffer protocol's own exception (TypeError) stays set
  *     return 0             # <<<<<<<<<<<<<<
@@ -2715,7 +2766,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
   }
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":48
+  /* "wsfast_bufferutil.pyx":54
  * 
  * 
  * cdef int _acquire(object obj, Py_buffer *view, int flags, str what) except -1:             # <<<<<<<<<<<<<<
@@ -2737,7 +2788,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":61
+/* "wsfast_bufferutil.pyx":67
  * 
  * 
  * cdef int _read_key(object key_obj, uint32_t *key) except -1:             # <<<<<<<<<<<<<<
@@ -2760,7 +2811,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_read_key", 0);
 
-  /* "wsfast_bufferutil.pyx":63
+  /* "wsfast_bufferutil.pyx":69
  * cdef int _read_key(object key_obj, uint32_t *key) except -1:
  *     cdef Py_buffer view
  *     if PyBytes_CheckExact(key_obj) and PyBytes_GET_SIZE(key_obj) >= 4:             # <<<<<<<<<<<<<<
@@ -2786,7 +2837,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   if (__pyx_t_1) {
 
 
-    /* "wsfast_bufferutil.pyx":64
+    /* "wsfast_bufferutil.pyx":70
  *     cdef Py_buffer view
  *     if PyBytes_CheckExact(key_obj) and PyBytes_GET_SIZE(key_obj) >= 4:
  *         memcpy(key, PyBytes_AS_STRING(key_obj), 4)             # <<<<<<<<<<<<<<
@@ -2795,7 +2846,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
     (void)(memcpy(__pyx_v_key, PyBytes_AS_STRING(__pyx_v_key_obj), 4));
 
-    /* "wsfast_bufferutil.pyx":65
+    /* "wsfast_bufferutil.pyx":71
  *     if PyBytes_CheckExact(key_obj) and PyBytes_GET_SIZE(key_obj) >= 4:
  *         memcpy(key, PyBytes_AS_STRING(key_obj), 4)
  *         return 0             # <<<<<<<<<<<<<<
@@ -2808,7 +2859,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
     }
     goto __pyx_L0;
 
-    /* "wsfast_bufferutil.pyx":63
+    /* "wsfast_bufferutil.pyx":69
  * cdef int _read_key(object key_obj, uint32_t *key) except -1:
  *     cdef Py_buffer view
  *     if PyBytes_CheckExact(key_obj) and PyBytes_GET_SIZE(key_obj) >= 4:             # <<<<<<<<<<<<<<
@@ -2817,17 +2868,17 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
   }
 
-  /* "wsfast_bufferutil.pyx":66
+  /* "wsfast_bufferutil.pyx":72
  *         memcpy(key, PyBytes_AS_STRING(key_obj), 4)
  *         return 0
  *     _acquire(key_obj, &view, PyBUF_SIMPLE, "mask")             # <<<<<<<<<<<<<<
  *     if view.len < 4:
  *         PyBuffer_Release(&view)
 */
-  __pyx_t_3 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_key_obj, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_mask); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 66, __pyx_L1_error)
+  __pyx_t_3 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_key_obj, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_mask); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 72, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":67
+  /* "wsfast_bufferutil.pyx":73
  *         return 0
  *     _acquire(key_obj, &view, PyBUF_SIMPLE, "mask")
  *     if view.len < 4:             # <<<<<<<<<<<<<<
@@ -2839,7 +2890,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "wsfast_bufferutil.pyx":68
+    /* "wsfast_bufferutil.pyx":74
  *     _acquire(key_obj, &view, PyBUF_SIMPLE, "mask")
  *     if view.len < 4:
  *         PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -2848,7 +2899,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
     PyBuffer_Release((&__pyx_v_view));
 
-    /* "wsfast_bufferutil.pyx":69
+    /* "wsfast_bufferutil.pyx":75
  *     if view.len < 4:
  *         PyBuffer_Release(&view)
  *         raise ValueError("mask must be 4 bytes long")             # <<<<<<<<<<<<<<
@@ -2861,14 +2912,14 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_mask_must_be_4_bytes_long};
       __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 69, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 75, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __Pyx_Raise(__pyx_t_4, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(0, 69, __pyx_L1_error)
+    __PYX_ERR(0, 75, __pyx_L1_error)
 
-    /* "wsfast_bufferutil.pyx":67
+    /* "wsfast_bufferutil.pyx":73
  *         return 0
  *     _acquire(key_obj, &view, PyBUF_SIMPLE, "mask")
  *     if view.len < 4:             # <<<<<<<<<<<<<<
@@ -2877,7 +2928,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
   }
 
-  /* "wsfast_bufferutil.pyx":70
+  /* "wsfast_bufferutil.pyx":76
  *         PyBuffer_Release(&view)
  *         raise ValueError("mask must be 4 bytes long")
  *     memcpy(key, view.buf, 4)             # <<<<<<<<<<<<<<
@@ -2886,7 +2937,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
   (void)(memcpy(__pyx_v_key, __pyx_v_view.buf, 4));
 
-  /* "wsfast_bufferutil.pyx":71
+  /* "wsfast_bufferutil.pyx":77
  *         raise ValueError("mask must be 4 bytes long")
  *     memcpy(key, view.buf, 4)
  *     PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -2895,7 +2946,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
   PyBuffer_Release((&__pyx_v_view));
 
-  /* "wsfast_bufferutil.pyx":72
+  /* "wsfast_bufferutil.pyx":78
  *     memcpy(key, view.buf, 4)
  *     PyBuffer_Release(&view)
  *     return 0             # <<<<<<<<<<<<<<
@@ -2908,7 +2959,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   }
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":61
+  /* "wsfast_bufferutil.pyx":67
  * 
  * 
  * cdef int _read_key(object key_obj, uint32_t *key) except -1:             # <<<<<<<<<<<<<<
@@ -2929,7 +2980,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":75
+/* "wsfast_bufferutil.pyx":81
  * 
  * 
  * def mask(source, mask, output, offset, length):             # <<<<<<<<<<<<<<
@@ -2981,50 +3032,50 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_source,&__pyx_mstate_global->__pyx_n_u_mask,&__pyx_mstate_global->__pyx_n_u_output,&__pyx_mstate_global->__pyx_n_u_offset,&__pyx_mstate_global->__pyx_n_u_length,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 75, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 81, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 75, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 81, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 75, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 81, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 75, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 81, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 75, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 81, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 75, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 81, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "mask", 0) < (0)) __PYX_ERR(0, 75, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "mask", 0) < (0)) __PYX_ERR(0, 81, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 5; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("mask", 1, 5, 5, i); __PYX_ERR(0, 75, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("mask", 1, 5, 5, i); __PYX_ERR(0, 81, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 5)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 75, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 81, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 75, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 81, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 75, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 81, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 75, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 81, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 75, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 81, __pyx_L3_error)
     }
     __pyx_v_source = values[0];
     __pyx_v_mask = values[1];
@@ -3034,7 +3085,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("mask", 1, 5, 5, __pyx_nargs); __PYX_ERR(0, 75, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("mask", 1, 5, 5, __pyx_nargs); __PYX_ERR(0, 81, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -3090,7 +3141,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("mask", 0);
 
-  /* "wsfast_bufferutil.pyx":84
+  /* "wsfast_bufferutil.pyx":90
  *     cdef Py_buffer oview
  *     cdef Py_buffer sview
  *     cdef bint ohold = False             # <<<<<<<<<<<<<<
@@ -3099,7 +3150,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
   __pyx_v_ohold = 0;
 
-  /* "wsfast_bufferutil.pyx":85
+  /* "wsfast_bufferutil.pyx":91
  *     cdef Py_buffer sview
  *     cdef bint ohold = False
  *     cdef bint shold = False             # <<<<<<<<<<<<<<
@@ -3108,17 +3159,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
   __pyx_v_shold = 0;
 
-  /* "wsfast_bufferutil.pyx":91
+  /* "wsfast_bufferutil.pyx":97
  *     cdef unsigned char *tmp
  * 
  *     _read_key(mask, &key)             # <<<<<<<<<<<<<<
  *     if not PyByteArray_CheckExact(output):
  *         _acquire(output, &oview, PyBUF_WRITABLE, "output")
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 91, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 97, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":92
+  /* "wsfast_bufferutil.pyx":98
  * 
  *     _read_key(mask, &key)
  *     if not PyByteArray_CheckExact(output):             # <<<<<<<<<<<<<<
@@ -3130,17 +3181,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
   if (__pyx_t_2) {
 
 
-    /* "wsfast_bufferutil.pyx":93
+    /* "wsfast_bufferutil.pyx":99
  *     _read_key(mask, &key)
  *     if not PyByteArray_CheckExact(output):
  *         _acquire(output, &oview, PyBUF_WRITABLE, "output")             # <<<<<<<<<<<<<<
  *         ohold = True
  *     try:
 */
-    __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_output, (&__pyx_v_oview), PyBUF_WRITABLE, __pyx_mstate_global->__pyx_n_u_output); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 93, __pyx_L1_error)
+    __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_output, (&__pyx_v_oview), PyBUF_WRITABLE, __pyx_mstate_global->__pyx_n_u_output); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 99, __pyx_L1_error)
 
 
-    /* "wsfast_bufferutil.pyx":94
+    /* "wsfast_bufferutil.pyx":100
  *     if not PyByteArray_CheckExact(output):
  *         _acquire(output, &oview, PyBUF_WRITABLE, "output")
  *         ohold = True             # <<<<<<<<<<<<<<
@@ -3149,7 +3200,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     __pyx_v_ohold = 1;
 
-    /* "wsfast_bufferutil.pyx":92
+    /* "wsfast_bufferutil.pyx":98
  * 
  *     _read_key(mask, &key)
  *     if not PyByteArray_CheckExact(output):             # <<<<<<<<<<<<<<
@@ -3158,7 +3209,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
   }
 
-  /* "wsfast_bufferutil.pyx":95
+  /* "wsfast_bufferutil.pyx":101
  *         _acquire(output, &oview, PyBUF_WRITABLE, "output")
  *         ohold = True
  *     try:             # <<<<<<<<<<<<<<
@@ -3167,27 +3218,27 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
   /*try:*/ {
 
-    /* "wsfast_bufferutil.pyx":96
+    /* "wsfast_bufferutil.pyx":102
  *         ohold = True
  *     try:
  *         off = PyNumber_AsSsize_t(offset, ValueError)             # <<<<<<<<<<<<<<
  *         n = PyNumber_AsSsize_t(length, ValueError)
  *         # Pointers are read only now: __index__ above may have run Python code.
 */
-    __pyx_t_3 = PyNumber_AsSsize_t(__pyx_v_offset, ((PyObject *)(((PyTypeObject*)PyExc_ValueError)))); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1L) && PyErr_Occurred())) __PYX_ERR(0, 96, __pyx_L5_error)
+    __pyx_t_3 = PyNumber_AsSsize_t(__pyx_v_offset, ((PyObject *)(((PyTypeObject*)PyExc_ValueError)))); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1L) && PyErr_Occurred())) __PYX_ERR(0, 102, __pyx_L5_error)
     __pyx_v_off = __pyx_t_3;
 
-    /* "wsfast_bufferutil.pyx":97
+    /* "wsfast_bufferutil.pyx":103
  *     try:
  *         off = PyNumber_AsSsize_t(offset, ValueError)
  *         n = PyNumber_AsSsize_t(length, ValueError)             # <<<<<<<<<<<<<<
  *         # Pointers are read only now: __index__ above may have run Python code.
  *         if ohold:
 */
-    __pyx_t_3 = PyNumber_AsSsize_t(__pyx_v_length, ((PyObject *)(((PyTypeObject*)PyExc_ValueError)))); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1L) && PyErr_Occurred())) __PYX_ERR(0, 97, __pyx_L5_error)
+    __pyx_t_3 = PyNumber_AsSsize_t(__pyx_v_length, ((PyObject *)(((PyTypeObject*)PyExc_ValueError)))); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1L) && PyErr_Occurred())) __PYX_ERR(0, 103, __pyx_L5_error)
     __pyx_v_n = __pyx_t_3;
 
-    /* "wsfast_bufferutil.pyx":99
+    /* "wsfast_bufferutil.pyx":105
  *         n = PyNumber_AsSsize_t(length, ValueError)
  *         # Pointers are read only now: __index__ above may have run Python code.
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3196,7 +3247,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     if (__pyx_v_ohold) {
 
-      /* "wsfast_bufferutil.pyx":100
+      /* "wsfast_bufferutil.pyx":106
  *         # Pointers are read only now: __index__ above may have run Python code.
  *         if ohold:
  *             optr = <unsigned char *>oview.buf             # <<<<<<<<<<<<<<
@@ -3205,7 +3256,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_optr = ((unsigned char *)__pyx_v_oview.buf);
 
-      /* "wsfast_bufferutil.pyx":101
+      /* "wsfast_bufferutil.pyx":107
  *         if ohold:
  *             optr = <unsigned char *>oview.buf
  *             olen = oview.len             # <<<<<<<<<<<<<<
@@ -3216,7 +3267,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 
       __pyx_v_olen = __pyx_t_3;
 
-      /* "wsfast_bufferutil.pyx":99
+      /* "wsfast_bufferutil.pyx":105
  *         n = PyNumber_AsSsize_t(length, ValueError)
  *         # Pointers are read only now: __index__ above may have run Python code.
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3226,7 +3277,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       goto __pyx_L7;
     }
 
-    /* "wsfast_bufferutil.pyx":103
+    /* "wsfast_bufferutil.pyx":109
  *             olen = oview.len
  *         else:
  *             optr = <unsigned char *>PyByteArray_AS_STRING(output)             # <<<<<<<<<<<<<<
@@ -3236,7 +3287,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     /*else*/ {
       __pyx_v_optr = ((unsigned char *)PyByteArray_AS_STRING(__pyx_v_output));
 
-      /* "wsfast_bufferutil.pyx":104
+      /* "wsfast_bufferutil.pyx":110
  *         else:
  *             optr = <unsigned char *>PyByteArray_AS_STRING(output)
  *             olen = PyByteArray_GET_SIZE(output)             # <<<<<<<<<<<<<<
@@ -3247,7 +3298,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     }
     __pyx_L7:;
 
-    /* "wsfast_bufferutil.pyx":105
+    /* "wsfast_bufferutil.pyx":111
  *             optr = <unsigned char *>PyByteArray_AS_STRING(output)
  *             olen = PyByteArray_GET_SIZE(output)
  *         if off < 0 or n < 0 or off > olen - n:             # <<<<<<<<<<<<<<
@@ -3283,7 +3334,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "wsfast_bufferutil.pyx":106
+      /* "wsfast_bufferutil.pyx":112
  *             olen = PyByteArray_GET_SIZE(output)
  *         if off < 0 or n < 0 or off > olen - n:
  *             raise ValueError("offset/length out of range of output")             # <<<<<<<<<<<<<<
@@ -3296,14 +3347,14 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
         PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_offset_length_out_of_range_of_ou};
         __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 106, __pyx_L5_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 112, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       __Pyx_Raise(__pyx_t_5, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __PYX_ERR(0, 106, __pyx_L5_error)
+      __PYX_ERR(0, 112, __pyx_L5_error)
 
-      /* "wsfast_bufferutil.pyx":105
+      /* "wsfast_bufferutil.pyx":111
  *             optr = <unsigned char *>PyByteArray_AS_STRING(output)
  *             olen = PyByteArray_GET_SIZE(output)
  *         if off < 0 or n < 0 or off > olen - n:             # <<<<<<<<<<<<<<
@@ -3312,7 +3363,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     }
 
-    /* "wsfast_bufferutil.pyx":107
+    /* "wsfast_bufferutil.pyx":113
  *         if off < 0 or n < 0 or off > olen - n:
  *             raise ValueError("offset/length out of range of output")
  *         if PyBytes_CheckExact(source):             # <<<<<<<<<<<<<<
@@ -3324,7 +3375,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (__pyx_t_2) {
 
 
-      /* "wsfast_bufferutil.pyx":108
+      /* "wsfast_bufferutil.pyx":114
  *             raise ValueError("offset/length out of range of output")
  *         if PyBytes_CheckExact(source):
  *             sptr = <const unsigned char *>PyBytes_AS_STRING(source)             # <<<<<<<<<<<<<<
@@ -3333,7 +3384,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_sptr = ((unsigned char const *)PyBytes_AS_STRING(__pyx_v_source));
 
-      /* "wsfast_bufferutil.pyx":109
+      /* "wsfast_bufferutil.pyx":115
  *         if PyBytes_CheckExact(source):
  *             sptr = <const unsigned char *>PyBytes_AS_STRING(source)
  *             slen = PyBytes_GET_SIZE(source)             # <<<<<<<<<<<<<<
@@ -3342,7 +3393,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_slen = PyBytes_GET_SIZE(__pyx_v_source);
 
-      /* "wsfast_bufferutil.pyx":107
+      /* "wsfast_bufferutil.pyx":113
  *         if off < 0 or n < 0 or off > olen - n:
  *             raise ValueError("offset/length out of range of output")
  *         if PyBytes_CheckExact(source):             # <<<<<<<<<<<<<<
@@ -3352,7 +3403,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       goto __pyx_L12;
     }
 
-    /* "wsfast_bufferutil.pyx":110
+    /* "wsfast_bufferutil.pyx":116
  *             sptr = <const unsigned char *>PyBytes_AS_STRING(source)
  *             slen = PyBytes_GET_SIZE(source)
  *         elif PyByteArray_CheckExact(source):             # <<<<<<<<<<<<<<
@@ -3364,7 +3415,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (__pyx_t_2) {
 
 
-      /* "wsfast_bufferutil.pyx":111
+      /* "wsfast_bufferutil.pyx":117
  *             slen = PyBytes_GET_SIZE(source)
  *         elif PyByteArray_CheckExact(source):
  *             sptr = <const unsigned char *>PyByteArray_AS_STRING(source)             # <<<<<<<<<<<<<<
@@ -3373,7 +3424,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_sptr = ((unsigned char const *)PyByteArray_AS_STRING(__pyx_v_source));
 
-      /* "wsfast_bufferutil.pyx":112
+      /* "wsfast_bufferutil.pyx":118
  *         elif PyByteArray_CheckExact(source):
  *             sptr = <const unsigned char *>PyByteArray_AS_STRING(source)
  *             slen = PyByteArray_GET_SIZE(source)             # <<<<<<<<<<<<<<
@@ -3382,7 +3433,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_slen = PyByteArray_GET_SIZE(__pyx_v_source);
 
-      /* "wsfast_bufferutil.pyx":110
+      /* "wsfast_bufferutil.pyx":116
  *             sptr = <const unsigned char *>PyBytes_AS_STRING(source)
  *             slen = PyBytes_GET_SIZE(source)
  *         elif PyByteArray_CheckExact(source):             # <<<<<<<<<<<<<<
@@ -3392,7 +3443,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       goto __pyx_L12;
     }
 
-    /* "wsfast_bufferutil.pyx":114
+    /* "wsfast_bufferutil.pyx":120
  *             slen = PyByteArray_GET_SIZE(source)
  *         else:
  *             _acquire(source, &sview, PyBUF_SIMPLE, "source")             # <<<<<<<<<<<<<<
@@ -3400,10 +3451,10 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
  *             sptr = <const unsigned char *>sview.buf
 */
     /*else*/ {
-      __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_source, (&__pyx_v_sview), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_source); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 114, __pyx_L5_error)
+      __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_source, (&__pyx_v_sview), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_source); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 120, __pyx_L5_error)
 
 
-      /* "wsfast_bufferutil.pyx":115
+      /* "wsfast_bufferutil.pyx":121
  *         else:
  *             _acquire(source, &sview, PyBUF_SIMPLE, "source")
  *             shold = True             # <<<<<<<<<<<<<<
@@ -3412,7 +3463,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_shold = 1;
 
-      /* "wsfast_bufferutil.pyx":116
+      /* "wsfast_bufferutil.pyx":122
  *             _acquire(source, &sview, PyBUF_SIMPLE, "source")
  *             shold = True
  *             sptr = <const unsigned char *>sview.buf             # <<<<<<<<<<<<<<
@@ -3421,7 +3472,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_sptr = ((unsigned char const *)__pyx_v_sview.buf);
 
-      /* "wsfast_bufferutil.pyx":117
+      /* "wsfast_bufferutil.pyx":123
  *             shold = True
  *             sptr = <const unsigned char *>sview.buf
  *             slen = sview.len             # <<<<<<<<<<<<<<
@@ -3434,7 +3485,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     }
     __pyx_L12:;
 
-    /* "wsfast_bufferutil.pyx":118
+    /* "wsfast_bufferutil.pyx":124
  *             sptr = <const unsigned char *>sview.buf
  *             slen = sview.len
  *         if n > slen:             # <<<<<<<<<<<<<<
@@ -3446,7 +3497,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "wsfast_bufferutil.pyx":119
+      /* "wsfast_bufferutil.pyx":125
  *             slen = sview.len
  *         if n > slen:
  *             raise ValueError("length exceeds source")             # <<<<<<<<<<<<<<
@@ -3459,14 +3510,14 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
         PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_length_exceeds_source};
         __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 119, __pyx_L5_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 125, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       __Pyx_Raise(__pyx_t_5, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __PYX_ERR(0, 119, __pyx_L5_error)
+      __PYX_ERR(0, 125, __pyx_L5_error)
 
-      /* "wsfast_bufferutil.pyx":118
+      /* "wsfast_bufferutil.pyx":124
  *             sptr = <const unsigned char *>sview.buf
  *             slen = sview.len
  *         if n > slen:             # <<<<<<<<<<<<<<
@@ -3475,7 +3526,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     }
 
-    /* "wsfast_bufferutil.pyx":120
+    /* "wsfast_bufferutil.pyx":126
  *         if n > slen:
  *             raise ValueError("length exceeds source")
  *         optr += off             # <<<<<<<<<<<<<<
@@ -3484,7 +3535,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     __pyx_v_optr = (__pyx_v_optr + __pyx_v_off);
 
-    /* "wsfast_bufferutil.pyx":121
+    /* "wsfast_bufferutil.pyx":127
  *             raise ValueError("length exceeds source")
  *         optr += off
  *         if optr > sptr and optr < sptr + n:             # <<<<<<<<<<<<<<
@@ -3510,7 +3561,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (__pyx_t_2) {
 
 
-      /* "wsfast_bufferutil.pyx":124
+      /* "wsfast_bufferutil.pyx":130
  *             # Output starts inside the source: a forward pass would read bytes it has already
  *             # overwritten. The fallback computes the whole result first; do the same.
  *             tmp = <unsigned char *>PyMem_Malloc(<size_t>n)             # <<<<<<<<<<<<<<
@@ -3519,7 +3570,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_tmp = ((unsigned char *)PyMem_Malloc(((size_t)__pyx_v_n)));
 
-      /* "wsfast_bufferutil.pyx":125
+      /* "wsfast_bufferutil.pyx":131
  *             # overwritten. The fallback computes the whole result first; do the same.
  *             tmp = <unsigned char *>PyMem_Malloc(<size_t>n)
  *             if tmp == NULL:             # <<<<<<<<<<<<<<
@@ -3531,16 +3582,16 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       if (unlikely(__pyx_t_2)) {
 
 
-        /* "wsfast_bufferutil.pyx":126
+        /* "wsfast_bufferutil.pyx":132
  *             tmp = <unsigned char *>PyMem_Malloc(<size_t>n)
  *             if tmp == NULL:
  *                 raise MemoryError()             # <<<<<<<<<<<<<<
  *             wsf_mask_run(sptr, tmp, <size_t>n, key)
  *             memcpy(optr, tmp, <size_t>n)
 */
-        PyErr_NoMemory(); __PYX_ERR(0, 126, __pyx_L5_error)
+        PyErr_NoMemory(); __PYX_ERR(0, 132, __pyx_L5_error)
 
-        /* "wsfast_bufferutil.pyx":125
+        /* "wsfast_bufferutil.pyx":131
  *             # overwritten. The fallback computes the whole result first; do the same.
  *             tmp = <unsigned char *>PyMem_Malloc(<size_t>n)
  *             if tmp == NULL:             # <<<<<<<<<<<<<<
@@ -3549,7 +3600,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       }
 
-      /* "wsfast_bufferutil.pyx":127
+      /* "wsfast_bufferutil.pyx":133
  *             if tmp == NULL:
  *                 raise MemoryError()
  *             wsf_mask_run(sptr, tmp, <size_t>n, key)             # <<<<<<<<<<<<<<
@@ -3558,7 +3609,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       wsf_mask_run(__pyx_v_sptr, __pyx_v_tmp, ((size_t)__pyx_v_n), __pyx_v_key);
 
-      /* "wsfast_bufferutil.pyx":128
+      /* "wsfast_bufferutil.pyx":134
  *                 raise MemoryError()
  *             wsf_mask_run(sptr, tmp, <size_t>n, key)
  *             memcpy(optr, tmp, <size_t>n)             # <<<<<<<<<<<<<<
@@ -3567,7 +3618,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       (void)(memcpy(__pyx_v_optr, __pyx_v_tmp, ((size_t)__pyx_v_n)));
 
-      /* "wsfast_bufferutil.pyx":129
+      /* "wsfast_bufferutil.pyx":135
  *             wsf_mask_run(sptr, tmp, <size_t>n, key)
  *             memcpy(optr, tmp, <size_t>n)
  *             PyMem_Free(tmp)             # <<<<<<<<<<<<<<
@@ -3576,7 +3627,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       PyMem_Free(__pyx_v_tmp);
 
-      /* "wsfast_bufferutil.pyx":121
+      /* "wsfast_bufferutil.pyx":127
  *             raise ValueError("length exceeds source")
  *         optr += off
  *         if optr > sptr and optr < sptr + n:             # <<<<<<<<<<<<<<
@@ -3586,7 +3637,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       goto __pyx_L14;
     }
 
-    /* "wsfast_bufferutil.pyx":131
+    /* "wsfast_bufferutil.pyx":137
  *             PyMem_Free(tmp)
  *         else:
  *             wsf_mask_run(sptr, optr, <size_t>n, key)             # <<<<<<<<<<<<<<
@@ -3599,7 +3650,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     __pyx_L14:;
   }
 
-  /* "wsfast_bufferutil.pyx":133
+  /* "wsfast_bufferutil.pyx":139
  *             wsf_mask_run(sptr, optr, <size_t>n, key)
  *     finally:
  *         if shold:             # <<<<<<<<<<<<<<
@@ -3610,7 +3661,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     /*normal exit:*/{
       if (__pyx_v_shold) {
 
-        /* "wsfast_bufferutil.pyx":134
+        /* "wsfast_bufferutil.pyx":140
  *     finally:
  *         if shold:
  *             PyBuffer_Release(&sview)             # <<<<<<<<<<<<<<
@@ -3619,7 +3670,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         PyBuffer_Release((&__pyx_v_sview));
 
-        /* "wsfast_bufferutil.pyx":133
+        /* "wsfast_bufferutil.pyx":139
  *             wsf_mask_run(sptr, optr, <size_t>n, key)
  *     finally:
  *         if shold:             # <<<<<<<<<<<<<<
@@ -3628,7 +3679,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       }
 
-      /* "wsfast_bufferutil.pyx":135
+      /* "wsfast_bufferutil.pyx":141
  *         if shold:
  *             PyBuffer_Release(&sview)
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3637,7 +3688,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       if (__pyx_v_ohold) {
 
-        /* "wsfast_bufferutil.pyx":136
+        /* "wsfast_bufferutil.pyx":142
  *             PyBuffer_Release(&sview)
  *         if ohold:
  *             PyBuffer_Release(&oview)             # <<<<<<<<<<<<<<
@@ -3646,7 +3697,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         PyBuffer_Release((&__pyx_v_oview));
 
-        /* "wsfast_bufferutil.pyx":135
+        /* "wsfast_bufferutil.pyx":141
  *         if shold:
  *             PyBuffer_Release(&sview)
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3674,7 +3725,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       __pyx_t_1 = __pyx_lineno; __pyx_t_8 = __pyx_clineno; __pyx_t_9 = __pyx_filename;
       {
 
-        /* "wsfast_bufferutil.pyx":133
+        /* "wsfast_bufferutil.pyx":139
  *             wsf_mask_run(sptr, optr, <size_t>n, key)
  *     finally:
  *         if shold:             # <<<<<<<<<<<<<<
@@ -3683,7 +3734,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         if (__pyx_v_shold) {
 
-          /* "wsfast_bufferutil.pyx":134
+          /* "wsfast_bufferutil.pyx":140
  *     finally:
  *         if shold:
  *             PyBuffer_Release(&sview)             # <<<<<<<<<<<<<<
@@ -3692,7 +3743,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
           PyBuffer_Release((&__pyx_v_sview));
 
-          /* "wsfast_bufferutil.pyx":133
+          /* "wsfast_bufferutil.pyx":139
  *             wsf_mask_run(sptr, optr, <size_t>n, key)
  *     finally:
  *         if shold:             # <<<<<<<<<<<<<<
@@ -3701,7 +3752,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         }
 
-        /* "wsfast_bufferutil.pyx":135
+        /* "wsfast_bufferutil.pyx":141
  *         if shold:
  *             PyBuffer_Release(&sview)
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3710,7 +3761,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         if (__pyx_v_ohold) {
 
-          /* "wsfast_bufferutil.pyx":136
+          /* "wsfast_bufferutil.pyx":142
  *             PyBuffer_Release(&sview)
  *         if ohold:
  *             PyBuffer_Release(&oview)             # <<<<<<<<<<<<<<
@@ -3719,7 +3770,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
           PyBuffer_Release((&__pyx_v_oview));
 
-          /* "wsfast_bufferutil.pyx":135
+          /* "wsfast_bufferutil.pyx":141
  *         if shold:
  *             PyBuffer_Release(&sview)
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3743,7 +3794,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     __pyx_L6:;
   }
 
-  /* "wsfast_bufferutil.pyx":75
+  /* "wsfast_bufferutil.pyx":81
  * 
  * 
  * def mask(source, mask, output, offset, length):             # <<<<<<<<<<<<<<
@@ -3777,7 +3828,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":139
+/* "wsfast_bufferutil.pyx":145
  * 
  * 
  * def unmask(buffer, mask):             # <<<<<<<<<<<<<<
@@ -3826,39 +3877,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_buffer,&__pyx_mstate_global->__pyx_n_u_mask,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 139, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 145, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 145, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 139, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 145, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unmask", 0) < (0)) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unmask", 0) < (0)) __PYX_ERR(0, 145, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unmask", 1, 2, 2, i); __PYX_ERR(0, 139, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unmask", 1, 2, 2, i); __PYX_ERR(0, 145, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 145, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 139, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 145, __pyx_L3_error)
     }
     __pyx_v_buffer = values[0];
     __pyx_v_mask = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("unmask", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 139, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("unmask", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 145, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -3891,17 +3942,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("unmask", 0);
 
-  /* "wsfast_bufferutil.pyx":143
+  /* "wsfast_bufferutil.pyx":149
  *     cdef uint32_t key
  *     cdef Py_buffer view
  *     _read_key(mask, &key)             # <<<<<<<<<<<<<<
  *     if PyByteArray_CheckExact(buffer):
  *         wsf_mask_run(<const unsigned char *>PyByteArray_AS_STRING(buffer),
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 143, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 149, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":144
+  /* "wsfast_bufferutil.pyx":150
  *     cdef Py_buffer view
  *     _read_key(mask, &key)
  *     if PyByteArray_CheckExact(buffer):             # <<<<<<<<<<<<<<
@@ -3913,7 +3964,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
   if (__pyx_t_2) {
 
 
-    /* "wsfast_bufferutil.pyx":145
+    /* "wsfast_bufferutil.pyx":151
  *     _read_key(mask, &key)
  *     if PyByteArray_CheckExact(buffer):
  *         wsf_mask_run(<const unsigned char *>PyByteArray_AS_STRING(buffer),             # <<<<<<<<<<<<<<
@@ -3922,7 +3973,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
 */
     wsf_mask_run(((unsigned char const *)PyByteArray_AS_STRING(__pyx_v_buffer)), ((unsigned char *)PyByteArray_AS_STRING(__pyx_v_buffer)), ((size_t)PyByteArray_GET_SIZE(__pyx_v_buffer)), __pyx_v_key);
 
-    /* "wsfast_bufferutil.pyx":148
+    /* "wsfast_bufferutil.pyx":154
  *                       <unsigned char *>PyByteArray_AS_STRING(buffer),
  *                       <size_t>PyByteArray_GET_SIZE(buffer), key)
  *         return             # <<<<<<<<<<<<<<
@@ -3939,7 +3990,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
     }
     goto __pyx_L0;
 
-    /* "wsfast_bufferutil.pyx":144
+    /* "wsfast_bufferutil.pyx":150
  *     cdef Py_buffer view
  *     _read_key(mask, &key)
  *     if PyByteArray_CheckExact(buffer):             # <<<<<<<<<<<<<<
@@ -3948,17 +3999,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
 */
   }
 
-  /* "wsfast_bufferutil.pyx":149
+  /* "wsfast_bufferutil.pyx":155
  *                       <size_t>PyByteArray_GET_SIZE(buffer), key)
  *         return
  *     _acquire(buffer, &view, PyBUF_WRITABLE, "buffer")             # <<<<<<<<<<<<<<
  *     wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>view.buf,
  *                   <size_t>view.len, key)
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_buffer, (&__pyx_v_view), PyBUF_WRITABLE, __pyx_mstate_global->__pyx_n_u_buffer); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 149, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_buffer, (&__pyx_v_view), PyBUF_WRITABLE, __pyx_mstate_global->__pyx_n_u_buffer); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 155, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":150
+  /* "wsfast_bufferutil.pyx":156
  *         return
  *     _acquire(buffer, &view, PyBUF_WRITABLE, "buffer")
  *     wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>view.buf,             # <<<<<<<<<<<<<<
@@ -3967,7 +4018,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
 */
   wsf_mask_run(((unsigned char const *)__pyx_v_view.buf), ((unsigned char *)__pyx_v_view.buf), ((size_t)__pyx_v_view.len), __pyx_v_key);
 
-  /* "wsfast_bufferutil.pyx":152
+  /* "wsfast_bufferutil.pyx":158
  *     wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>view.buf,
  *                   <size_t>view.len, key)
  *     PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -3976,7 +4027,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
 */
   PyBuffer_Release((&__pyx_v_view));
 
-  /* "wsfast_bufferutil.pyx":139
+  /* "wsfast_bufferutil.pyx":145
  * 
  * 
  * def unmask(buffer, mask):             # <<<<<<<<<<<<<<
@@ -3998,7 +4049,1145 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":155
+/* "wsfast_bufferutil.pyx":161
+ * 
+ * 
+ * def unmasked(data, mask):             # <<<<<<<<<<<<<<
+ *     """A new ``bytes`` holding ``data`` XOR ``mask``; ``data`` (any buffer) is left as it is.
+ * 
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_17wsfast_bufferutil_5unmasked(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_17wsfast_bufferutil_4unmasked, "unmasked(data, mask)\n\nA new ``bytes`` holding ``data`` XOR ``mask``; ``data`` (any buffer) is left as it is.\n\nOne pass from the source into an output that is not zero-filled first: the cost of a plain\ncopy, against a copy and then an in-place ``unmask``.");
+static PyMethodDef __pyx_mdef_17wsfast_bufferutil_5unmasked = {"unmasked", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_17wsfast_bufferutil_5unmasked, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_17wsfast_bufferutil_4unmasked};
+static PyObject *__pyx_pw_17wsfast_bufferutil_5unmasked(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  PyObject *__pyx_v_data = 0;
+  PyObject *__pyx_v_mask = 0;
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject* values[2] = {0,0};
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("unmasked (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  {
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_data,&__pyx_mstate_global->__pyx_n_u_mask,0};
+    const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 161, __pyx_L3_error)
+    if (__pyx_kwds_len > 0) {
+      switch (__pyx_nargs) {
+        case  2:
+        values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 161, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 161, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  0: break;
+        default: goto __pyx_L5_argtuple_error;
+      }
+      const Py_ssize_t kwd_pos_args = __pyx_nargs;
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unmasked", 0) < (0)) __PYX_ERR(0, 161, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unmasked", 1, 2, 2, i); __PYX_ERR(0, 161, __pyx_L3_error) }
+      }
+    } else if (unlikely(__pyx_nargs != 2)) {
+      goto __pyx_L5_argtuple_error;
+    } else {
+      values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 161, __pyx_L3_error)
+      values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 161, __pyx_L3_error)
+    }
+    __pyx_v_data = values[0];
+    __pyx_v_mask = values[1];
+  }
+  goto __pyx_L6_skip;
+  __pyx_L5_argtuple_error:;
+  __Pyx_RaiseArgtupleInvalid("unmasked", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 161, __pyx_L3_error)
+  __pyx_L6_skip:;
+  goto __pyx_L4_argument_unpacking_done;
+  __pyx_L3_error:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_AddTraceback("wsfast_bufferutil.unmasked", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __Pyx_RefNannyFinishContext();
+  return NULL;
+  __pyx_L4_argument_unpacking_done:;
+  __pyx_r = __pyx_pf_17wsfast_bufferutil_4unmasked(__pyx_self, __pyx_v_data, __pyx_v_mask);
+
+  /* function exit code */
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_data, PyObject *__pyx_v_mask) {
+  uint32_t __pyx_v_key;
+  Py_buffer __pyx_v_view;
+  PyObject *__pyx_v_out = 0;
+  Py_ssize_t __pyx_v_n;
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  int __pyx_t_1;
+  int __pyx_t_2;
+  int __pyx_t_3;
+  Py_ssize_t __pyx_t_4;
+  PyObject *__pyx_t_5 = NULL;
+  char *__pyx_t_6;
+  int __pyx_t_7;
+  char const *__pyx_t_8;
+  PyObject *__pyx_t_9 = NULL;
+  PyObject *__pyx_t_10 = NULL;
+  PyObject *__pyx_t_11 = NULL;
+  PyObject *__pyx_t_12 = NULL;
+  PyObject *__pyx_t_13 = NULL;
+  PyObject *__pyx_t_14 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("unmasked", 0);
+
+  /* "wsfast_bufferutil.pyx":171
+ *     cdef bytes out
+ *     cdef Py_ssize_t n
+ *     _read_key(mask, &key)             # <<<<<<<<<<<<<<
+ *     if PyBytes_CheckExact(data) or PyByteArray_CheckExact(data):
+ *         # No Python code runs between reading the pointer and the copy.
+*/
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 171, __pyx_L1_error)
+
+
+  /* "wsfast_bufferutil.pyx":172
+ *     cdef Py_ssize_t n
+ *     _read_key(mask, &key)
+ *     if PyBytes_CheckExact(data) or PyByteArray_CheckExact(data):             # <<<<<<<<<<<<<<
+ *         # No Python code runs between reading the pointer and the copy.
+ *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)
+*/
+  __pyx_t_3 = PyBytes_CheckExact(__pyx_v_data);
+
+  if (!__pyx_t_3) {
+
+  } else {
+
+    __pyx_t_2 = __pyx_t_3;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_3 = PyByteArray_CheckExact(__pyx_v_data);
+
+
+  __pyx_t_2 = __pyx_t_3;
+
+  __pyx_L4_bool_binop_done:;
+  if (__pyx_t_2) {
+
+
+    /* "wsfast_bufferutil.pyx":174
+ *     if PyBytes_CheckExact(data) or PyByteArray_CheckExact(data):
+ *         # No Python code runs between reading the pointer and the copy.
+ *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)             # <<<<<<<<<<<<<<
+ *         out = PyBytes_FromStringAndSize(NULL, n)
+ *         wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)
+*/
+    __pyx_t_2 = PyBytes_CheckExact(__pyx_v_data);
+
+    if (__pyx_t_2) {
+
+      __pyx_t_4 = PyBytes_GET_SIZE(__pyx_v_data);
+    } else {
+
+      __pyx_t_4 = PyByteArray_GET_SIZE(__pyx_v_data);
+    }
+
+    __pyx_v_n = __pyx_t_4;
+
+    /* "wsfast_bufferutil.pyx":175
+ *         # No Python code runs between reading the pointer and the copy.
+ *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)
+ *         out = PyBytes_FromStringAndSize(NULL, n)             # <<<<<<<<<<<<<<
+ *         wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)
+ *                                              else PyByteArray_AS_STRING(data)),
+*/
+    __pyx_t_5 = PyBytes_FromStringAndSize(NULL, __pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 175, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __pyx_v_out = ((PyObject*)__pyx_t_5);
+    __pyx_t_5 = 0;
+
+    /* "wsfast_bufferutil.pyx":176
+ *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)
+ *         out = PyBytes_FromStringAndSize(NULL, n)
+ *         wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)             # <<<<<<<<<<<<<<
+ *                                              else PyByteArray_AS_STRING(data)),
+ *                      <unsigned char *>PyBytes_AS_STRING(out), <size_t>n, key)
+*/
+    __pyx_t_2 = PyBytes_CheckExact(__pyx_v_data);
+
+    if (__pyx_t_2) {
+
+      __pyx_t_6 = PyBytes_AS_STRING(__pyx_v_data);
+    } else {
+
+      /* "wsfast_bufferutil.pyx":177
+ *         out = PyBytes_FromStringAndSize(NULL, n)
+ *         wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)
+ *                                              else PyByteArray_AS_STRING(data)),             # <<<<<<<<<<<<<<
+ *                      <unsigned char *>PyBytes_AS_STRING(out), <size_t>n, key)
+ *         return out
+*/
+
+      __pyx_t_6 = PyByteArray_AS_STRING(__pyx_v_data);
+    }
+
+
+    /* "wsfast_bufferutil.pyx":176
+ *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)
+ *         out = PyBytes_FromStringAndSize(NULL, n)
+ *         wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)             # <<<<<<<<<<<<<<
+ *                                              else PyByteArray_AS_STRING(data)),
+ *                      <unsigned char *>PyBytes_AS_STRING(out), <size_t>n, key)
+*/
+    wsf_mask_run(((unsigned char const *)__pyx_t_6), ((unsigned char *)PyBytes_AS_STRING(__pyx_v_out)), ((size_t)__pyx_v_n), __pyx_v_key);
+
+
+    /* "wsfast_bufferutil.pyx":179
+ *                                              else PyByteArray_AS_STRING(data)),
+ *                      <unsigned char *>PyBytes_AS_STRING(out), <size_t>n, key)
+ *         return out             # <<<<<<<<<<<<<<
+ *     _acquire(data, &view, PyBUF_SIMPLE, "data")
+ *     try:
+*/
+    {
+      PyObject *__pyx_temp;
+      {
+        __pyx_temp = __pyx_r;
+        __Pyx_INCREF(__pyx_v_out);
+        __pyx_r = __pyx_v_out;
+      }
+      __Pyx_XDECREF(__pyx_temp);
+    }
+    goto __pyx_L0;
+
+    /* "wsfast_bufferutil.pyx":172
+ *     cdef Py_ssize_t n
+ *     _read_key(mask, &key)
+ *     if PyBytes_CheckExact(data) or PyByteArray_CheckExact(data):             # <<<<<<<<<<<<<<
+ *         # No Python code runs between reading the pointer and the copy.
+ *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)
+*/
+  }
+
+  /* "wsfast_bufferutil.pyx":180
+ *                      <unsigned char *>PyBytes_AS_STRING(out), <size_t>n, key)
+ *         return out
+ *     _acquire(data, &view, PyBUF_SIMPLE, "data")             # <<<<<<<<<<<<<<
+ *     try:
+ *         out = PyBytes_FromStringAndSize(NULL, view.len)
+*/
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_data, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_data); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 180, __pyx_L1_error)
+
+
+  /* "wsfast_bufferutil.pyx":181
+ *         return out
+ *     _acquire(data, &view, PyBUF_SIMPLE, "data")
+ *     try:             # <<<<<<<<<<<<<<
+ *         out = PyBytes_FromStringAndSize(NULL, view.len)
+ *         wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>PyBytes_AS_STRING(out),
+*/
+  /*try:*/ {
+
+    /* "wsfast_bufferutil.pyx":182
+ *     _acquire(data, &view, PyBUF_SIMPLE, "data")
+ *     try:
+ *         out = PyBytes_FromStringAndSize(NULL, view.len)             # <<<<<<<<<<<<<<
+ *         wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>PyBytes_AS_STRING(out),
+ *                      <size_t>view.len, key)
+*/
+    __pyx_t_5 = PyBytes_FromStringAndSize(NULL, __pyx_v_view.len); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 182, __pyx_L7_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __pyx_v_out = ((PyObject*)__pyx_t_5);
+    __pyx_t_5 = 0;
+
+    /* "wsfast_bufferutil.pyx":183
+ *     try:
+ *         out = PyBytes_FromStringAndSize(NULL, view.len)
+ *         wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>PyBytes_AS_STRING(out),             # <<<<<<<<<<<<<<
+ *                      <size_t>view.len, key)
+ *     finally:
+*/
+    wsf_mask_run(((unsigned char const *)__pyx_v_view.buf), ((unsigned char *)PyBytes_AS_STRING(__pyx_v_out)), ((size_t)__pyx_v_view.len), __pyx_v_key);
+  }
+
+  /* "wsfast_bufferutil.pyx":186
+ *                      <size_t>view.len, key)
+ *     finally:
+ *         PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
+ *     return out
+ * 
+*/
+  /*finally:*/ {
+    /*normal exit:*/{
+      PyBuffer_Release((&__pyx_v_view));
+      goto __pyx_L8;
+    }
+    __pyx_L7_error:;
+    /*exception exit:*/{
+      __Pyx_PyThreadState_declare
+      __Pyx_PyThreadState_assign
+      __pyx_t_9 = 0; __pyx_t_10 = 0; __pyx_t_11 = 0; __pyx_t_12 = 0; __pyx_t_13 = 0; __pyx_t_14 = 0;
+      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+       __Pyx_ExceptionSwap(&__pyx_t_12, &__pyx_t_13, &__pyx_t_14);
+      if ( unlikely(__Pyx_GetException(&__pyx_t_9, &__pyx_t_10, &__pyx_t_11) < 0)) __Pyx_ErrFetch(&__pyx_t_9, &__pyx_t_10, &__pyx_t_11);
+      __Pyx_XGOTREF(__pyx_t_9);
+      __Pyx_XGOTREF(__pyx_t_10);
+      __Pyx_XGOTREF(__pyx_t_11);
+      __Pyx_XGOTREF(__pyx_t_12);
+      __Pyx_XGOTREF(__pyx_t_13);
+      __Pyx_XGOTREF(__pyx_t_14);
+      __pyx_t_1 = __pyx_lineno; __pyx_t_7 = __pyx_clineno; __pyx_t_8 = __pyx_filename;
+      {
+        PyBuffer_Release((&__pyx_v_view));
+      }
+      __Pyx_XGIVEREF(__pyx_t_12);
+      __Pyx_XGIVEREF(__pyx_t_13);
+      __Pyx_XGIVEREF(__pyx_t_14);
+      __Pyx_ExceptionReset(__pyx_t_12, __pyx_t_13, __pyx_t_14);
+      __Pyx_XGIVEREF(__pyx_t_9);
+      __Pyx_XGIVEREF(__pyx_t_10);
+      __Pyx_XGIVEREF(__pyx_t_11);
+      __Pyx_ErrRestore(__pyx_t_9, __pyx_t_10, __pyx_t_11);
+      __pyx_t_9 = 0; __pyx_t_10 = 0; __pyx_t_11 = 0; __pyx_t_12 = 0; __pyx_t_13 = 0; __pyx_t_14 = 0;
+      __pyx_lineno = __pyx_t_1; __pyx_clineno = __pyx_t_7; __pyx_filename = __pyx_t_8;
+      goto __pyx_L1_error;
+    }
+    __pyx_L8:;
+  }
+
+  /* "wsfast_bufferutil.pyx":187
+ *     finally:
+ *         PyBuffer_Release(&view)
+ *     return out             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  {
+    PyObject *__pyx_temp;
+    {
+      __pyx_temp = __pyx_r;
+      __Pyx_INCREF(__pyx_v_out);
+      __pyx_r = __pyx_v_out;
+    }
+    __Pyx_XDECREF(__pyx_temp);
+  }
+  goto __pyx_L0;
+
+  /* "wsfast_bufferutil.pyx":161
+ * 
+ * 
+ * def unmasked(data, mask):             # <<<<<<<<<<<<<<
+ *     """A new ``bytes`` holding ``data`` XOR ``mask``; ``data`` (any buffer) is left as it is.
+ * 
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_5);
+  __Pyx_AddTraceback("wsfast_bufferutil.unmasked", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __pyx_L0:;
+
+
+  __Pyx_XDECREF(__pyx_v_out);
+
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "wsfast_bufferutil.pyx":190
+ * 
+ * 
+ * def concat_unmasked(chunks, mask):             # <<<<<<<<<<<<<<
+ *     """A new ``bytes`` holding the concatenation of ``chunks`` XOR ``mask``, in one pass.
+ * 
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_17wsfast_bufferutil_7concat_unmasked(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_17wsfast_bufferutil_6concat_unmasked, "concat_unmasked(chunks, mask)\n\nA new ``bytes`` holding the concatenation of ``chunks`` XOR ``mask``, in one pass.\n\n``chunks`` is a sequence (or iterable) of buffers: the pieces of one masked payload, as\nreceived. The mask\047s phase carries on across pieces (byte ``i`` of the whole is XORed with\n``mask[i & 3]``), so the result is ``unmasked(b\"\".join(chunks), mask)`` without the join.");
+static PyMethodDef __pyx_mdef_17wsfast_bufferutil_7concat_unmasked = {"concat_unmasked", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_17wsfast_bufferutil_7concat_unmasked, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_17wsfast_bufferutil_6concat_unmasked};
+static PyObject *__pyx_pw_17wsfast_bufferutil_7concat_unmasked(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  PyObject *__pyx_v_chunks = 0;
+  PyObject *__pyx_v_mask = 0;
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject* values[2] = {0,0};
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("concat_unmasked (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  {
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_chunks,&__pyx_mstate_global->__pyx_n_u_mask,0};
+    const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 190, __pyx_L3_error)
+    if (__pyx_kwds_len > 0) {
+      switch (__pyx_nargs) {
+        case  2:
+        values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 190, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 190, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  0: break;
+        default: goto __pyx_L5_argtuple_error;
+      }
+      const Py_ssize_t kwd_pos_args = __pyx_nargs;
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "concat_unmasked", 0) < (0)) __PYX_ERR(0, 190, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("concat_unmasked", 1, 2, 2, i); __PYX_ERR(0, 190, __pyx_L3_error) }
+      }
+    } else if (unlikely(__pyx_nargs != 2)) {
+      goto __pyx_L5_argtuple_error;
+    } else {
+      values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 190, __pyx_L3_error)
+      values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 190, __pyx_L3_error)
+    }
+    __pyx_v_chunks = values[0];
+    __pyx_v_mask = values[1];
+  }
+  goto __pyx_L6_skip;
+  __pyx_L5_argtuple_error:;
+  __Pyx_RaiseArgtupleInvalid("concat_unmasked", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 190, __pyx_L3_error)
+  __pyx_L6_skip:;
+  goto __pyx_L4_argument_unpacking_done;
+  __pyx_L3_error:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_AddTraceback("wsfast_bufferutil.concat_unmasked", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __Pyx_RefNannyFinishContext();
+  return NULL;
+  __pyx_L4_argument_unpacking_done:;
+  __pyx_r = __pyx_pf_17wsfast_bufferutil_6concat_unmasked(__pyx_self, __pyx_v_chunks, __pyx_v_mask);
+
+  /* function exit code */
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_chunks, PyObject *__pyx_v_mask) {
+  uint32_t __pyx_v_key;
+  Py_ssize_t __pyx_v_count;
+  Py_ssize_t __pyx_v_i;
+  Py_ssize_t __pyx_v_held;
+  size_t __pyx_v_total;
+  PyObject **__pyx_v_items;
+  Py_buffer *__pyx_v_views;
+  unsigned char const **__pyx_v_ptrs;
+  size_t *__pyx_v_lens;
+  PyObject *__pyx_v_item = 0;
+  PyObject *__pyx_v_out = 0;
+  PyObject *__pyx_v_seq = NULL;
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  int __pyx_t_1;
+  PyObject *__pyx_t_2 = NULL;
+  int __pyx_t_3;
+  PyObject *__pyx_t_4 = NULL;
+  PyObject *__pyx_t_5 = NULL;
+  PyObject *__pyx_t_6;
+  size_t __pyx_t_7;
+  int __pyx_t_8;
+  Py_ssize_t __pyx_t_9;
+  Py_ssize_t __pyx_t_10;
+  Py_ssize_t __pyx_t_11;
+  int __pyx_t_12;
+  char const *__pyx_t_13;
+  PyObject *__pyx_t_14 = NULL;
+  PyObject *__pyx_t_15 = NULL;
+  PyObject *__pyx_t_16 = NULL;
+  PyObject *__pyx_t_17 = NULL;
+  PyObject *__pyx_t_18 = NULL;
+  PyObject *__pyx_t_19 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("concat_unmasked", 0);
+
+  /* "wsfast_bufferutil.pyx":198
+ *     """
+ *     cdef uint32_t key
+ *     cdef Py_ssize_t count, i, held = 0             # <<<<<<<<<<<<<<
+ *     cdef size_t total = 0
+ *     cdef PyObject **items
+*/
+  __pyx_v_held = 0;
+
+  /* "wsfast_bufferutil.pyx":199
+ *     cdef uint32_t key
+ *     cdef Py_ssize_t count, i, held = 0
+ *     cdef size_t total = 0             # <<<<<<<<<<<<<<
+ *     cdef PyObject **items
+ *     cdef Py_buffer *views = NULL
+*/
+  __pyx_v_total = 0;
+
+  /* "wsfast_bufferutil.pyx":201
+ *     cdef size_t total = 0
+ *     cdef PyObject **items
+ *     cdef Py_buffer *views = NULL             # <<<<<<<<<<<<<<
+ *     cdef const unsigned char **ptrs = NULL
+ *     cdef size_t *lens = NULL
+*/
+  __pyx_v_views = NULL;
+
+  /* "wsfast_bufferutil.pyx":202
+ *     cdef PyObject **items
+ *     cdef Py_buffer *views = NULL
+ *     cdef const unsigned char **ptrs = NULL             # <<<<<<<<<<<<<<
+ *     cdef size_t *lens = NULL
+ *     cdef object item
+*/
+  __pyx_v_ptrs = NULL;
+
+  /* "wsfast_bufferutil.pyx":203
+ *     cdef Py_buffer *views = NULL
+ *     cdef const unsigned char **ptrs = NULL
+ *     cdef size_t *lens = NULL             # <<<<<<<<<<<<<<
+ *     cdef object item
+ *     cdef bytes out
+*/
+  __pyx_v_lens = NULL;
+
+  /* "wsfast_bufferutil.pyx":206
+ *     cdef object item
+ *     cdef bytes out
+ *     _read_key(mask, &key)             # <<<<<<<<<<<<<<
+ *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")
+ *     count = PySequence_Fast_GET_SIZE(seq)
+*/
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 206, __pyx_L1_error)
+
+
+  /* "wsfast_bufferutil.pyx":207
+ *     cdef bytes out
+ *     _read_key(mask, &key)
+ *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")             # <<<<<<<<<<<<<<
+ *     count = PySequence_Fast_GET_SIZE(seq)
+ *     if count == 1:
+*/
+  __pyx_t_2 = PySequence_Fast(__pyx_v_chunks, ((char *)"chunks must be an iterable of buffers")); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 207, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __pyx_v_seq = __pyx_t_2;
+  __pyx_t_2 = 0;
+
+  /* "wsfast_bufferutil.pyx":208
+ *     _read_key(mask, &key)
+ *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")
+ *     count = PySequence_Fast_GET_SIZE(seq)             # <<<<<<<<<<<<<<
+ *     if count == 1:
+ *         return unmasked(<object>PySequence_Fast_ITEMS(seq)[0], mask)
+*/
+  __pyx_v_count = PySequence_Fast_GET_SIZE(__pyx_v_seq);
+
+  /* "wsfast_bufferutil.pyx":209
+ *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")
+ *     count = PySequence_Fast_GET_SIZE(seq)
+ *     if count == 1:             # <<<<<<<<<<<<<<
+ *         return unmasked(<object>PySequence_Fast_ITEMS(seq)[0], mask)
+ *     views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))
+*/
+  __pyx_t_3 = (__pyx_v_count == 1);
+
+  if (__pyx_t_3) {
+
+
+    /* "wsfast_bufferutil.pyx":210
+ *     count = PySequence_Fast_GET_SIZE(seq)
+ *     if count == 1:
+ *         return unmasked(<object>PySequence_Fast_ITEMS(seq)[0], mask)             # <<<<<<<<<<<<<<
+ *     views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))
+ *     ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))
+*/
+    __pyx_t_4 = NULL;
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_unmasked); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 210, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __pyx_t_6 = (PySequence_Fast_ITEMS(__pyx_v_seq)[0]);
+
+    __pyx_t_7 = 1;
+    #if CYTHON_UNPACK_METHODS
+    if (unlikely(PyMethod_Check(__pyx_t_5))) {
+      __pyx_t_4 = PyMethod_GET_SELF(__pyx_t_5);
+      assert(__pyx_t_4);
+      PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_5);
+      __Pyx_INCREF(__pyx_t_4);
+      __Pyx_INCREF(__pyx__function);
+      __Pyx_DECREF_SET(__pyx_t_5, __pyx__function);
+      __pyx_t_7 = 0;
+    }
+    #endif
+    {
+      PyObject *__pyx_callargs[3] = {__pyx_t_4, ((PyObject *)__pyx_t_6), __pyx_v_mask};
+      __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_5, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 210, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+    }
+    {
+      PyObject *__pyx_temp;
+      {
+        __pyx_temp = __pyx_r;
+        __pyx_r = __pyx_t_2;
+      }
+      __Pyx_XDECREF(__pyx_temp);
+    }
+    __pyx_t_2 = 0;
+    goto __pyx_L0;
+
+    /* "wsfast_bufferutil.pyx":209
+ *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")
+ *     count = PySequence_Fast_GET_SIZE(seq)
+ *     if count == 1:             # <<<<<<<<<<<<<<
+ *         return unmasked(<object>PySequence_Fast_ITEMS(seq)[0], mask)
+ *     views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))
+*/
+  }
+
+  /* "wsfast_bufferutil.pyx":211
+ *     if count == 1:
+ *         return unmasked(<object>PySequence_Fast_ITEMS(seq)[0], mask)
+ *     views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))             # <<<<<<<<<<<<<<
+ *     ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))
+ *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))
+*/
+  __pyx_v_views = ((Py_buffer *)PyMem_Malloc((((size_t)(__pyx_v_count + 1)) * (sizeof(Py_buffer)))));
+
+  /* "wsfast_bufferutil.pyx":212
+ *         return unmasked(<object>PySequence_Fast_ITEMS(seq)[0], mask)
+ *     views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))
+ *     ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))             # <<<<<<<<<<<<<<
+ *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))
+ *     try:
+*/
+  __pyx_v_ptrs = ((unsigned char const **)PyMem_Malloc((((size_t)(__pyx_v_count + 1)) * (sizeof(void *)))));
+
+  /* "wsfast_bufferutil.pyx":213
+ *     views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))
+ *     ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))
+ *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))             # <<<<<<<<<<<<<<
+ *     try:
+ *         if views == NULL or ptrs == NULL or lens == NULL:
+*/
+  __pyx_v_lens = ((size_t *)PyMem_Malloc((((size_t)(__pyx_v_count + 1)) * (sizeof(size_t)))));
+
+  /* "wsfast_bufferutil.pyx":214
+ *     ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))
+ *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))
+ *     try:             # <<<<<<<<<<<<<<
+ *         if views == NULL or ptrs == NULL or lens == NULL:
+ *             raise MemoryError()
+*/
+  /*try:*/ {
+
+    /* "wsfast_bufferutil.pyx":215
+ *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))
+ *     try:
+ *         if views == NULL or ptrs == NULL or lens == NULL:             # <<<<<<<<<<<<<<
+ *             raise MemoryError()
+ *         items = PySequence_Fast_ITEMS(seq)
+*/
+    __pyx_t_8 = (__pyx_v_views == NULL);
+
+    if (!__pyx_t_8) {
+
+    } else {
+
+      __pyx_t_3 = __pyx_t_8;
+
+      goto __pyx_L8_bool_binop_done;
+    }
+    __pyx_t_8 = (__pyx_v_ptrs == NULL);
+
+    if (!__pyx_t_8) {
+
+    } else {
+
+      __pyx_t_3 = __pyx_t_8;
+
+      goto __pyx_L8_bool_binop_done;
+    }
+    __pyx_t_8 = (__pyx_v_lens == NULL);
+
+
+    __pyx_t_3 = __pyx_t_8;
+
+    __pyx_L8_bool_binop_done:;
+    if (unlikely(__pyx_t_3)) {
+
+
+      /* "wsfast_bufferutil.pyx":216
+ *     try:
+ *         if views == NULL or ptrs == NULL or lens == NULL:
+ *             raise MemoryError()             # <<<<<<<<<<<<<<
+ *         items = PySequence_Fast_ITEMS(seq)
+ *         for i in range(count):
+*/
+      PyErr_NoMemory(); __PYX_ERR(0, 216, __pyx_L5_error)
+
+      /* "wsfast_bufferutil.pyx":215
+ *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))
+ *     try:
+ *         if views == NULL or ptrs == NULL or lens == NULL:             # <<<<<<<<<<<<<<
+ *             raise MemoryError()
+ *         items = PySequence_Fast_ITEMS(seq)
+*/
+    }
+
+    /* "wsfast_bufferutil.pyx":217
+ *         if views == NULL or ptrs == NULL or lens == NULL:
+ *             raise MemoryError()
+ *         items = PySequence_Fast_ITEMS(seq)             # <<<<<<<<<<<<<<
+ *         for i in range(count):
+ *             item = <object>items[i]
+*/
+    __pyx_v_items = PySequence_Fast_ITEMS(__pyx_v_seq);
+
+    /* "wsfast_bufferutil.pyx":218
+ *             raise MemoryError()
+ *         items = PySequence_Fast_ITEMS(seq)
+ *         for i in range(count):             # <<<<<<<<<<<<<<
+ *             item = <object>items[i]
+ *             if PyBytes_CheckExact(item):
+*/
+
+    __pyx_t_9 = __pyx_v_count;
+    __pyx_t_10 = __pyx_t_9;
+
+    for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
+      __pyx_v_i = __pyx_t_11;
+
+      /* "wsfast_bufferutil.pyx":219
+ *         items = PySequence_Fast_ITEMS(seq)
+ *         for i in range(count):
+ *             item = <object>items[i]             # <<<<<<<<<<<<<<
+ *             if PyBytes_CheckExact(item):
+ *                 # Immutable, and kept alive by seq: no view needed.
+*/
+      __pyx_t_2 = ((PyObject *)(__pyx_v_items[__pyx_v_i]));
+      __Pyx_INCREF(__pyx_t_2);
+      __Pyx_XDECREF_SET(__pyx_v_item, __pyx_t_2);
+      __pyx_t_2 = 0;
+
+      /* "wsfast_bufferutil.pyx":220
+ *         for i in range(count):
+ *             item = <object>items[i]
+ *             if PyBytes_CheckExact(item):             # <<<<<<<<<<<<<<
+ *                 # Immutable, and kept alive by seq: no view needed.
+ *                 ptrs[i] = <const unsigned char *>PyBytes_AS_STRING(item)
+*/
+      __pyx_t_3 = PyBytes_CheckExact(__pyx_v_item);
+
+      if (__pyx_t_3) {
+
+
+        /* "wsfast_bufferutil.pyx":222
+ *             if PyBytes_CheckExact(item):
+ *                 # Immutable, and kept alive by seq: no view needed.
+ *                 ptrs[i] = <const unsigned char *>PyBytes_AS_STRING(item)             # <<<<<<<<<<<<<<
+ *                 lens[i] = <size_t>PyBytes_GET_SIZE(item)
+ *             else:
+*/
+        (__pyx_v_ptrs[__pyx_v_i]) = ((unsigned char const *)PyBytes_AS_STRING(__pyx_v_item));
+
+        /* "wsfast_bufferutil.pyx":223
+ *                 # Immutable, and kept alive by seq: no view needed.
+ *                 ptrs[i] = <const unsigned char *>PyBytes_AS_STRING(item)
+ *                 lens[i] = <size_t>PyBytes_GET_SIZE(item)             # <<<<<<<<<<<<<<
+ *             else:
+ *                 # Every other buffer (bytearray included) is held until the copy is done, so
+*/
+        (__pyx_v_lens[__pyx_v_i]) = ((size_t)PyBytes_GET_SIZE(__pyx_v_item));
+
+        /* "wsfast_bufferutil.pyx":220
+ *         for i in range(count):
+ *             item = <object>items[i]
+ *             if PyBytes_CheckExact(item):             # <<<<<<<<<<<<<<
+ *                 # Immutable, and kept alive by seq: no view needed.
+ *                 ptrs[i] = <const unsigned char *>PyBytes_AS_STRING(item)
+*/
+        goto __pyx_L13;
+      }
+
+      /* "wsfast_bufferutil.pyx":227
+ *                 # Every other buffer (bytearray included) is held until the copy is done, so
+ *                 # that it can neither move nor be resized meanwhile.
+ *                 _acquire(item, &views[held], PyBUF_SIMPLE, "chunk")             # <<<<<<<<<<<<<<
+ *                 ptrs[i] = <const unsigned char *>views[held].buf
+ *                 lens[i] = <size_t>views[held].len
+*/
+      /*else*/ {
+        __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_item, (&(__pyx_v_views[__pyx_v_held])), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_chunk); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 227, __pyx_L5_error)
+
+
+        /* "wsfast_bufferutil.pyx":228
+ *                 # that it can neither move nor be resized meanwhile.
+ *                 _acquire(item, &views[held], PyBUF_SIMPLE, "chunk")
+ *                 ptrs[i] = <const unsigned char *>views[held].buf             # <<<<<<<<<<<<<<
+ *                 lens[i] = <size_t>views[held].len
+ *                 held += 1
+*/
+        (__pyx_v_ptrs[__pyx_v_i]) = ((unsigned char const *)(__pyx_v_views[__pyx_v_held]).buf);
+
+        /* "wsfast_bufferutil.pyx":229
+ *                 _acquire(item, &views[held], PyBUF_SIMPLE, "chunk")
+ *                 ptrs[i] = <const unsigned char *>views[held].buf
+ *                 lens[i] = <size_t>views[held].len             # <<<<<<<<<<<<<<
+ *                 held += 1
+ *             total += lens[i]
+*/
+        (__pyx_v_lens[__pyx_v_i]) = ((size_t)(__pyx_v_views[__pyx_v_held]).len);
+
+        /* "wsfast_bufferutil.pyx":230
+ *                 ptrs[i] = <const unsigned char *>views[held].buf
+ *                 lens[i] = <size_t>views[held].len
+ *                 held += 1             # <<<<<<<<<<<<<<
+ *             total += lens[i]
+ *         if total > <size_t>PY_SSIZE_T_MAX:
+*/
+        __pyx_v_held = (__pyx_v_held + 1);
+      }
+      __pyx_L13:;
+
+      /* "wsfast_bufferutil.pyx":231
+ *                 lens[i] = <size_t>views[held].len
+ *                 held += 1
+ *             total += lens[i]             # <<<<<<<<<<<<<<
+ *         if total > <size_t>PY_SSIZE_T_MAX:
+ *             raise OverflowError("chunks too large")
+*/
+      __pyx_v_total = (__pyx_v_total + (__pyx_v_lens[__pyx_v_i]));
+    }
+
+
+    /* "wsfast_bufferutil.pyx":232
+ *                 held += 1
+ *             total += lens[i]
+ *         if total > <size_t>PY_SSIZE_T_MAX:             # <<<<<<<<<<<<<<
+ *             raise OverflowError("chunks too large")
+ *         out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>total)
+*/
+    __pyx_t_3 = (__pyx_v_total > ((size_t)PY_SSIZE_T_MAX));
+
+    if (unlikely(__pyx_t_3)) {
+
+
+      /* "wsfast_bufferutil.pyx":233
+ *             total += lens[i]
+ *         if total > <size_t>PY_SSIZE_T_MAX:
+ *             raise OverflowError("chunks too large")             # <<<<<<<<<<<<<<
+ *         out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>total)
+ *         wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)
+*/
+      __pyx_t_5 = NULL;
+      __pyx_t_7 = 1;
+      {
+        PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_chunks_too_large};
+        __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_OverflowError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+        __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 233, __pyx_L5_error)
+        __Pyx_GOTREF(__pyx_t_2);
+      }
+      __Pyx_Raise(__pyx_t_2, 0, 0, 0);
+      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+      __PYX_ERR(0, 233, __pyx_L5_error)
+
+      /* "wsfast_bufferutil.pyx":232
+ *                 held += 1
+ *             total += lens[i]
+ *         if total > <size_t>PY_SSIZE_T_MAX:             # <<<<<<<<<<<<<<
+ *             raise OverflowError("chunks too large")
+ *         out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>total)
+*/
+    }
+
+    /* "wsfast_bufferutil.pyx":234
+ *         if total > <size_t>PY_SSIZE_T_MAX:
+ *             raise OverflowError("chunks too large")
+ *         out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>total)             # <<<<<<<<<<<<<<
+ *         wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)
+ *     finally:
+*/
+    __pyx_t_2 = PyBytes_FromStringAndSize(NULL, ((Py_ssize_t)__pyx_v_total)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 234, __pyx_L5_error)
+    __Pyx_GOTREF(__pyx_t_2);
+    __pyx_v_out = ((PyObject*)__pyx_t_2);
+    __pyx_t_2 = 0;
+
+    /* "wsfast_bufferutil.pyx":235
+ *             raise OverflowError("chunks too large")
+ *         out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>total)
+ *         wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)             # <<<<<<<<<<<<<<
+ *     finally:
+ *         for i in range(held):
+*/
+    wsf_mask_pieces(__pyx_v_ptrs, __pyx_v_lens, ((size_t)__pyx_v_count), ((unsigned char *)PyBytes_AS_STRING(__pyx_v_out)), __pyx_v_key);
+  }
+
+  /* "wsfast_bufferutil.pyx":237
+ *         wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)
+ *     finally:
+ *         for i in range(held):             # <<<<<<<<<<<<<<
+ *             PyBuffer_Release(&views[i])
+ *         PyMem_Free(views)
+*/
+  /*finally:*/ {
+    /*normal exit:*/{
+
+      __pyx_t_9 = __pyx_v_held;
+      __pyx_t_10 = __pyx_t_9;
+
+      for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
+        __pyx_v_i = __pyx_t_11;
+
+        /* "wsfast_bufferutil.pyx":238
+ *     finally:
+ *         for i in range(held):
+ *             PyBuffer_Release(&views[i])             # <<<<<<<<<<<<<<
+ *         PyMem_Free(views)
+ *         PyMem_Free(ptrs)
+*/
+        PyBuffer_Release((&(__pyx_v_views[__pyx_v_i])));
+      }
+
+
+      /* "wsfast_bufferutil.pyx":239
+ *         for i in range(held):
+ *             PyBuffer_Release(&views[i])
+ *         PyMem_Free(views)             # <<<<<<<<<<<<<<
+ *         PyMem_Free(ptrs)
+ *         PyMem_Free(lens)
+*/
+      PyMem_Free(__pyx_v_views);
+
+      /* "wsfast_bufferutil.pyx":240
+ *             PyBuffer_Release(&views[i])
+ *         PyMem_Free(views)
+ *         PyMem_Free(ptrs)             # <<<<<<<<<<<<<<
+ *         PyMem_Free(lens)
+ *     return out
+*/
+      PyMem_Free(__pyx_v_ptrs);
+
+      /* "wsfast_bufferutil.pyx":241
+ *         PyMem_Free(views)
+ *         PyMem_Free(ptrs)
+ *         PyMem_Free(lens)             # <<<<<<<<<<<<<<
+ *     return out
+ * 
+*/
+      PyMem_Free(__pyx_v_lens);
+      goto __pyx_L6;
+    }
+    __pyx_L5_error:;
+    /*exception exit:*/{
+      __Pyx_PyThreadState_declare
+      __Pyx_PyThreadState_assign
+      __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_17 = 0; __pyx_t_18 = 0; __pyx_t_19 = 0;
+      __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+       __Pyx_ExceptionSwap(&__pyx_t_17, &__pyx_t_18, &__pyx_t_19);
+      if ( unlikely(__Pyx_GetException(&__pyx_t_14, &__pyx_t_15, &__pyx_t_16) < 0)) __Pyx_ErrFetch(&__pyx_t_14, &__pyx_t_15, &__pyx_t_16);
+      __Pyx_XGOTREF(__pyx_t_14);
+      __Pyx_XGOTREF(__pyx_t_15);
+      __Pyx_XGOTREF(__pyx_t_16);
+      __Pyx_XGOTREF(__pyx_t_17);
+      __Pyx_XGOTREF(__pyx_t_18);
+      __Pyx_XGOTREF(__pyx_t_19);
+      __pyx_t_1 = __pyx_lineno; __pyx_t_12 = __pyx_clineno; __pyx_t_13 = __pyx_filename;
+      {
+
+        /* "wsfast_bufferutil.pyx":237
+ *         wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)
+ *     finally:
+ *         for i in range(held):             # <<<<<<<<<<<<<<
+ *             PyBuffer_Release(&views[i])
+ *         PyMem_Free(views)
+*/
+
+        __pyx_t_9 = __pyx_v_held;
+        __pyx_t_10 = __pyx_t_9;
+
+        for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
+          __pyx_v_i = __pyx_t_11;
+
+          /* "wsfast_bufferutil.pyx":238
+ *     finally:
+ *         for i in range(held):
+ *             PyBuffer_Release(&views[i])             # <<<<<<<<<<<<<<
+ *         PyMem_Free(views)
+ *         PyMem_Free(ptrs)
+*/
+          PyBuffer_Release((&(__pyx_v_views[__pyx_v_i])));
+        }
+
+
+        /* "wsfast_bufferutil.pyx":239
+ *         for i in range(held):
+ *             PyBuffer_Release(&views[i])
+ *         PyMem_Free(views)             # <<<<<<<<<<<<<<
+ *         PyMem_Free(ptrs)
+ *         PyMem_Free(lens)
+*/
+        PyMem_Free(__pyx_v_views);
+
+        /* "wsfast_bufferutil.pyx":240
+ *             PyBuffer_Release(&views[i])
+ *         PyMem_Free(views)
+ *         PyMem_Free(ptrs)             # <<<<<<<<<<<<<<
+ *         PyMem_Free(lens)
+ *     return out
+*/
+        PyMem_Free(__pyx_v_ptrs);
+
+        /* "wsfast_bufferutil.pyx":241
+ *         PyMem_Free(views)
+ *         PyMem_Free(ptrs)
+ *         PyMem_Free(lens)             # <<<<<<<<<<<<<<
+ *     return out
+ * 
+*/
+        PyMem_Free(__pyx_v_lens);
+      }
+      __Pyx_XGIVEREF(__pyx_t_17);
+      __Pyx_XGIVEREF(__pyx_t_18);
+      __Pyx_XGIVEREF(__pyx_t_19);
+      __Pyx_ExceptionReset(__pyx_t_17, __pyx_t_18, __pyx_t_19);
+      __Pyx_XGIVEREF(__pyx_t_14);
+      __Pyx_XGIVEREF(__pyx_t_15);
+      __Pyx_XGIVEREF(__pyx_t_16);
+      __Pyx_ErrRestore(__pyx_t_14, __pyx_t_15, __pyx_t_16);
+      __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_17 = 0; __pyx_t_18 = 0; __pyx_t_19 = 0;
+      __pyx_lineno = __pyx_t_1; __pyx_clineno = __pyx_t_12; __pyx_filename = __pyx_t_13;
+      goto __pyx_L1_error;
+    }
+    __pyx_L6:;
+  }
+
+  /* "wsfast_bufferutil.pyx":242
+ *         PyMem_Free(ptrs)
+ *         PyMem_Free(lens)
+ *     return out             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  {
+    PyObject *__pyx_temp;
+    {
+      __pyx_temp = __pyx_r;
+      __Pyx_INCREF(__pyx_v_out);
+      __pyx_r = __pyx_v_out;
+    }
+    __Pyx_XDECREF(__pyx_temp);
+  }
+  goto __pyx_L0;
+
+  /* "wsfast_bufferutil.pyx":190
+ * 
+ * 
+ * def concat_unmasked(chunks, mask):             # <<<<<<<<<<<<<<
+ *     """A new ``bytes`` holding the concatenation of ``chunks`` XOR ``mask``, in one pass.
+ * 
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_XDECREF(__pyx_t_4);
+  __Pyx_XDECREF(__pyx_t_5);
+  __Pyx_AddTraceback("wsfast_bufferutil.concat_unmasked", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __pyx_L0:;
+
+
+
+
+
+
+
+
+
+  __Pyx_XDECREF(__pyx_v_item);
+  __Pyx_XDECREF(__pyx_v_out);
+  __Pyx_XDECREF(__pyx_v_seq);
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "wsfast_bufferutil.pyx":245
  * 
  * 
  * def _kernel():             # <<<<<<<<<<<<<<
@@ -4007,23 +5196,23 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_17wsfast_bufferutil_5_kernel(PyObject *__pyx_self, CYTHON_UNUSED PyObject *unused); /*proto*/
-PyDoc_STRVAR(__pyx_doc_17wsfast_bufferutil_4_kernel, "_kernel()\n\nName of the masking kernel in use (``avx2``, ``sse2``, ``neon``, ``words``, or a pinned\n``avx512``); with AVX-512 present, copies of 256 KiB and more use it regardless.");
-static PyMethodDef __pyx_mdef_17wsfast_bufferutil_5_kernel = {"_kernel", (PyCFunction)__pyx_pw_17wsfast_bufferutil_5_kernel, METH_NOARGS, __pyx_doc_17wsfast_bufferutil_4_kernel};
-static PyObject *__pyx_pw_17wsfast_bufferutil_5_kernel(PyObject *__pyx_self, CYTHON_UNUSED PyObject *unused) {
+static PyObject *__pyx_pw_17wsfast_bufferutil_9_kernel(PyObject *__pyx_self, CYTHON_UNUSED PyObject *unused); /*proto*/
+PyDoc_STRVAR(__pyx_doc_17wsfast_bufferutil_8_kernel, "_kernel()\n\nName of the masking kernel in use (``avx2``, ``sse2``, ``neon``, ``words``, or a pinned\n``avx512``); with AVX-512 present, copies of 256 KiB and more use it regardless.");
+static PyMethodDef __pyx_mdef_17wsfast_bufferutil_9_kernel = {"_kernel", (PyCFunction)__pyx_pw_17wsfast_bufferutil_9_kernel, METH_NOARGS, __pyx_doc_17wsfast_bufferutil_8_kernel};
+static PyObject *__pyx_pw_17wsfast_bufferutil_9_kernel(PyObject *__pyx_self, CYTHON_UNUSED PyObject *unused) {
   CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
   PyObject *__pyx_r = 0;
   __Pyx_RefNannyDeclarations
   __Pyx_RefNannySetupContext("_kernel (wrapper)", 0);
   __pyx_kwvalues = __Pyx_KwValues_VARARGS(__pyx_args, __pyx_nargs);
-  __pyx_r = __pyx_pf_17wsfast_bufferutil_4_kernel(__pyx_self);
+  __pyx_r = __pyx_pf_17wsfast_bufferutil_8_kernel(__pyx_self);
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_17wsfast_bufferutil_4_kernel(CYTHON_UNUSED PyObject *__pyx_self) {
+static PyObject *__pyx_pf_17wsfast_bufferutil_8_kernel(CYTHON_UNUSED PyObject *__pyx_self) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   Py_ssize_t __pyx_t_1;
@@ -4033,15 +5222,15 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4_kernel(CYTHON_UNUSED PyObject *_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_kernel", 0);
 
-  /* "wsfast_bufferutil.pyx":158
+  /* "wsfast_bufferutil.pyx":248
  *     """Name of the masking kernel in use (``avx2``, ``sse2``, ``neon``, ``words``, or a pinned
  *     ``avx512``); with AVX-512 present, copies of 256 KiB and more use it regardless."""
  *     return wsf_mask_impl_name.decode()             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = __Pyx_ssize_strlen(wsf_mask_impl_name); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 158, __pyx_L1_error)
-  __pyx_t_2 = __Pyx_decode_c_string(wsf_mask_impl_name, 0, __pyx_t_1, NULL, NULL, NULL); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 158, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_ssize_strlen(wsf_mask_impl_name); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 248, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_decode_c_string(wsf_mask_impl_name, 0, __pyx_t_1, NULL, NULL, NULL); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 248, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
   {
@@ -4055,7 +5244,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4_kernel(CYTHON_UNUSED PyObject *_
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":155
+  /* "wsfast_bufferutil.pyx":245
  * 
  * 
  * def _kernel():             # <<<<<<<<<<<<<<
@@ -4074,7 +5263,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4_kernel(CYTHON_UNUSED PyObject *_
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":161
+/* "wsfast_bufferutil.pyx":251
  * 
  * 
  * def _use_kernel(name=None):             # <<<<<<<<<<<<<<
@@ -4083,16 +5272,16 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4_kernel(CYTHON_UNUSED PyObject *_
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_17wsfast_bufferutil_7_use_kernel(PyObject *__pyx_self, 
+static PyObject *__pyx_pw_17wsfast_bufferutil_11_use_kernel(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_17wsfast_bufferutil_6_use_kernel, "_use_kernel(name=None)\n\nPin a kernel by name (tests exercise each); None picks the best one again.");
-static PyMethodDef __pyx_mdef_17wsfast_bufferutil_7_use_kernel = {"_use_kernel", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_17wsfast_bufferutil_7_use_kernel, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_17wsfast_bufferutil_6_use_kernel};
-static PyObject *__pyx_pw_17wsfast_bufferutil_7_use_kernel(PyObject *__pyx_self, 
+PyDoc_STRVAR(__pyx_doc_17wsfast_bufferutil_10_use_kernel, "_use_kernel(name=None)\n\nPin a kernel by name (tests exercise each); None picks the best one again.");
+static PyMethodDef __pyx_mdef_17wsfast_bufferutil_11_use_kernel = {"_use_kernel", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_17wsfast_bufferutil_11_use_kernel, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_17wsfast_bufferutil_10_use_kernel};
+static PyObject *__pyx_pw_17wsfast_bufferutil_11_use_kernel(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -4122,24 +5311,24 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_name,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 161, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 251, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 161, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 251, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_use_kernel", 0) < (0)) __PYX_ERR(0, 161, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_use_kernel", 0) < (0)) __PYX_ERR(0, 251, __pyx_L3_error)
       if (!values[0]) values[0] = __Pyx_NewRef(((PyObject *)Py_None));
     } else {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 161, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 251, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
@@ -4150,7 +5339,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_use_kernel", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 161, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_use_kernel", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 251, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -4161,7 +5350,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_17wsfast_bufferutil_6_use_kernel(__pyx_self, __pyx_v_name);
+  __pyx_r = __pyx_pf_17wsfast_bufferutil_10_use_kernel(__pyx_self, __pyx_v_name);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -4171,7 +5360,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_17wsfast_bufferutil_6_use_kernel(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_name) {
+static PyObject *__pyx_pf_17wsfast_bufferutil_10_use_kernel(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_name) {
   PyObject *__pyx_v_b = NULL;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
@@ -4186,7 +5375,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6_use_kernel(CYTHON_UNUSED PyObjec
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_use_kernel", 0);
 
-  /* "wsfast_bufferutil.pyx":163
+  /* "wsfast_bufferutil.pyx":253
  * def _use_kernel(name=None):
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:             # <<<<<<<<<<<<<<
@@ -4197,7 +5386,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6_use_kernel(CYTHON_UNUSED PyObjec
   if (__pyx_t_1) {
 
 
-    /* "wsfast_bufferutil.pyx":164
+    /* "wsfast_bufferutil.pyx":254
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:
  *         wsf_mask_init(NULL)             # <<<<<<<<<<<<<<
@@ -4206,7 +5395,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6_use_kernel(CYTHON_UNUSED PyObjec
 */
     wsf_mask_init(NULL);
 
-    /* "wsfast_bufferutil.pyx":163
+    /* "wsfast_bufferutil.pyx":253
  * def _use_kernel(name=None):
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:             # <<<<<<<<<<<<<<
@@ -4216,7 +5405,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6_use_kernel(CYTHON_UNUSED PyObjec
     goto __pyx_L3;
   }
 
-  /* "wsfast_bufferutil.pyx":166
+  /* "wsfast_bufferutil.pyx":256
  *         wsf_mask_init(NULL)
  *     else:
  *         b = name.encode()             # <<<<<<<<<<<<<<
@@ -4231,31 +5420,31 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6_use_kernel(CYTHON_UNUSED PyObjec
       PyObject *__pyx_callargs[2] = {__pyx_t_3, NULL};
       __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_encode, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 256, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __pyx_v_b = __pyx_t_2;
     __pyx_t_2 = 0;
 
-    /* "wsfast_bufferutil.pyx":167
+    /* "wsfast_bufferutil.pyx":257
  *     else:
  *         b = name.encode()
  *         wsf_mask_init(b)             # <<<<<<<<<<<<<<
  *     return _kernel()
 */
-    __pyx_t_5 = __Pyx_PyObject_AsString(__pyx_v_b); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 167, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_AsString(__pyx_v_b); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 257, __pyx_L1_error)
     wsf_mask_init(__pyx_t_5);
 
   }
   __pyx_L3:;
 
-  /* "wsfast_bufferutil.pyx":168
+  /* "wsfast_bufferutil.pyx":258
  *         b = name.encode()
  *         wsf_mask_init(b)
  *     return _kernel()             # <<<<<<<<<<<<<<
 */
   __pyx_t_3 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_kernel); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 168, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_kernel); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 258, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __pyx_t_4 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -4274,7 +5463,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6_use_kernel(CYTHON_UNUSED PyObjec
     __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_6, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 168, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 258, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
   {
@@ -4288,7 +5477,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6_use_kernel(CYTHON_UNUSED PyObjec
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":161
+  /* "wsfast_bufferutil.pyx":251
  * 
  * 
  * def _use_kernel(name=None):             # <<<<<<<<<<<<<<
@@ -4358,11 +5547,31 @@ static int __Pyx_modinit_Function_export_code(__pyx_mstatetype *__pyx_mstate) {
 
 static int __Pyx_modinit_Type_import_code(__pyx_mstatetype *__pyx_mstate) {
   __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   __Pyx_RefNannySetupContext("__Pyx_modinit_Type_import_code", 0);
   /*--- Type import code ---*/
+  __pyx_t_1 = PyImport_ImportModule(__Pyx_BUILTIN_MODULE_NAME); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 9, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __pyx_mstate->__pyx_ptype_7cpython_4type_type = __Pyx_ImportType_3_3_1(__pyx_t_1, __Pyx_BUILTIN_MODULE_NAME, "type",
+  #if defined(PYPY_VERSION_NUM) && PYPY_VERSION_NUM < 0x050B0000
+  sizeof(PyTypeObject), __PYX_GET_STRUCT_ALIGNMENT_3_3_1(PyTypeObject),
+  #elif CYTHON_COMPILING_IN_LIMITED_API
+  0, 0,
+  #else
+  sizeof(PyHeapTypeObject), __PYX_GET_STRUCT_ALIGNMENT_3_3_1(PyHeapTypeObject),
+  #endif
+  __Pyx_ImportType_CheckSize_Warn_3_3_1); if (!__pyx_mstate->__pyx_ptype_7cpython_4type_type) __PYX_ERR(1, 9, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_RefNannyFinishContext();
   return 0;
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_1);
+  __Pyx_RefNannyFinishContext();
+  return -1;
 }
 
 static int __Pyx_modinit_Variable_import_code(__pyx_mstatetype *__pyx_mstate) {
@@ -4657,38 +5866,38 @@ __Pyx_RefNannySetupContext("PyInit_wsfast_bufferutil", 0);
   (void)__Pyx_modinit_Variable_export_code(__pyx_mstate);
   (void)__Pyx_modinit_Function_export_code(__pyx_mstate);
   /*--- Type init code ---*/
-  (void)__Pyx_modinit_Type_import_code(__pyx_mstate);
+  if (unlikely((__Pyx_modinit_Type_import_code(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   (void)__Pyx_modinit_Variable_import_code(__pyx_mstate);
   (void)__Pyx_modinit_Function_import_code(__pyx_mstate);
   if (__Pyx_InitAfterSharedUtility() < (0)) __PYX_ERR(0, 1, __pyx_L1_error)
   /*--- Execution code ---*/
 
-  /* "wsfast_bufferutil.pyx":42
- *                       uint32_t key) noexcept nogil
+  /* "wsfast_bufferutil.pyx":48
+ *                          unsigned char *dst, uint32_t key) noexcept nogil
  * 
  * __version__ = "0.1.0"             # <<<<<<<<<<<<<<
- * __all__ = ["mask", "unmask", "__version__"]
+ * __all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "__version__"]
  * 
 */
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_version, __pyx_mstate_global->__pyx_kp_u_0_1_0) < (0)) __PYX_ERR(0, 42, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_version, __pyx_mstate_global->__pyx_kp_u_0_1_0) < (0)) __PYX_ERR(0, 48, __pyx_L1_error)
 
-  /* "wsfast_bufferutil.pyx":43
+  /* "wsfast_bufferutil.pyx":49
  * 
  * __version__ = "0.1.0"
- * __all__ = ["mask", "unmask", "__version__"]             # <<<<<<<<<<<<<<
+ * __all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "__version__"]             # <<<<<<<<<<<<<<
  * 
  * wsf_mask_init(NULL)
 */
   {
-    PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_mask, __pyx_mstate_global->__pyx_n_u_unmask, __pyx_mstate_global->__pyx_n_u_version};
-    __pyx_t_2 = __Pyx_PyList_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 43, __pyx_L1_error)
+    PyObject* __pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_mask, __pyx_mstate_global->__pyx_n_u_unmask, __pyx_mstate_global->__pyx_n_u_unmasked, __pyx_mstate_global->__pyx_n_u_concat_unmasked, __pyx_mstate_global->__pyx_n_u_version};
+    __pyx_t_2 = __Pyx_PyList_FromArray(__pyx_temp, 5); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 49, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_all, __pyx_t_2) < (0)) __PYX_ERR(0, 43, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_all, __pyx_t_2) < (0)) __PYX_ERR(0, 49, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":45
- * __all__ = ["mask", "unmask", "__version__"]
+  /* "wsfast_bufferutil.pyx":51
+ * __all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "__version__"]
  * 
  * wsf_mask_init(NULL)             # <<<<<<<<<<<<<<
  * 
@@ -4696,52 +5905,76 @@ __Pyx_RefNannySetupContext("PyInit_wsfast_bufferutil", 0);
 */
   wsf_mask_init(NULL);
 
-  /* "wsfast_bufferutil.pyx":75
+  /* "wsfast_bufferutil.pyx":81
  * 
  * 
  * def mask(source, mask, output, offset, length):             # <<<<<<<<<<<<<<
  *     """Write ``source[:length]`` XOR ``mask`` into ``output[offset:offset + length]``.
  * 
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_1mask, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 75, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_1mask, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 81, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_mask, __pyx_t_2) < (0)) __PYX_ERR(0, 75, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_mask, __pyx_t_2) < (0)) __PYX_ERR(0, 81, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":139
+  /* "wsfast_bufferutil.pyx":145
  * 
  * 
  * def unmask(buffer, mask):             # <<<<<<<<<<<<<<
  *     """XOR ``buffer`` with ``mask`` in place. ``buffer`` must be writable (else TypeError)."""
  *     cdef uint32_t key
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_3unmask, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 139, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_3unmask, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 145, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_unmask, __pyx_t_2) < (0)) __PYX_ERR(0, 139, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_unmask, __pyx_t_2) < (0)) __PYX_ERR(0, 145, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":155
+  /* "wsfast_bufferutil.pyx":161
+ * 
+ * 
+ * def unmasked(data, mask):             # <<<<<<<<<<<<<<
+ *     """A new ``bytes`` holding ``data`` XOR ``mask``; ``data`` (any buffer) is left as it is.
+ * 
+*/
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_5unmasked, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 161, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_unmasked, __pyx_t_2) < (0)) __PYX_ERR(0, 161, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+
+  /* "wsfast_bufferutil.pyx":190
+ * 
+ * 
+ * def concat_unmasked(chunks, mask):             # <<<<<<<<<<<<<<
+ *     """A new ``bytes`` holding the concatenation of ``chunks`` XOR ``mask``, in one pass.
+ * 
+*/
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_7concat_unmasked, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 190, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_concat_unmasked, __pyx_t_2) < (0)) __PYX_ERR(0, 190, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+
+  /* "wsfast_bufferutil.pyx":245
  * 
  * 
  * def _kernel():             # <<<<<<<<<<<<<<
  *     """Name of the masking kernel in use (``avx2``, ``sse2``, ``neon``, ``words``, or a pinned
  *     ``avx512``); with AVX-512 present, copies of 256 KiB and more use it regardless."""
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_5_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 155, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_9_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 245, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 155, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 245, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":161
+  /* "wsfast_bufferutil.pyx":251
  * 
  * 
  * def _use_kernel(name=None):             # <<<<<<<<<<<<<<
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_7_use_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 161, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_11_use_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 251, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_use_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 161, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_use_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 251, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
   /* "wsfast_bufferutil.pyx":1
@@ -4817,16 +6050,16 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 6; } str_length_index[] = {{28},{38},{5},{1},{4},{21},{25},{36},{20},{7},{8},{10},{8},{12},{8},{11},{7},{11},{6},{18},{6},{5},{6},{4},{4},{6},{6},{3},{10},{6},{6},{6},{17}};
-    /* compression: none (369 bytes) */
-static const char bytes[] = " must be a contiguous buffer must be a writable, contiguous buffer0.1.0?Nonelength exceeds sourcemask must be 4 bytes longoffset/length out of range of output__Pyx_PyDict_NextRef__all____main____module____name____qualname____test____version___kernel_use_kernelbuffercline_in_tracebackencodeitemslengthmasknameoffsetoutputpopsetdefaultsourceunmaskvalueswsfast_bufferutil";
+    const struct { const unsigned int length: 6; } str_length_index[] = {{28},{38},{5},{1},{4},{16},{21},{25},{36},{20},{7},{8},{10},{8},{12},{8},{11},{7},{11},{6},{5},{6},{18},{15},{4},{6},{5},{6},{4},{4},{6},{6},{3},{10},{6},{6},{8},{6},{17}};
+    /* compression: none (423 bytes) */
+static const char bytes[] = " must be a contiguous buffer must be a writable, contiguous buffer0.1.0?Nonechunks too largelength exceeds sourcemask must be 4 bytes longoffset/length out of range of output__Pyx_PyDict_NextRef__all____main____module____name____qualname____test____version___kernel_use_kernelbufferchunkchunkscline_in_tracebackconcat_unmaskeddataencodeitemslengthmasknameoffsetoutputpopsetdefaultsourceunmaskunmaskedvalueswsfast_bufferutil";
     PyObject *data = NULL;
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 33; i++) {
+    for (int i = 0; i < 39; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
-      if (likely(string) && i >= 8) PyUnicode_InternInPlace(&string);
+      if (likely(string) && i >= 9) PyUnicode_InternInPlace(&string);
       if (unlikely(!string)) {
         Py_XDECREF(data);
         __PYX_ERR(0, 1, __pyx_L1_error)
@@ -4835,7 +6068,7 @@ static const char bytes[] = " must be a contiguous buffer must be a writable, co
       pos += bytes_length;
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 33; i++) {
+    for (Py_ssize_t i = 0; i < 39; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
@@ -6376,64 +7609,6 @@ static CYTHON_INLINE void __Pyx__ExceptionReset(PyThreadState *tstate, PyObject 
 }
 #endif
 
-/* decode_c_string */
-static CYTHON_INLINE PyObject* __Pyx_decode_c_string(
-         const char* cstring, Py_ssize_t start, Py_ssize_t stop,
-         const char* encoding, const char* errors,
-         PyObject* (*decode_func)(const char *s, Py_ssize_t size, const char *errors)) {
-    Py_ssize_t length;
-    if (unlikely((start < 0) | (stop < 0))) {
-        size_t slen = strlen(cstring);
-        if (unlikely(slen > (size_t) PY_SSIZE_T_MAX)) {
-            PyErr_SetString(PyExc_OverflowError,
-                            "c-string too long to convert to Python");
-            return NULL;
-        }
-        length = (Py_ssize_t) slen;
-        if (start < 0) {
-            start += length;
-            if (start < 0)
-                start = 0;
-        }
-        if (stop < 0)
-            stop += length;
-    }
-    if (unlikely(stop <= start))
-        return __Pyx_NewRef(__pyx_mstate_global->__pyx_empty_unicode);
-    length = stop - start;
-    cstring += start;
-    if (decode_func) {
-        return decode_func(cstring, length, errors);
-    } else {
-        return PyUnicode_Decode(cstring, length, encoding, errors);
-    }
-}
-
-/* PyObjectFastCallMethod */
-#if !CYTHON_VECTORCALL
-static PyObject *__Pyx_PyObject_FastCallMethod(PyObject *name, PyObject *const *args, size_t nargsf) {
-    PyObject *result;
-    switch (__Pyx_PyVectorcall_NARGS(nargsf)) {
-        case 1:
-            return PyObject_CallMethodObjArgs(args[0], name, NULL);
-        case 2:
-            return PyObject_CallMethodObjArgs(args[0], name, args[1], NULL);
-        case 3:
-            return PyObject_CallMethodObjArgs(args[0], name, args[1], args[2], NULL);
-        case 4:
-            return PyObject_CallMethodObjArgs(args[0], name, args[1], args[2], args[3], NULL);
-        case 5:
-            return PyObject_CallMethodObjArgs(args[0], name, args[1], args[2], args[3], args[4], NULL);
-    }
-    PyObject *attr = PyObject_GetAttr(args[0], name);
-    if (unlikely(!attr))
-        return NULL;
-    result = __Pyx_PyObject_FastCall(attr, args+1, nargsf - 1);
-    Py_DECREF(attr);
-    return result;
-}
-#endif
-
 /* GivenExceptionMatches (used by PyErrExceptionMatches) */
 #if CYTHON_COMPILING_IN_CPYTHON
 static CYTHON_INLINE int __Pyx_inner_PyErr_GivenExceptionMatches2(PyObject *err, PyObject* exc_type1, PyObject *exc_type2) {
@@ -6632,6 +7807,147 @@ static CYTHON_INLINE PyObject *__Pyx__GetModuleGlobalName(PyObject *name)
 #endif
     return __Pyx_GetBuiltinName(name);
 }
+
+/* decode_c_string */
+static CYTHON_INLINE PyObject* __Pyx_decode_c_string(
+         const char* cstring, Py_ssize_t start, Py_ssize_t stop,
+         const char* encoding, const char* errors,
+         PyObject* (*decode_func)(const char *s, Py_ssize_t size, const char *errors)) {
+    Py_ssize_t length;
+    if (unlikely((start < 0) | (stop < 0))) {
+        size_t slen = strlen(cstring);
+        if (unlikely(slen > (size_t) PY_SSIZE_T_MAX)) {
+            PyErr_SetString(PyExc_OverflowError,
+                            "c-string too long to convert to Python");
+            return NULL;
+        }
+        length = (Py_ssize_t) slen;
+        if (start < 0) {
+            start += length;
+            if (start < 0)
+                start = 0;
+        }
+        if (stop < 0)
+            stop += length;
+    }
+    if (unlikely(stop <= start))
+        return __Pyx_NewRef(__pyx_mstate_global->__pyx_empty_unicode);
+    length = stop - start;
+    cstring += start;
+    if (decode_func) {
+        return decode_func(cstring, length, errors);
+    } else {
+        return PyUnicode_Decode(cstring, length, encoding, errors);
+    }
+}
+
+/* PyObjectFastCallMethod */
+#if !CYTHON_VECTORCALL
+static PyObject *__Pyx_PyObject_FastCallMethod(PyObject *name, PyObject *const *args, size_t nargsf) {
+    PyObject *result;
+    switch (__Pyx_PyVectorcall_NARGS(nargsf)) {
+        case 1:
+            return PyObject_CallMethodObjArgs(args[0], name, NULL);
+        case 2:
+            return PyObject_CallMethodObjArgs(args[0], name, args[1], NULL);
+        case 3:
+            return PyObject_CallMethodObjArgs(args[0], name, args[1], args[2], NULL);
+        case 4:
+            return PyObject_CallMethodObjArgs(args[0], name, args[1], args[2], args[3], NULL);
+        case 5:
+            return PyObject_CallMethodObjArgs(args[0], name, args[1], args[2], args[3], args[4], NULL);
+    }
+    PyObject *attr = PyObject_GetAttr(args[0], name);
+    if (unlikely(!attr))
+        return NULL;
+    result = __Pyx_PyObject_FastCall(attr, args+1, nargsf - 1);
+    Py_DECREF(attr);
+    return result;
+}
+#endif
+
+/* TypeImport */
+#ifndef __PYX_HAVE_RT_ImportType_3_3_1
+#define __PYX_HAVE_RT_ImportType_3_3_1
+static PyTypeObject *__Pyx_ImportType_3_3_1(PyObject *module, const char *module_name, const char *class_name,
+    size_t size, size_t alignment, enum __Pyx_ImportType_CheckSize_3_3_1 check_size)
+{
+    PyObject *result = 0;
+    Py_ssize_t basicsize;
+    Py_ssize_t itemsize;
+#if defined(Py_LIMITED_API) || (defined(CYTHON_COMPILING_IN_LIMITED_API) && CYTHON_COMPILING_IN_LIMITED_API)
+    PyObject *py_basicsize;
+    PyObject *py_itemsize;
+#endif
+    result = PyObject_GetAttrString(module, class_name);
+    if (!result)
+        goto bad;
+    if (!PyType_Check(result)) {
+        PyErr_Format(PyExc_TypeError,
+            "%.200s.%.200s is not a type object",
+            module_name, class_name);
+        goto bad;
+    }
+#if !( defined(Py_LIMITED_API) || (defined(CYTHON_COMPILING_IN_LIMITED_API) && CYTHON_COMPILING_IN_LIMITED_API) )
+    basicsize = ((PyTypeObject *)result)->tp_basicsize;
+    itemsize = ((PyTypeObject *)result)->tp_itemsize;
+#else
+    if (size == 0) {
+        return (PyTypeObject *)result;
+    }
+    py_basicsize = PyObject_GetAttrString(result, "__basicsize__");
+    if (!py_basicsize)
+        goto bad;
+    basicsize = PyLong_AsSsize_t(py_basicsize);
+    Py_DECREF(py_basicsize);
+    py_basicsize = 0;
+    if (basicsize == (Py_ssize_t)-1 && PyErr_Occurred())
+        goto bad;
+    py_itemsize = PyObject_GetAttrString(result, "__itemsize__");
+    if (!py_itemsize)
+        goto bad;
+    itemsize = PyLong_AsSsize_t(py_itemsize);
+    Py_DECREF(py_itemsize);
+    py_itemsize = 0;
+    if (itemsize == (Py_ssize_t)-1 && PyErr_Occurred())
+        goto bad;
+#endif
+    if (itemsize) {
+        if (size % alignment) {
+            alignment = size % alignment;
+        }
+        if (itemsize < (Py_ssize_t)alignment)
+            itemsize = (Py_ssize_t)alignment;
+    }
+    if ((size_t)(basicsize + itemsize) < size) {
+        PyErr_Format(PyExc_ValueError,
+            "%.200s.%.200s size changed, may indicate binary incompatibility. "
+            "Expected %zd from C header, got %zd from PyObject",
+            module_name, class_name, size, basicsize+itemsize);
+        goto bad;
+    }
+    if (check_size == __Pyx_ImportType_CheckSize_Error_3_3_1 &&
+            ((size_t)basicsize > size || (size_t)(basicsize + itemsize) < size)) {
+        PyErr_Format(PyExc_ValueError,
+            "%.200s.%.200s size changed, may indicate binary incompatibility. "
+            "Expected %zd from C header, got %zd-%zd from PyObject",
+            module_name, class_name, size, basicsize, basicsize+itemsize);
+        goto bad;
+    }
+    else if (check_size == __Pyx_ImportType_CheckSize_Warn_3_3_1 && (size_t)basicsize > size) {
+        if (PyErr_WarnFormat(NULL, 0,
+                "%.200s.%.200s size changed, may indicate binary incompatibility. "
+                "Expected %zd from C header, got %zd from PyObject",
+                module_name, class_name, size, basicsize) < 0) {
+            goto bad;
+        }
+    }
+    return (PyTypeObject *)result;
+bad:
+    Py_XDECREF(result);
+    return NULL;
+}
+#endif
 
 /* TupleOrListFromArrayImpl (used by ListFromArray) */
 CYTHON_UNUSED static PyObject *

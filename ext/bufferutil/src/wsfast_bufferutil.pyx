@@ -7,6 +7,9 @@ arguments skip the buffer protocol altogether: at 16 bytes acquiring and releasi
 costs more than the XOR itself.
 """
 
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.ref cimport PyObject
+from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 
@@ -29,6 +32,7 @@ cdef extern from "Python.h":
     void PyErr_Clear()
     void *PyMem_Malloc(size_t n)
     void PyMem_Free(void *p)
+    const Py_ssize_t PY_SSIZE_T_MAX
 
 cdef extern from "wsfast_mask.h":
     ctypedef void (*wsf_mask_fn)(const unsigned char *src, unsigned char *dst, size_t n,
@@ -38,9 +42,11 @@ cdef extern from "wsfast_mask.h":
     void wsf_mask_init(const char *force) noexcept
     void wsf_mask_run(const unsigned char *src, unsigned char *dst, size_t n,
                       uint32_t key) noexcept nogil
+    void wsf_mask_pieces(const unsigned char *const *srcs, const size_t *lens, size_t count,
+                         unsigned char *dst, uint32_t key) noexcept nogil
 
 __version__ = "0.1.0"
-__all__ = ["mask", "unmask", "__version__"]
+__all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "__version__"]
 
 wsf_mask_init(NULL)
 
@@ -150,6 +156,90 @@ def unmask(buffer, mask):
     wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>view.buf,
                   <size_t>view.len, key)
     PyBuffer_Release(&view)
+
+
+def unmasked(data, mask):
+    """A new ``bytes`` holding ``data`` XOR ``mask``; ``data`` (any buffer) is left as it is.
+
+    One pass from the source into an output that is not zero-filled first: the cost of a plain
+    copy, against a copy and then an in-place ``unmask``.
+    """
+    cdef uint32_t key
+    cdef Py_buffer view
+    cdef bytes out
+    cdef Py_ssize_t n
+    _read_key(mask, &key)
+    if PyBytes_CheckExact(data) or PyByteArray_CheckExact(data):
+        # No Python code runs between reading the pointer and the copy.
+        n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)
+        out = PyBytes_FromStringAndSize(NULL, n)
+        wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)
+                                             else PyByteArray_AS_STRING(data)),
+                     <unsigned char *>PyBytes_AS_STRING(out), <size_t>n, key)
+        return out
+    _acquire(data, &view, PyBUF_SIMPLE, "data")
+    try:
+        out = PyBytes_FromStringAndSize(NULL, view.len)
+        wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>PyBytes_AS_STRING(out),
+                     <size_t>view.len, key)
+    finally:
+        PyBuffer_Release(&view)
+    return out
+
+
+def concat_unmasked(chunks, mask):
+    """A new ``bytes`` holding the concatenation of ``chunks`` XOR ``mask``, in one pass.
+
+    ``chunks`` is a sequence (or iterable) of buffers: the pieces of one masked payload, as
+    received. The mask's phase carries on across pieces (byte ``i`` of the whole is XORed with
+    ``mask[i & 3]``), so the result is ``unmasked(b"".join(chunks), mask)`` without the join.
+    """
+    cdef uint32_t key
+    cdef Py_ssize_t count, i, held = 0
+    cdef size_t total = 0
+    cdef PyObject **items
+    cdef Py_buffer *views = NULL
+    cdef const unsigned char **ptrs = NULL
+    cdef size_t *lens = NULL
+    cdef object item
+    cdef bytes out
+    _read_key(mask, &key)
+    seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")
+    count = PySequence_Fast_GET_SIZE(seq)
+    if count == 1:
+        return unmasked(<object>PySequence_Fast_ITEMS(seq)[0], mask)
+    views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))
+    ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))
+    lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))
+    try:
+        if views == NULL or ptrs == NULL or lens == NULL:
+            raise MemoryError()
+        items = PySequence_Fast_ITEMS(seq)
+        for i in range(count):
+            item = <object>items[i]
+            if PyBytes_CheckExact(item):
+                # Immutable, and kept alive by seq: no view needed.
+                ptrs[i] = <const unsigned char *>PyBytes_AS_STRING(item)
+                lens[i] = <size_t>PyBytes_GET_SIZE(item)
+            else:
+                # Every other buffer (bytearray included) is held until the copy is done, so
+                # that it can neither move nor be resized meanwhile.
+                _acquire(item, &views[held], PyBUF_SIMPLE, "chunk")
+                ptrs[i] = <const unsigned char *>views[held].buf
+                lens[i] = <size_t>views[held].len
+                held += 1
+            total += lens[i]
+        if total > <size_t>PY_SSIZE_T_MAX:
+            raise OverflowError("chunks too large")
+        out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>total)
+        wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)
+    finally:
+        for i in range(held):
+            PyBuffer_Release(&views[i])
+        PyMem_Free(views)
+        PyMem_Free(ptrs)
+        PyMem_Free(lens)
+    return out
 
 
 def _kernel():

@@ -298,6 +298,28 @@ static inline void wsf_mask_run(const unsigned char *src, unsigned char *dst, si
         wsf_mask_impl(src, dst, n, key);
 }
 
+/* The key of a run that starts `skip` bytes into a masked payload, on any byte order: a
+ * payload received in pieces is unmasked piece by piece with the key rotated to each piece's
+ * phase (i & 3 counted from the start of the payload). */
+static inline uint32_t wsf_key_skip(uint32_t key, size_t skip) {
+    unsigned char k[4], r[4];
+    memcpy(k, &key, 4);
+    for (unsigned j = 0; j < 4; j++) r[j] = k[(skip + j) & 3];
+    memcpy(&key, r, 4);
+    return key;
+}
+
+/* Unmask the concatenation of `count` pieces into dst (which holds their total length) in one
+ * pass, the key phase carrying on across piece boundaries. dst must not overlap the pieces. */
+static inline void wsf_mask_pieces(const unsigned char *const *srcs, const size_t *lens,
+                                   size_t count, unsigned char *dst, uint32_t key) {
+    size_t done = 0;
+    for (size_t p = 0; p < count; p++) {
+        wsf_mask_run(srcs[p], dst + done, lens[p], wsf_key_skip(key, done));
+        done += lens[p];
+    }
+}
+
 static void wsf_mask_init(const char *force) {
     /* force: NULL for the best kernel, or a name to pin one (tests run every kernel). */
     wsf_mask_fn fn = wsf_mask_words;

@@ -38,6 +38,38 @@ static int check(const char *name, wsf_mask_fn fn) {
     return failures != 0;
 }
 
+/* wsf_mask_pieces: a payload cut into random pieces at random source offsets, unmasked in one
+ * pass into one output, against the byte loop over the whole (the key phase carries on). */
+static int check_pieces(void) {
+    static unsigned char src[70000], dst[70100], ref[70100];
+    const unsigned char *srcs[8];
+    size_t lens[8];
+    long failures = 0;
+    for (size_t i = 0; i < sizeof src; i++) src[i] = (unsigned char)(i * 197 + 3);
+    for (int it = 0; it < 3000; it++) {
+        size_t count = (size_t)(rand() % 8) + 1, total = 0, from = 0;
+        uint32_t key = (uint32_t)rand() * 2654435761u;
+        unsigned char k[4];
+        memcpy(k, &key, 4);
+        for (size_t p = 0; p < count; p++) {
+            lens[p] = it < 600 ? (size_t)(rand() % 70) : (size_t)(rand() % 8000);
+            from = (size_t)(rand() % 64);
+            srcs[p] = src + from + total; /* pieces need not be adjacent: shift each one */
+            total += lens[p];
+        }
+        memset(dst, 0x5a, sizeof dst);
+        memset(ref, 0x5a, sizeof ref);
+        for (size_t p = 0, at = 0; p < count; p++)
+            for (size_t i = 0; i < lens[p]; i++, at++)
+                ref[3 + at] = (unsigned char)(srcs[p][i] ^ k[at & 3]);
+        wsf_mask_pieces(srcs, lens, count, dst + 3, key);
+        if (memcmp(dst, ref, sizeof dst) != 0 && failures++ < 5)
+            fprintf(stderr, "pieces: %zu pieces, %zu bytes differ\n", count, total);
+    }
+    printf("pieces (%s): %s\n", wsf_mask_impl_name, failures ? "FAILED" : "ok");
+    return failures != 0;
+}
+
 int main(void) {
     int bad = check("words", wsf_mask_words);
 #if defined(WSF_X86_64)
@@ -48,5 +80,9 @@ int main(void) {
 #elif defined(WSF_NEON)
     bad |= check("neon", wsf_mask_neon);
 #endif
+    wsf_mask_init(NULL);
+    bad |= check_pieces();
+    wsf_mask_init("words");
+    bad |= check_pieces();
     return bad;
 }

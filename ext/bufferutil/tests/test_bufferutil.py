@@ -128,6 +128,104 @@ def test_mask_then_unmask_round_trip():
     assert out == data
 
 
+#: unmasked / concat_unmasked: every size around the kernels' steps (16, 32, 64 bytes).
+NEW_SIZES = sorted(set(SIZES) | set(range(31, 66)) | {1 << 20})
+
+
+def _as(kind, data, rnd):
+    """``data`` as a buffer of another type, or as a view at an odd offset into a larger one."""
+    if kind == "bytes":
+        return bytes(data)
+    if kind == "bytearray":
+        return bytearray(data)
+    start = rnd.randrange(8)
+    return memoryview(rnd.randbytes(start) + bytes(data) + b"\xaa")[start : start + len(data)]
+
+
+@pytest.mark.parametrize("size", NEW_SIZES)
+def test_unmasked_matches_reference(kernel, size):
+    rnd, data, key, expected = _case(size + 2, size)
+    for kind in ("bytes", "bytearray", "memoryview"):
+        source = _as(kind, data, rnd)
+        got = wsfast_bufferutil.unmasked(source, key)
+        assert type(got) is bytes and got == expected
+        assert bytes(source) == data  # the source is left as it is
+
+
+def _int_reference(data, key):
+    size = len(data)
+    return (
+        int.from_bytes(data, "little") ^ int.from_bytes((key * (size // 4 + 1))[:size], "little")
+    ).to_bytes(size, "little")
+
+
+def _case(seed, size):
+    """A random generator, payload, key, and the payload unmasked by a reference."""
+    rnd = random.Random(seed)
+    data = rnd.randbytes(size)
+    key = rnd.randbytes(4)
+    return rnd, data, key, reference(data, key) if size < 70000 else _int_reference(data, key)
+
+
+def _splits(rnd, size, count):
+    cuts = sorted(rnd.randrange(size + 1) for _ in range(count - 1))
+    return list(zip([0] + cuts, cuts + [size], strict=True))
+
+
+@pytest.mark.parametrize("size", NEW_SIZES)
+def test_concat_unmasked_matches_reference(kernel, size):
+    rnd, data, key, expected = _case(size + 3, size)
+    for count in (1, 2, 3, 5, 17):
+        pieces = [
+            _as(rnd.choice(("bytes", "bytearray", "memoryview")), data[a:b], rnd)
+            for a, b in _splits(rnd, size, count)
+        ]
+        got = wsfast_bufferutil.concat_unmasked(pieces, key)
+        assert type(got) is bytes and got == expected, [len(p) for p in pieces]
+        assert b"".join(pieces) == data
+        assert wsfast_bufferutil.concat_unmasked(tuple(pieces), key) == expected
+        assert wsfast_bufferutil.concat_unmasked(iter(pieces), key) == expected
+
+
+def test_concat_unmasked_large_pieces_default_kernels():
+    # 1 MiB in 64 KiB reads (the receiver's case), and pieces big enough for the wide kernel and
+    # the streaming stores, at unaligned offsets.
+    wsfast_bufferutil._use_kernel(None)
+    rnd = random.Random(7)
+    for size, step in ((1 << 20, 65536), ((1 << 20) + 5, 65536 + 3), ((9 << 20) + 3, 300001)):
+        data = rnd.randbytes(size)
+        key = rnd.randbytes(4)
+        pieces = [memoryview(data)[a : a + step] for a in range(0, size, step)]
+        assert wsfast_bufferutil.concat_unmasked(pieces, key) == _int_reference(data, key)
+        assert wsfast_bufferutil.unmasked(memoryview(data)[1:], key) == _int_reference(
+            data[1:], key
+        )
+
+
+def test_concat_unmasked_edges():
+    key = b"\x01\x02\x03\x04"
+    assert wsfast_bufferutil.concat_unmasked([], key) == b""
+    assert wsfast_bufferutil.concat_unmasked([b"", b"", b""], key) == b""
+    assert wsfast_bufferutil.unmasked(b"", key) == b""
+    # The phase carries on across empty and 1-byte pieces.
+    assert wsfast_bufferutil.concat_unmasked([b"\x00", b"", b"\x00" * 2, b"\x00" * 3], key) == (
+        b"\x01\x02\x03\x04\x01\x02"
+    )
+    words = array.array("I", [0x01020304] * 3)  # any buffer: its bytes are what count
+    raw = words.tobytes()
+    assert wsfast_bufferutil.unmasked(words, b"abcdefg") == reference(raw, b"abcd")
+    assert wsfast_bufferutil.concat_unmasked([words, raw], b"abcd") == reference(raw * 2, b"abcd")
+
+
+def test_concat_unmasked_releases_its_views():
+    bufs = [bytearray(b"x" * 10), bytearray(b"y" * 10)]
+    wsfast_bufferutil.concat_unmasked(bufs, b"1234")
+    with pytest.raises(TypeError):
+        wsfast_bufferutil.concat_unmasked([bufs[0], "text", bufs[1]], b"1234")
+    for buf in bufs:
+        buf.extend(b"more")  # would raise BufferError if a view were still held
+
+
 @pytest.mark.parametrize(
     "call, exc",
     [
@@ -149,6 +247,13 @@ def test_mask_then_unmask_round_trip():
         (lambda m: m.mask(b"abc", b"1234", bytearray(9), 1.0, 3), TypeError),
         (lambda m: m.mask(memoryview(b"abcdef")[::2], b"1234", bytearray(9), 0, 3), TypeError),
         (lambda m: m.mask(None, b"1234", bytearray(9), 0, 3), TypeError),
+        (lambda m: m.unmasked(b"abcd", b"123"), ValueError),
+        (lambda m: m.unmasked("text", b"1234"), TypeError),
+        (lambda m: m.unmasked(memoryview(b"abcdefgh")[::2], b"1234"), TypeError),
+        (lambda m: m.concat_unmasked([b"ab"], b"12"), ValueError),
+        (lambda m: m.concat_unmasked([b"ab", None], b"1234"), TypeError),
+        (lambda m: m.concat_unmasked([b"ab", memoryview(b"abcd")[::2]], b"1234"), TypeError),
+        (lambda m: m.concat_unmasked(5, b"1234"), TypeError),
     ],
     ids=[
         "unmask-readonly",
@@ -169,6 +274,13 @@ def test_mask_then_unmask_round_trip():
         "mask-float-offset",
         "mask-noncontiguous-source",
         "mask-none-source",
+        "unmasked-short-mask",
+        "unmasked-str",
+        "unmasked-noncontiguous",
+        "concat-short-mask",
+        "concat-none-chunk",
+        "concat-noncontiguous-chunk",
+        "concat-not-iterable",
     ],
 )
 def test_bad_arguments_raise(call, exc):
