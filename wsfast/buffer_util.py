@@ -190,11 +190,13 @@ def _unmasked_pair(
     native_unmask = native.unmask
 
     def unmasked(data: Any, key: bytes) -> bytes | bytearray:
+        """A new buffer holding ``data`` XOR the 4-byte ``key`` (an older native module)."""
         buf = bytearray(data)
         native_unmask(buf, key)
         return buf
 
     def concat_unmasked(chunks: Iterable[Any], key: bytes) -> bytearray:
+        """The concatenation of ``chunks`` XOR the 4-byte ``key`` (an older native module)."""
         buf = bytearray().join(chunks)
         native_unmask(buf, key)
         return buf
