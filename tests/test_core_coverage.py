@@ -64,7 +64,7 @@ INVALID_OPTIONS: list[tuple[str, type[Any], dict[str, Any], type[Exception], str
         ClientOptions,
         {"proxy": b"http://p:3128"},
         TypeError,
-        "proxy must be a URL string",
+        "proxy must be a URL string, True (the environment) or None",
     ),
     (
         "server-ssl-true",

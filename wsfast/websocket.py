@@ -638,6 +638,10 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             transport.write(b"".join(chunks))
             return
         for chunk in chunks:
+            if transport.is_closing():
+                # A write failed (reset): the transport is closed. Writing on would only make
+                # asyncio warn "socket.send() raised exception." for each chunk left.
+                return
             transport.write(chunk)
 
     def _apply(self, proto: Protocol) -> None:
