@@ -19,6 +19,7 @@ from .options import ClientOptions, ConnectionOptions, ServerOptions
 from .proxy import ProxyError
 from .sender import generate_mask
 from .stream import WebSocketStreamWriter, create_websocket_stream
+from .topics import Delivery, FanoutStats, broadcast
 from .websocket import WebSocket, connect
 from .websocket_server import ServerStats, VerifyInfo, WebSocketServer, serve
 
@@ -32,6 +33,8 @@ __all__ = [
     "ClientOptions",
     "ClientRequest",
     "ConnectionOptions",
+    "Delivery",
+    "FanoutStats",
     "CloseEvent",
     "ErrorEvent",
     "Event",
@@ -55,6 +58,7 @@ __all__ = [
     "WebSocketServer",
     "WebSocketStreamWriter",
     "__version__",
+    "broadcast",
     "connect",
     "create_websocket_stream",
     "generate_mask",

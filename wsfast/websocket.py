@@ -43,6 +43,7 @@ from .protocol import CLOSED as STATE_CLOSED
 from .protocol import OPEN as STATE_OPEN
 from .protocol import Protocol
 from .receiver import DONE
+from .sender import PreparedMessage
 from .url import parse_url
 
 if TYPE_CHECKING:
@@ -160,6 +161,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._url: str | None = address
         self._connect_task: asyncio.Task[None] | None = None
+        self._topics: set[str] = set()
         if address is None:
             self._options: ConnectionOptions = _server_options or ConnectionOptions(
                 binary_type=binary_type
@@ -267,6 +269,15 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if transport is None or transport.is_closing() and self.ready_state == CLOSED:
             return 0
         return transport.get_write_buffer_size()
+
+    @property
+    def topics(self) -> set[str]:
+        """The topics this connection is subscribed to (``WebSocketServer.subscribe``).
+
+        The set is the registry's own: read it, and change it only through the server's
+        ``subscribe()`` / ``unsubscribe()``; a closed connection leaves every topic.
+        """
+        return self._topics
 
     @property
     def is_paused(self) -> bool:
@@ -749,6 +760,16 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if self._write_paused or callback is not None:
             return self._written(callback)
         return _DONE
+
+    def send_prepared(self, message: PreparedMessage) -> bool:
+        """Write a message framed once for many receivers (:func:`wsfast.broadcast` and
+        ``publish`` call this); False when nothing was written: the connection is not OPEN or
+        is in the middle of a fragmented message. Frames that a listener of this connection
+        sends while its read is parsed keep their order with it (the same write path)."""
+        proto = self._proto
+        if proto is None:
+            return False
+        return proto.send_prepared(message)
 
     def ping(
         self,

@@ -26,6 +26,7 @@ from . import handshake
 from .constants import (
     DEFAULT_BACKLOG,
     DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_BROADCAST_BUFFER,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_PAYLOAD,
@@ -40,6 +41,8 @@ from .exceptions import ConnectionClosed, HandshakeError
 from .handshake import Refusal, Request, RequestError, ServerHandshake, Upgrade
 from .log import SERVER_LOGGER, Logger, format_peer, resolve_logger
 from .options import ServerOptions, deflate_options
+from .sender import PreparedMessage
+from .topics import Delivery, FanoutStats, Topics
 from .websocket import WebSocket, accept, start
 
 if TYPE_CHECKING:
@@ -284,6 +287,7 @@ class WebSocketServer(EventEmitter):
         sock: Any = None,
         max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
         max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES,
+        max_broadcast_buffer: int = DEFAULT_MAX_BROADCAST_BUFFER,
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
         logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
@@ -318,6 +322,7 @@ class WebSocketServer(EventEmitter):
             sock=sock,
             max_connections=max_connections,
             max_handshakes=max_handshakes,
+            max_broadcast_buffer=max_broadcast_buffer,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             logger=logger,
@@ -329,6 +334,7 @@ class WebSocketServer(EventEmitter):
         self.logger: Logger = resolve_logger(self.options.logger, SERVER_LOGGER)
         """Where the server and its connections log (``logger=``, default ``wsfast.server``)."""
         self._slots = _Slots(max_connections, max_handshakes)
+        self._topics = Topics(max_broadcast_buffer)
         self._slots.log = self.logger
         # Every task the server starts (verify_client, async 'connection' listeners) is held
         # here until done: the loop keeps only weak references to tasks, and an exception of
@@ -352,6 +358,44 @@ class WebSocketServer(EventEmitter):
         handshakes in flight, connections opened and 503 refusals."""
         slots = self._slots
         return ServerStats(slots.connections, slots.handshakes, slots.opened, slots.refused_503)
+
+    @property
+    def fanout_stats(self) -> FanoutStats:
+        """The fan-out counters now (a :class:`~wsfast.topics.FanoutStats` snapshot):
+        messages published, written to local subscribers, dropped for slow subscribers, and the
+        number of topics with local subscribers."""
+        return self._topics.stats
+
+    # -- topics ------------------------------------------------------------------------------
+
+    def subscribe(self, ws: WebSocket, topic: str) -> bool:
+        """Subscribe ``ws`` to ``topic`` (a str); False if it already was or it is closed.
+
+        A connection leaves all its topics when it closes; ``ws.topics`` lists them.
+        """
+        return self._topics.subscribe(ws, topic)
+
+    def unsubscribe(self, ws: WebSocket, topic: str) -> bool:
+        """Unsubscribe ``ws`` from ``topic``; False if it was not subscribed."""
+        return self._topics.unsubscribe(ws, topic)
+
+    def subscribers(self, topic: str) -> frozenset[WebSocket]:
+        """The connections of this server subscribed to ``topic``."""
+        return self._topics.subscribers(topic)
+
+    def publish(
+        self, topic: str, data: str | bytes | bytearray | memoryview, binary: bool | None = None
+    ) -> Delivery:
+        """Send a message to every subscriber of ``topic``, framed once (see
+        :func:`wsfast.broadcast`).
+
+        ``str`` is text and anything else binary unless ``binary`` says otherwise. A subscriber
+        whose ``buffered_amount`` exceeds ``max_broadcast_buffer`` is skipped and counted
+        (:attr:`fanout_stats`). Returns what happened locally.
+        """
+        topics = self._topics
+        topics.published += 1
+        return topics.deliver(topic, PreparedMessage(data, binary))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self._loop.create_task(coro)
