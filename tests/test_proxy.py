@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from certs import client_context, make_certs, server_context
 from conftest import scaled
+from services import free_port, installed
 from test_transports import Events, echo_once, echo_server, raw_server, within, ws_url
 
 import wsfast
@@ -44,23 +45,8 @@ class Proxy:
         return self.log.read_text(errors="replace")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _ensure_tinyproxy() -> str:
-    path = shutil.which("tinyproxy")
-    if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(
-            ["sh", str(HERE / "proxy_setup.sh")],
-            check=False,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=600,
-        )
-        path = shutil.which("tinyproxy")
+    path = installed("tinyproxy", "proxy_setup.sh")
     if path is None:
         pytest.skip("tinyproxy is not installed (run tests/proxy_setup.sh)")
     return path
@@ -74,7 +60,7 @@ def tinyproxy() -> Iterator[Any]:
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(name: str, *extra: str, credentials: str = "") -> Proxy:
-        port = _free_port()
+        port = free_port()
         log = directory / f"{name}.log"
         config = directory / f"{name}.conf"
         lines = [
@@ -237,7 +223,7 @@ async def test_proxy_that_refuses_the_port_gets_403(refusing_proxy: Proxy) -> No
 
 
 async def test_unreachable_proxy_is_an_error_then_close() -> None:
-    ws = wsfast.WebSocket("ws://127.0.0.1:9/", proxy=f"http://127.0.0.1:{_free_port()}")
+    ws = wsfast.WebSocket("ws://127.0.0.1:9/", proxy=f"http://127.0.0.1:{free_port()}")
     events = Events(ws)
     assert isinstance(await events.failed(), ConnectionRefusedError)
 

@@ -10,6 +10,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from . import buffer_util, validation
+from .backplane import Backplane, BackplaneStats, RedisBackplane
 from .client import ClientRequest
 from .constants import CLOSED, CLOSING, CONNECTING, OPEN
 from .event_target import CloseEvent, ErrorEvent, Event, EventTarget, MessageEvent
@@ -27,6 +28,8 @@ from .websocket_server import ServerStats, VerifyInfo, WebSocketServer, serve
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backplane",
+    "BackplaneStats",
     "CLOSED",
     "CLOSING",
     "CONNECTING",
@@ -42,6 +45,7 @@ __all__ = [
     "MessageEvent",
     "OPEN",
     "ProxyError",
+    "RedisBackplane",
     "ConnectionClosed",
     "HandshakeError",
     "Headers",

@@ -23,6 +23,7 @@ from collections.abc import Callable, Coroutine, Generator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from . import handshake
+from .backplane import Backplane, RedisBackplane
 from .constants import (
     DEFAULT_BACKLOG,
     DEFAULT_CLOSE_TIMEOUT,
@@ -288,6 +289,7 @@ class WebSocketServer(EventEmitter):
         max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
         max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES,
         max_broadcast_buffer: int = DEFAULT_MAX_BROADCAST_BUFFER,
+        backplane: str | Backplane | None = None,
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
         logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
@@ -323,6 +325,7 @@ class WebSocketServer(EventEmitter):
             max_connections=max_connections,
             max_handshakes=max_handshakes,
             max_broadcast_buffer=max_broadcast_buffer,
+            backplane=backplane,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             logger=logger,
@@ -335,6 +338,7 @@ class WebSocketServer(EventEmitter):
         """Where the server and its connections log (``logger=``, default ``wsfast.server``)."""
         self._slots = _Slots(max_connections, max_handshakes)
         self._topics = Topics(max_broadcast_buffer)
+        self._backplane: Backplane | None = None
         self._slots.log = self.logger
         # Every task the server starts (verify_client, async 'connection' listeners) is held
         # here until done: the loop keeps only weak references to tasks, and an exception of
@@ -347,6 +351,10 @@ class WebSocketServer(EventEmitter):
         self._closed: asyncio.Future[None] = self._loop.create_future()
         if callback is not None:
             self.once("listening", callback)
+        if backplane is not None:
+            self._attach_backplane(
+                RedisBackplane(backplane) if isinstance(backplane, str) else backplane
+            )
         if not no_server:
             self._spawn(self._listen())
         else:
@@ -367,6 +375,24 @@ class WebSocketServer(EventEmitter):
         return self._topics.stats
 
     # -- topics ------------------------------------------------------------------------------
+
+    @property
+    def backplane(self) -> Backplane | None:
+        """The backplane joining this server's topics to other servers' (``backplane=``)."""
+        return self._backplane
+
+    def _attach_backplane(self, backplane: Backplane) -> None:
+        self._backplane = backplane
+        topics = self._topics
+        topics.on_first = backplane.subscribe
+        topics.on_last = backplane.unsubscribe
+        backplane.attach(self._from_backplane, self._backplane_state)
+
+    def _from_backplane(self, topic: str, payload: memoryview, binary: bool) -> None:
+        self._topics.deliver(topic, PreparedMessage(payload, binary))
+
+    def _backplane_state(self, connected: bool, error: BaseException | None) -> None:
+        self.emit("backplane", connected, error)
 
     def subscribe(self, ws: WebSocket, topic: str) -> bool:
         """Subscribe ``ws`` to ``topic`` (a str); False if it already was or it is closed.
@@ -395,7 +421,12 @@ class WebSocketServer(EventEmitter):
         """
         topics = self._topics
         topics.published += 1
-        return topics.deliver(topic, PreparedMessage(data, binary))
+        message = PreparedMessage(data, binary)
+        result = topics.deliver(topic, message)
+        backplane = self._backplane
+        if backplane is not None:
+            backplane.publish(topic, message.payload, message.binary)
+        return result
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self._loop.create_task(coro)
@@ -505,6 +536,8 @@ class WebSocketServer(EventEmitter):
             if path is not None and _is_socket(path):
                 # Node's server.close() unlinks its socket file; asyncio before 3.13 does not.
                 os.unlink(path)
+        if self._backplane is not None:
+            await self._backplane.close()
         self._state = CLOSED_SERVER
         self._closed.set_result(None)
         self.emit("close")
