@@ -159,7 +159,7 @@ class RedisBackplane(Backplane):
         self._seq: dict[str, int] = {}
         self._seen: dict[tuple[bytes, str], int] = {}
         self._wake: asyncio.Event | None = None
-        self._pubsub: Any = None
+        self._sync_wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._connected = False
@@ -195,6 +195,7 @@ class RedisBackplane(Backplane):
         self._deliver = deliver
         self._on_state = on_state
         self._wake = asyncio.Event()
+        self._sync_wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     # -- topics and publishing ----------------------------------------------------------------
@@ -204,28 +205,20 @@ class RedisBackplane(Backplane):
 
     def subscribe(self, topic: str) -> None:
         self._topics.add(topic)
-        if self._connected:
-            self._command("subscribe", topic)
+        self._wake_sync()
 
     def unsubscribe(self, topic: str) -> None:
         self._topics.discard(topic)
         for key in [key for key in self._seen if key[1] == topic]:
             del self._seen[key]
-        if self._connected:
-            self._command("unsubscribe", topic)
+        self._wake_sync()
 
-    def _command(self, name: str, topic: str) -> None:
-        pubsub = self._pubsub
-        if pubsub is None:
-            return
-
-        async def run() -> None:
-            try:
-                await getattr(pubsub, name)(self._channel(topic))
-            except Exception as exc:  # the reader sees the same loss and reconnects
-                _log.debug("backplane %s %r failed: %r", name, topic, exc)
-
-        asyncio.get_running_loop().create_task(run())
+    def _wake_sync(self) -> None:
+        # One task of the session sends SUBSCRIBE/UNSUBSCRIBE for what changed (see _sync):
+        # commands from tasks of their own raced on the connection and hung its closing.
+        sync = self._sync_wake
+        if sync is not None:
+            sync.set()
 
     def publish(self, topic: str, payload: bytes | bytearray | memoryview, binary: bool) -> None:
         # Numbered even when lost: the other servers see the gap.
@@ -270,7 +263,6 @@ class RedisBackplane(Backplane):
             # What waited for Redis will not reach it: counted, not kept (at most once).
             self.lost += len(self._pending)
             self._pending.clear()
-            self._pubsub = None
             _log.warning("backplane: no connection to Redis at %s: %r", self.url, error)
         else:
             self._reported_down = False
@@ -294,6 +286,7 @@ class RedisBackplane(Backplane):
             self.url,
             socket_connect_timeout=self.timeout,
             socket_keepalive=True,
+            socket_timeout=self.timeout,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
@@ -304,21 +297,15 @@ class RedisBackplane(Backplane):
             # Always subscribed to its own channel: the reader blocks on a live connection and
             # sees Redis go away even when no topic has a local subscriber.
             await pubsub.subscribe(self.channel_prefix + "\x00" + self.server_id.hex())
-            # Restore every topic; topics that came or went during these awaits are caught up
-            # before the state turns connected (from then on subscribe() sends at once).
+            # Restore every topic; topics that come or go during these awaits are caught up
+            # before the state turns connected, and by the _sync task after.
             subscribed: set[str] = set()
-            while subscribed != self._topics:
-                want = set(self._topics)
-                if want - subscribed:
-                    await pubsub.subscribe(*map(self._channel, want - subscribed))
-                if subscribed - want:
-                    await pubsub.unsubscribe(*map(self._channel, subscribed - want))
-                subscribed = want
-            self._pubsub = pubsub
+            await self._update(pubsub, subscribed)
             self._set_state(True, None)
             tasks = [
                 asyncio.ensure_future(self._read(pubsub)),
                 asyncio.ensure_future(self._publish(client)),
+                asyncio.ensure_future(self._sync(pubsub, subscribed)),
             ]
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -334,6 +321,26 @@ class RedisBackplane(Backplane):
                     await asyncio.wait_for(closing, 1.0)
                 except Exception:
                     pass
+
+    async def _update(self, pubsub: Any, subscribed: set[str]) -> None:
+        """Send what makes Redis' subscriptions equal :attr:`_topics`; ``subscribed`` is kept
+        up to date."""
+        while subscribed != self._topics:
+            want = set(self._topics)
+            if want - subscribed:
+                await pubsub.subscribe(*map(self._channel, want - subscribed))
+            if subscribed - want:
+                await pubsub.unsubscribe(*map(self._channel, subscribed - want))
+            subscribed.clear()
+            subscribed.update(want)
+
+    async def _sync(self, pubsub: Any, subscribed: set[str]) -> None:
+        wake = self._sync_wake
+        assert wake is not None
+        while True:
+            wake.clear()
+            await self._update(pubsub, subscribed)
+            await wake.wait()
 
     async def _read(self, pubsub: Any) -> None:
         deliver = self._deliver
@@ -376,7 +383,9 @@ class RedisBackplane(Backplane):
             pipe = client.pipeline(transaction=False)
             for channel, data in (pending[i] for i in range(count)):
                 pipe.publish(channel, data)
-            await asyncio.wait_for(pipe.execute(), self.timeout)
+            # Bounded by socket_timeout, not wait_for: cancelling a pipeline inside wait_for
+            # (which waits for the cancelled call to end) hung a worker's shutdown.
+            await pipe.execute()
             for _ in range(count):
                 pending.popleft()
             self.published += count
@@ -391,4 +400,3 @@ class RedisBackplane(Backplane):
             except asyncio.CancelledError:
                 pass
         self._connected = False
-        self._pubsub = None
