@@ -147,6 +147,58 @@ async def _run(subscribers: int, sizes: list[int], messages: int, processes: int
     return rows
 
 
+class _NullTransport(asyncio.Transport):
+    """A transport that drops what is written: the Python-side cost of a delivery alone."""
+
+    def write(self, data: Any) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_protocol(self, protocol: Any) -> None:
+        pass
+
+    def is_reading(self) -> bool:
+        return True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _python_side(subscribers: int, sizes: list[int], messages: int) -> list[Any]:
+    """publish() and the loop over connections whose transports drop the bytes: what framing
+    and writing cost in Python, without the kernel's loopback."""
+    from wsfast.options import ConnectionOptions
+    from wsfast.websocket import accept
+
+    server = wsfast.WebSocketServer(no_server=True)
+    options = ConnectionOptions()
+    clients = [accept(_NullTransport(), "", {}, None, options) for _ in range(subscribers)]
+    for ws in clients:
+        server.subscribe(ws, "bench")
+    rows = []
+    for size in sizes:
+        data = os.urandom(size)
+        for mode in ("loop", "publish"):
+            started = time.perf_counter()
+            for _ in range(messages):
+                if mode == "publish":
+                    server.publish("bench", data)
+                else:
+                    for ws in clients:
+                        ws.send(data)
+            elapsed = time.perf_counter() - started
+            rows.append((subscribers, size, mode, subscribers * messages / elapsed))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--table", action="store_true", help="1,000 and 10,000 subscribers")
@@ -154,15 +206,38 @@ def main() -> None:
     parser.add_argument("--size", type=int, action="append", help="message size (repeatable)")
     parser.add_argument("--messages", type=int, default=0, help="messages per run")
     parser.add_argument("--processes", type=int, default=3, help="client processes")
+    parser.add_argument(
+        "--python-only", action="store_true", help="only the run without sockets"
+    )
     args = parser.parse_args()
     hard = _raise_fd_limit()
     sizes = args.size or [32, 4096]
     runs = [(1000, 200), (10000, 30)] if args.table else [(args.subscribers, 100)]
+    if args.python_only:
+        rows = []
+        for subscribers, messages in runs:
+            rows += asyncio.run(_python_side(subscribers, sizes, args.messages or messages))
+        for subscribers, size, mode, rate in rows:
+            print(f"{subscribers:>6} subs {size:>5} B {mode:>7}: {rate:>12,.0f} deliveries/s")
+        return
     print(f"RLIMIT_NOFILE {hard}; {os.cpu_count()} CPUs; speedups {wsfast.speedups()}")
     rows = []
     for subscribers, messages in runs:
         rows += asyncio.run(_run(subscribers, sizes, args.messages or messages, args.processes))
+    python_rows = []
+    for subscribers, messages in runs:
+        python_rows += asyncio.run(_python_side(subscribers, sizes, args.messages or messages))
     print()
+    print("Python side only (transports that drop the bytes):")
+    print("| subscribers | size | loop: deliveries/s | publish: deliveries/s | ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    python_by_key = {(s, z, m): d for s, z, m, d in python_rows}
+    for subscribers, size in dict.fromkeys((s, z) for s, z, _, _ in python_rows):
+        lp = python_by_key[subscribers, size, "loop"]
+        pp = python_by_key[subscribers, size, "publish"]
+        print(f"| {subscribers:,} | {size} B | {lp:,.0f} | {pp:,.0f} | {pp / lp:.2f}x |")
+    print()
+    print("Over loopback sockets, clients in other processes:")
     print("| subscribers | size | loop: deliveries/s | publish: deliveries/s | ratio "
           "| loop: send side | publish: send side | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
