@@ -85,7 +85,9 @@ async def _clients(url: str, count: int, expected: int, conn: Any) -> None:
         ws.terminate()
 
 
-async def _run(subscribers: int, sizes: list[int], messages: int, processes: int) -> list[Any]:
+async def _run(
+    subscribers: int, sizes: list[int], messages: int, processes: int, burst: int = 1
+) -> list[Any]:
     server = wsfast.WebSocketServer(port=0, host="127.0.0.1", max_connections=None)
     await server.wait_listening()
     server.on("connection", lambda ws, request: server.subscribe(ws, "bench"))
@@ -116,7 +118,7 @@ async def _run(subscribers: int, sizes: list[int], messages: int, processes: int
             clients = list(server.clients)
             sending = 0.0
             started = time.perf_counter()
-            for _ in range(messages):
+            for i in range(messages):
                 t0 = time.perf_counter()
                 if mode == "publish":
                     server.publish("bench", data)
@@ -124,7 +126,10 @@ async def _run(subscribers: int, sizes: list[int], messages: int, processes: int
                     for ws in clients:
                         ws.send(data)
                 sending += time.perf_counter() - t0
-                await asyncio.sleep(0)
+                if (i + 1) % burst == 0:
+                    t0 = time.perf_counter()
+                    await asyncio.sleep(0)  # the loop turn: publish()'s batches are written
+                    sending += time.perf_counter() - t0
             for pipe in pipes:
                 await loop.run_in_executor(None, pipe.recv)
             elapsed = time.perf_counter() - started
@@ -194,6 +199,7 @@ async def _python_side(subscribers: int, sizes: list[int], messages: int) -> lis
                 else:
                     for ws in clients:
                         ws.send(data)
+                await asyncio.sleep(0)  # publish() writes its batches at the loop turn
             elapsed = time.perf_counter() - started
             rows.append((subscribers, size, mode, subscribers * messages / elapsed))
     return rows
@@ -206,6 +212,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, action="append", help="message size (repeatable)")
     parser.add_argument("--messages", type=int, default=0, help="messages per run")
     parser.add_argument("--processes", type=int, default=3, help="client processes")
+    parser.add_argument(
+        "--burst", type=int, default=1, help="messages sent per event-loop turn (default 1)"
+    )
     parser.add_argument(
         "--python-only", action="store_true", help="only the run without sockets"
     )
@@ -220,10 +229,15 @@ def main() -> None:
         for subscribers, size, mode, rate in rows:
             print(f"{subscribers:>6} subs {size:>5} B {mode:>7}: {rate:>12,.0f} deliveries/s")
         return
-    print(f"RLIMIT_NOFILE {hard}; {os.cpu_count()} CPUs; speedups {wsfast.speedups()}")
+    print(
+        f"RLIMIT_NOFILE {hard}; {os.cpu_count()} CPUs; speedups {wsfast.speedups()}; "
+        f"{args.burst} message(s) per loop turn"
+    )
     rows = []
     for subscribers, messages in runs:
-        rows += asyncio.run(_run(subscribers, sizes, args.messages or messages, args.processes))
+        rows += asyncio.run(
+            _run(subscribers, sizes, args.messages or messages, args.processes, args.burst)
+        )
     python_rows = []
     for subscribers, messages in runs:
         python_rows += asyncio.run(_python_side(subscribers, sizes, args.messages or messages))

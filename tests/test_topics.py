@@ -119,9 +119,54 @@ async def test_the_frame_is_built_once_and_the_same_bytes_go_to_every_transport(
     payload = b"x" * 5000
     assert server.publish("t", payload).delivered == 20
     assert len(calls) == 1
+    assert written == []  # written at the end of this loop turn, in one write per subscriber
+    await asyncio.sleep(0)
     assert len(written) == 20
     assert all(item is written[0] for item in written)
     await until(lambda: all(g == [(payload, True)] for g in got))
+
+
+async def test_a_burst_of_publishes_is_one_write_per_subscriber_in_order(
+    make_server: MakeServer, make_client: MakeClient
+) -> None:
+    server, peers, clients = await subscribed(make_server, make_client, 5)
+    got = [collect(ws) for ws in clients]
+    writes: list[int] = []
+    for ws in peers:
+        server.subscribe(ws, "t")
+        transport: Any = ws.transport
+        real_write = transport.write
+
+        def write(data: Any, real_write: Any = real_write) -> None:
+            writes.append(len(data))
+            real_write(data)
+
+        transport.write = write
+    server.publish("t", "one")
+    for ws in peers:
+        ws.send("own")  # a direct send between publishes keeps its place
+    server.publish("t", b"two")
+    server.publish("t", "three")
+    await until(lambda: all(len(g) == 4 for g in got))
+    assert len(writes) == 5
+    for g in got:
+        assert g == [("one", False), ("own", False), (b"two", True), ("three", False)]
+
+
+async def test_a_long_burst_without_a_loop_turn_stays_bounded(
+    make_server: MakeServer, raw_peer: RawConnect
+) -> None:
+    limit = 256 * 1024
+    server = await make_server(max_broadcast_buffer=limit)
+    await raw_subscriber(raw_peer, server, None)  # reads nothing
+    await until(lambda: len(server.clients) == 1)
+    (ws,) = server.clients
+    server.subscribe(ws, "t")
+    dropped = 0
+    for _ in range(2000):  # 128 MiB published without yielding to the loop
+        dropped += server.publish("t", b"p" * 65536).dropped
+    assert dropped > 1500
+    assert ws.buffered_amount <= limit + 2 * 65536 + 28
 
 
 async def test_broadcast_any_iterable_and_client_side_connections(

@@ -17,6 +17,7 @@ application that wants the close can read the counters and call ``ws.close(1013)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -61,16 +62,27 @@ def broadcast(
     ``str`` is text and anything else binary unless ``binary`` says otherwise. Connections that
     are not OPEN (or are in the middle of a fragmented message) are passed over; a connection
     whose ``buffered_amount`` exceeds ``max_buffered`` is skipped and counted in ``dropped``.
-    Nothing is awaited: the frames are handed to the transports now.
+    Nothing is awaited: the frames are handed to the transports at the next loop turn, one
+    ``write`` per connection for all the messages of that turn (see
+    :meth:`WebSocket.send_prepared`).
     """
     message = data if isinstance(data, PreparedMessage) else PreparedMessage(data, binary)
     delivered = dropped = 0
+    opened: list[WebSocket] = []
     for ws in clients:
         if ws.buffered_amount > max_buffered:
             dropped += 1
-        elif ws.send_prepared(message):
+        elif ws.send_prepared(message, opened):
             delivered += 1
+    if opened:
+        # One callback writes every batch this call opened, at the next loop turn.
+        asyncio.get_running_loop().call_soon(_flush, opened)
     return Delivery(delivered, dropped)
+
+
+def _flush(connections: list[WebSocket]) -> None:
+    for ws in connections:
+        ws.flush()
 
 
 class Topics:

@@ -65,6 +65,10 @@ class _Done:
 
 _DONE = _Done()
 
+# A loop turn's batch of published frames is written once it reaches this many bytes (see
+# WebSocket.send_prepared); _write_all joins up to the same size into one write.
+_CORK_LIMIT = 65536
+
 
 class _Raise:
     """An awaitable that raises when awaited and stays silent when it is not."""
@@ -143,6 +147,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._queue_paused = False
         self._write_paused = False
         self._cork: list[Any] | None = None
+        self._parsing = False
+        self._cork_size = 0
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._drain_callbacks: list[Callable[[BaseException | None], Any]] = []
         self._queue: collections.deque[str | bytes] = collections.deque()
@@ -410,19 +416,26 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         # Frames that listeners send while this read is parsed are collected and written once
         # at its end: one write() per read instead of one per message (32 B pipelined echo
         # 78.8k -> 101.5k msg/s in the benchmark's pinned runs).
-        if self._cork is not None:
+        if self._parsing:
             # Re-entered (resume() from a listener): the outer call owns the batch and its
             # order.
             self._feed(proto, data)
             return
-        cork: list[Any] = []
-        self._cork = cork
+        # A batch that publish() opened for this loop turn (send_prepared) stays open: its
+        # flush, already scheduled, writes what this read adds, in order.
+        cork = self._cork
+        own = cork is None
+        if own:
+            cork = self._cork = []
+        self._parsing = True
         try:
             self._feed(proto, data)
         finally:
-            self._cork = None
-            if cork:
-                self._write_all(cork)
+            self._parsing = False
+            if own:
+                self._cork = None
+                if cork:
+                    self._write_all(cork)
             if proto.pending:
                 self._apply(proto)
             if proto.pending_auto_pongs:
@@ -761,15 +774,49 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             return self._written(callback)
         return _DONE
 
-    def send_prepared(self, message: PreparedMessage) -> bool:
+    def send_prepared(
+        self, message: PreparedMessage, opened: list[WebSocket] | None = None
+    ) -> bool:
         """Write a message framed once for many receivers (:func:`wsfast.broadcast` and
         ``publish`` call this); False when nothing was written: the connection is not OPEN or
         is in the middle of a fragmented message. Frames that a listener of this connection
-        sends while its read is parsed keep their order with it (the same write path)."""
+        sends while its read is parsed keep their order with it (the same write path).
+
+        What this writes is batched until :meth:`flush`, which runs at the next loop turn: a
+        burst of publishes costs one ``transport.write`` (one ``send()``) per connection, not
+        one per message (uWebSockets' corking; DESIGN section 7), and a single frame is still
+        written as the shared bytes object. Anything else written to the connection meanwhile
+        joins the batch in order. With ``opened``, a connection whose batch this call opened is
+        appended to it and the caller schedules :meth:`flush` (one loop callback for a whole
+        broadcast instead of one per connection).
+        """
         proto = self._proto
         if proto is None:
             return False
-        return proto.send_prepared(message)
+        if self._cork is None:
+            self._cork = []
+            self._cork_size = 0
+            if opened is None:
+                self._loop.call_soon(self.flush)
+            else:
+                opened.append(self)
+        sent = proto.send_prepared(message)
+        if sent and not self._parsing:
+            # Past 64 KiB the batch goes to the transport at once, where buffered_amount sees
+            # it: a burst without a loop turn must not grow memory past the slow-subscriber
+            # bound (max_broadcast_buffer).
+            self._cork_size += len(message.payload)
+            if self._cork_size >= _CORK_LIMIT:
+                self.flush()
+        return sent
+
+    def flush(self) -> None:
+        """Write what :meth:`send_prepared` batched (a no-op when nothing is batched)."""
+        cork = self._cork
+        if cork is not None and not self._parsing:
+            self._cork = None
+            if cork and self._transport is not None:
+                self._write_all(cork)
 
     def ping(
         self,
