@@ -36,6 +36,7 @@ IO_MODULES = {"asyncio", "socket", "ssl", "threading", "selectors", "time", "tri
 # Private names read on something other than self/cls, each on an object of the same module or a
 # project-internal diagnostic: (module, expression) -> reason.
 ALLOWED_PRIVATE = {
+    ("workers", "os._exit"): "a forked worker ends without the parent's atexit handlers",
     ("websocket", "ws._keep_alive"): "accept(), in websocket.py, sets up its own WebSocket",
     ("websocket", "ws._attach"): "accept(), in websocket.py",
     ("websocket", "ws._start"): "start(), in websocket.py",

@@ -460,3 +460,43 @@ async def test_uvicorn_fastapi(run_example: Any) -> None:
     assert ws.close_code == 1012
     assert example.proc.returncode == 0, example.stderr
     assert "lobby: disconnected with 1012" in example.lines
+
+
+async def test_chat_workers(run_example: Any) -> None:
+    from redis_server import RedisServer, redis_binary
+
+    redis = RedisServer(redis_binary())
+    redis.start()
+    try:
+        example, url = await start_server_example(
+            run_example, "chat_workers.py", REDIS_URL=redis.url
+        )
+        # Connect until both workers have a client (the kernel picks the worker).
+        clients: list[wsfast.WebSocket] = []
+        workers: set[str] = set()
+        while len(workers) < 2:
+            assert len(clients) < 40, "every connection went to one worker"
+            ws = await wait_for(wsfast.connect(url))
+            clients.append(ws)
+            workers.add(str(await wait_for(ws.recv())))
+        # Redis pub/sub is at most once: a worker hears the others once its SUBSCRIBE is in.
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(redis.url)
+        try:
+            while (await client.pubsub_numsub("wsfast:chat"))[0][1] < 2:
+                await asyncio.sleep(0.02)
+        finally:
+            await client.aclose()
+        await clients[0].send("hello from one worker")
+        await clients[-1].send(b"\x00binary from the other")
+        for ws in clients:
+            got = {await wait_for(ws.recv()), await wait_for(ws.recv())}
+            assert got == {"hello from one worker", b"\x00binary from the other"}
+        await example.stop()
+        assert example.proc.returncode == 0, example.stderr
+        for ws in clients:
+            await wait_for(ws.wait_closed())
+            assert ws.close_code == 1001
+    finally:
+        redis.close()

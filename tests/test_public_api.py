@@ -28,6 +28,7 @@ CONTRACT = [
     "WebSocketError",
     "ConnectionClosed",
     "generate_mask",
+    "broadcast",
     "CONNECTING",
     "OPEN",
     "CLOSING",

@@ -10,6 +10,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from . import buffer_util, validation
+from .backplane import Backplane, BackplaneStats, RedisBackplane
 from .client import ClientRequest
 from .constants import CLOSED, CLOSING, CONNECTING, OPEN
 from .event_target import CloseEvent, ErrorEvent, Event, EventTarget, MessageEvent
@@ -19,6 +20,7 @@ from .options import ClientOptions, ConnectionOptions, ServerOptions
 from .proxy import ProxyError
 from .sender import generate_mask
 from .stream import WebSocketStreamWriter, create_websocket_stream
+from .topics import Delivery, FanoutStats, broadcast
 from .websocket import WebSocket, connect
 from .websocket_server import ServerStats, VerifyInfo, WebSocketServer, serve
 
@@ -26,12 +28,16 @@ from .websocket_server import ServerStats, VerifyInfo, WebSocketServer, serve
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backplane",
+    "BackplaneStats",
     "CLOSED",
     "CLOSING",
     "CONNECTING",
     "ClientOptions",
     "ClientRequest",
     "ConnectionOptions",
+    "Delivery",
+    "FanoutStats",
     "CloseEvent",
     "ErrorEvent",
     "Event",
@@ -39,6 +45,7 @@ __all__ = [
     "MessageEvent",
     "OPEN",
     "ProxyError",
+    "RedisBackplane",
     "ConnectionClosed",
     "HandshakeError",
     "Headers",
@@ -55,6 +62,7 @@ __all__ = [
     "WebSocketServer",
     "WebSocketStreamWriter",
     "__version__",
+    "broadcast",
     "connect",
     "create_websocket_stream",
     "generate_mask",

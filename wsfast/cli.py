@@ -17,7 +17,7 @@ import signal
 import ssl
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .constants import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT
@@ -191,28 +191,49 @@ def _slash(ws: Any, line: str) -> None:
 # -- serve -----------------------------------------------------------------------------------
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(
+    args: argparse.Namespace,
+    sock: Any = None,
+    ready: Callable[[], None] | None = None,
+) -> int:
     import wsfast
 
+    where: dict[str, Any] = {"sock": sock} if sock is not None else {"port": args.port}
     server = wsfast.WebSocketServer(
-        port=args.port,
-        host=args.host,
+        host=None if sock is not None else args.host,
         per_message_deflate=bool(args.deflate),
         ping_interval=args.ping_interval or None,
         ping_timeout=args.ping_timeout or None,
+        backplane=args.backplane,
+        **where,
     )
+    backplane_ready = asyncio.get_running_loop().create_future()
+
+    def on_backplane(connected: bool, error: BaseException | None) -> None:
+        if not backplane_ready.done():
+            backplane_ready.set_result(None)
+        if connected:
+            _status(f"backplane connected: {args.backplane}")
+        else:
+            _status(f"backplane lost ({error}); local clients still served, retrying")
+
+    if args.backplane:
+        server.on("backplane", on_backplane)
 
     def on_connection(ws: wsfast.WebSocket, request: Any) -> None:
         peer = request.remote_address
         if args.verbose:
             _status(f"connection from {peer[0] if peer else '?'}")
+        if args.broadcast:
+            # Every client on every worker and server sharing the backplane.
+            server.subscribe(ws, _BROADCAST_TOPIC)
 
-        def on_message(data: Any, is_binary: bool) -> None:
-            if args.broadcast:
-                for client in server.clients:
-                    if client.ready_state == wsfast.WebSocket.OPEN:
-                        client.send(data, binary=is_binary)
-            else:
+            def on_message(data: Any, is_binary: bool) -> None:
+                server.publish(_BROADCAST_TOPIC, data, binary=is_binary)
+
+        else:
+
+            def on_message(data: Any, is_binary: bool) -> None:
                 ws.send(data, binary=is_binary)
 
         ws.on("message", on_message)
@@ -230,10 +251,14 @@ async def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         _status(f"error: cannot listen on {args.host}:{args.port}: {exc}")
         return 1
-    host, port = server.address()
-    shown = f"[{host}]" if ":" in host else host
-    mode = "broadcast" if args.broadcast else "echo"
-    print(f"listening on ws://{shown}:{port} ({mode})", flush=True)
+    if args.backplane:
+        # Ready once Redis answered or failed once: either way local clients are served.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(backplane_ready), 10)
+    if ready is not None:
+        ready()
+    else:
+        print(f"listening on {_ws_url(server.address())} ({_mode(args)})", flush=True)
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -241,14 +266,59 @@ async def _serve(args: argparse.Namespace) -> int:
     await asyncio.wait(
         {stop, asyncio.ensure_future(server.serve_forever())}, return_when=asyncio.FIRST_COMPLETED
     )
-    server.close()
+    closing = server.close()
     for client in list(server.clients):
         client.close(1001)
     if server.clients:
         await asyncio.wait(
             [asyncio.ensure_future(c.wait_closed()) for c in server.clients], timeout=5
         )
+    await closing
     return 0
+
+
+# The topic of ``serve --broadcast``: every client subscribes to it.
+_BROADCAST_TOPIC = "wsfast:broadcast"
+
+
+def _ws_url(address: Any) -> str:
+    host, port = address[0], address[1]
+    shown = f"[{host}]" if ":" in host else host
+    return f"ws://{shown}:{port}"
+
+
+def _mode(args: argparse.Namespace) -> str:
+    mode = "broadcast" if args.broadcast else "echo"
+    if args.workers > 1:
+        mode += f", {args.workers} workers"
+    if args.backplane:
+        mode += f", backplane {args.backplane}"
+    return mode
+
+
+def _serve_workers(args: argparse.Namespace) -> int:
+    """``serve --workers N``: N forked processes accepting from one listening socket."""
+    from .workers import listen, run_workers
+
+    if args.broadcast and not args.backplane:
+        _status("warning: --broadcast without --backplane reaches the clients of one worker only")
+    try:
+        sock = listen(args.host, args.port)
+    except OSError as exc:
+        _status(f"error: cannot listen on {args.host}:{args.port}: {exc}")
+        return 1
+    address = sock.getsockname()
+
+    def on_ready() -> None:
+        print(f"listening on {_ws_url(address)} ({_mode(args)})", flush=True)
+
+    async def worker(sock: Any, index: int, ready: Callable[[], None]) -> int:
+        return await _serve(args, sock, ready)
+
+    try:
+        return run_workers(worker, args.workers, sock, on_ready=on_ready)
+    finally:
+        sock.close()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -440,6 +510,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--deflate", action="store_true", help="accept permessage-deflate")
     p.add_argument("-v", "--verbose", action="store_true", help="log connections to stderr")
+    p.add_argument(
+        "-w",
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes sharing the port (default 1); with --broadcast, use --backplane",
+    )
+    p.add_argument(
+        "--backplane",
+        metavar="URL",
+        help="join topics with other workers and servers through Redis (redis://host:6379/0; "
+        "needs pip install wsfast[redis])",
+    )
     _keepalive_arguments(p)
 
     sub.add_parser("info", help="versions and the active speedups")
@@ -454,6 +538,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _info()
     if args.command == "bench":
         return _bench()
+    if args.command == "serve" and args.workers != 1:
+        if args.workers < 1:
+            _status("error: --workers must be at least 1")
+            return 2
+        return _serve_workers(args)
     runner = _connect if args.command == "connect" else _serve
     try:
         return asyncio.run(runner(args))

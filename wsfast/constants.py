@@ -35,6 +35,7 @@ __all__ = [
     "MAX_RESPONSE_HEADERS",
     "MAX_PROXY_HEAD",
     "MAX_UNEXPECTED_BODY",
+    "DEFAULT_MAX_BROADCAST_BUFFER",
 ]
 
 # RFC 6455 section 1.3: the fixed GUID appended to Sec-WebSocket-Key.
@@ -101,3 +102,9 @@ MAX_RESPONSE_HEADERS = 256
 MAX_PROXY_HEAD = 16 * 1024
 # Bodies of non-101 answers are read for 'unexpected-response' up to this size.
 MAX_UNEXPECTED_BODY = 1024 * 1024
+
+# publish()/broadcast() skip a receiver whose transport already holds more than this many unsent
+# bytes, and count it as dropped (DESIGN section 7: a bound per subscriber, a counter). 1 MiB is
+# 16 times asyncio's default high-water mark (64 KiB): a receiver that far behind is not keeping
+# up, and 10,000 of them at the bound hold at most 10 GiB, each bounded.
+DEFAULT_MAX_BROADCAST_BUFFER = 1024 * 1024

@@ -16,6 +16,7 @@ from .constants import (
     BINARY_TYPES,
     DEFAULT_BACKLOG,
     DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_BROADCAST_BUFFER,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_PAYLOAD,
@@ -221,6 +222,8 @@ class ServerOptions(ConnectionOptions):
     sock: Any = None
     max_connections: int | None = DEFAULT_MAX_CONNECTIONS
     max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES
+    max_broadcast_buffer: int = DEFAULT_MAX_BROADCAST_BUFFER
+    backplane: Any = None
 
     def __post_init__(self) -> None:
         ConnectionOptions.__post_init__(self)
@@ -243,6 +246,14 @@ class ServerOptions(ConnectionOptions):
         _non_negative_int("max_headers", self.max_headers)
         _cap("max_connections", self.max_connections)
         _cap("max_handshakes", self.max_handshakes)
+        _non_negative_int("max_broadcast_buffer", self.max_broadcast_buffer)
+        if self.backplane is not None and not isinstance(self.backplane, str):
+            for method in ("attach", "publish", "subscribe", "unsubscribe", "close"):
+                if not callable(getattr(self.backplane, method, None)):
+                    raise TypeError(
+                        "backplane must be a redis:// URL, None or a backplane object "
+                        f"(wsfast.RedisBackplane); {self.backplane!r} has no {method}()"
+                    )
         for name in ("verify_client", "handle_protocols"):
             value = getattr(self, name)
             if value is not None and not callable(value):
@@ -328,3 +339,5 @@ class ServerOptionsDict(_ConnectionOptionsDict, total=False):
     sock: Any
     max_connections: int | None
     max_handshakes: int | None
+    max_broadcast_buffer: int
+    backplane: Any

@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeAlias
 
 from .exceptions import WebSocketError
 
-__all__ = ["PerMessageDeflate", "Params", "TRAILER"]
+__all__ = ["PerMessageDeflate", "Params", "TRAILER", "deflate_message"]
 
 # RFC 7692 section 7.2.1: a sync flush ends with an empty stored block, 00 00 ff ff, which the
 # sender removes and the receiver appends again before inflating.
@@ -99,6 +99,17 @@ def _zlib_window(bits: object, compressing: bool) -> int:
     if value is None:
         return _DEFAULT_WINDOW_BITS
     return 9 if compressing and value == 8 else value
+
+
+def deflate_message(data: bytes | bytearray | memoryview, key: tuple[int, int, int, int]) -> bytes:
+    """The payload of one whole compressed message, from a fresh compressor (no context
+    takeover): the same bytes :meth:`PerMessageDeflate.compress` gives a connection whose
+    :attr:`~PerMessageDeflate.message_key` is ``key``."""
+    wbits, level, mem_level, strategy = key
+    deflate = zlib.compressobj(level, zlib.DEFLATED, -wbits, mem_level, strategy)
+    head: bytes = deflate.compress(data)
+    tail: bytes = deflate.flush(zlib.Z_SYNC_FLUSH)[:-4]  # RFC 7692 7.2.1
+    return head + tail if head else tail
 
 
 class PerMessageDeflate:
@@ -290,6 +301,22 @@ class PerMessageDeflate:
         """Whether our compressor starts afresh for every message (negotiated for our side)."""
         params = self._negotiated()
         return bool(params.get(self._endpoint(True) + "_no_context_takeover"))
+
+    @property
+    def message_key(self) -> tuple[int, int, int, int] | None:
+        """What alone decides the compressed bytes of a message from our side, or None.
+
+        With our side's ``*_no_context_takeover`` every message is deflated by a fresh
+        compressor, so two connections whose keys are equal (window bits, level, memLevel,
+        strategy) produce identical bytes for a message: :func:`deflate_message` with this key
+        compresses it once for all of them. With context takeover the bytes depend on the
+        connection's history: None.
+        """
+        params = self._negotiated()
+        if not params.get(self._endpoint(True) + "_no_context_takeover"):
+            return None
+        wbits = _zlib_window(params.get(self._endpoint(True) + "_max_window_bits"), True)
+        return (wbits, self._level, self._mem_level, self._strategy)
 
     def _negotiated(self) -> Params:
         if self.params is None:

@@ -35,7 +35,7 @@ from .exceptions import WebSocketError
 from .options import ConnectionOptions
 from .permessage_deflate import PerMessageDeflate
 from .receiver import Receiver
-from .sender import Sender, close_payload
+from .sender import PreparedMessage, Sender, close_payload
 
 __all__ = ["State", "Protocol", "InvalidState"]
 
@@ -342,6 +342,39 @@ class Protocol:
             self.write(out[1])
         else:
             self.write(out)
+
+    def send_prepared(self, message: PreparedMessage) -> bool:
+        """Write a message framed once for many receivers (publish, broadcast).
+
+        Returns False, writing nothing, when the connection is not OPEN or a fragmented
+        message (``send(..., fin=False)``) is unfinished: a data frame must not land between
+        its fragments (RFC 6455 5.4). With permessage-deflate and no context takeover on our
+        side the shared compressed frame is written when the message reaches the threshold
+        (ws' rule, as in :meth:`Sender.message`); with context takeover the message goes
+        uncompressed, which RFC 7692 6 allows per message (RSV1 clear) and which leaves the
+        peer's inflate context untouched: compressing it for this receiver alone would cost
+        one deflate per receiver, what a broadcast exists to avoid. A client connection
+        masks, so it frames the message itself.
+        """
+        if self.state is not OPEN:
+            return False
+        sender = self.sender
+        if not sender.first_fragment:
+            return False
+        if sender.plain:
+            self.write(message.frame())
+            return True
+        if sender.is_client:
+            self.send(message.payload, message.binary)
+            return True
+        deflate = self.deflate
+        assert deflate is not None  # not plain, not a client
+        key = deflate.message_key
+        if key is not None and len(message.payload) >= deflate.threshold:
+            self.write(message.deflated(key))
+        else:
+            self.write(message.frame())
+        return True
 
     def ping(self, data: Any = b"", mask: bool | None = None) -> None:
         """Write a ping (payload at most 125 bytes); InvalidState unless OPEN."""

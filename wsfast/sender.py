@@ -17,9 +17,17 @@ from .buffer_util import mask as mask_into
 from .buffer_util import unmasked
 from .constants import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT
 from .exceptions import WebSocketError
+from .permessage_deflate import deflate_message
 from .validation import is_valid_status_code
 
-__all__ = ["frame", "frame_header", "close_payload", "generate_mask", "Sender"]
+__all__ = [
+    "frame",
+    "frame_header",
+    "close_payload",
+    "generate_mask",
+    "Sender",
+    "PreparedMessage",
+]
 
 _pack_16 = struct.Struct("!BBH").pack
 _pack_64 = struct.Struct("!BBQ").pack
@@ -128,6 +136,44 @@ def close_payload(code: int | None, reason: str | bytes = "") -> bytes:
     if len(raw) > 123:
         raise ValueError("The message must not be greater than 123 bytes")
     return code.to_bytes(2, "big") + raw
+
+
+class PreparedMessage:
+    """One data message framed once for any number of server-side receivers.
+
+    Server frames are unmasked (RFC 6455 5.1), so every receiver gets the same bytes: the
+    frame is built on first use and the same ``bytes`` object is written to every transport.
+    A compressed frame is built once per :attr:`PerMessageDeflate.message_key` (receivers
+    whose server side has no context takeover and equal parameters); see
+    :meth:`Protocol.send_prepared` for which receivers get which.
+    """
+
+    __slots__ = ("payload", "binary", "_frame", "_deflated")
+
+    def __init__(self, data: Any, binary: bool | None = None) -> None:
+        if binary is None:
+            binary = not isinstance(data, str)
+        #: The message's bytes (UTF-8 for text).
+        self.payload: bytes | bytearray | memoryview = _byte_buffer(data)
+        self.binary = binary
+        self._frame: bytes | bytearray | None = None
+        self._deflated: dict[tuple[int, int, int, int], bytes | bytearray] = {}
+
+    def frame(self) -> bytes | bytearray:
+        """The uncompressed frame (built once)."""
+        out = self._frame
+        if out is None:
+            out = self._frame = frame(self.payload, OP_BINARY if self.binary else OP_TEXT)
+        return out
+
+    def deflated(self, key: tuple[int, int, int, int]) -> bytes | bytearray:
+        """The compressed frame (RSV1 set) for receivers whose message key is ``key``."""
+        out = self._deflated.get(key)
+        if out is None:
+            payload = deflate_message(self.payload, key)
+            opcode = OP_BINARY if self.binary else OP_TEXT
+            out = self._deflated[key] = frame(payload, opcode, rsv1=True)
+        return out
 
 
 class Sender:

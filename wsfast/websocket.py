@@ -46,6 +46,7 @@ from .protocol import CLOSED as STATE_CLOSED
 from .protocol import OPEN as STATE_OPEN
 from .protocol import Protocol
 from .receiver import DONE
+from .sender import PreparedMessage
 from .url import parse_url
 
 if TYPE_CHECKING:
@@ -221,6 +222,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         "_connect_task",
         "_options",
         "_log",
+        "_topics",
         "__dict__",
     )
 
@@ -286,6 +288,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._drain_callbacks: list[Callable[[BaseException | None], Any]] | None = None
         self._queue: collections.deque[str | bytes] | None = None
+        self._topics: set[str] | None = None  # made by the first subscribe (topics)
         self._recv_waiter: asyncio.Future[str | bytes] | None = None
         # The application took a message from recv() and has not asked for the next one: it
         # may still be answering it (Protocol.backlog).
@@ -409,6 +412,18 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if transport is None or transport.is_closing() and self.ready_state == CLOSED:
             return 0
         return transport.get_write_buffer_size() + self._batch_bytes
+
+    @property
+    def topics(self) -> set[str]:
+        """The topics this connection is subscribed to (``WebSocketServer.subscribe``).
+
+        The set is the registry's own: read it, and change it only through the server's
+        ``subscribe()`` / ``unsubscribe()``; a closed connection leaves every topic.
+        """
+        topics = self._topics
+        if topics is None:
+            topics = self._topics = set()
+        return topics
 
     @property
     def is_paused(self) -> bool:
@@ -622,7 +637,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if batch is not None:
             self._batch = None
             self._batch_bytes = 0
-            self._write_all(batch)
+            if batch:
+                self._write_all(batch)
 
     def _write_all(self, chunks: list[Any]) -> None:
         if self._batch is not None:
@@ -945,6 +961,38 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if self._write_paused or callback is not None:
             return self._written(callback)
         return _DONE
+
+    def send_prepared(
+        self, message: PreparedMessage, opened: list[WebSocket] | None = None
+    ) -> bool:
+        """Write a message framed once for many receivers (:func:`wsfast.broadcast` and
+        ``publish`` call this); False when nothing was written: the connection is not OPEN or
+        is in the middle of a fragmented message.
+
+        What this writes joins the connection's batch (see ``_write``), written by
+        :meth:`flush` at the next loop turn, or at once past 64 KiB: a burst of publishes
+        costs one ``transport.write`` (one ``send()``) per connection, not one per message
+        (uWebSockets' corking), and a single frame is still written as the shared bytes
+        object. Frames that a listener of this connection sends while its read is parsed go
+        with the read's own batch, in order. With ``opened``, a connection whose batch this
+        call opened is appended to it and the caller schedules :meth:`flush` (one loop
+        callback for a whole broadcast instead of one per connection).
+        """
+        proto = self._proto
+        if proto is None:
+            return False
+        if self._cork is None and self._batch is None:
+            self._batch = []
+            self._batch_bytes = 0
+            if opened is None:
+                self._loop.call_soon(self._flush_batch)
+            else:
+                opened.append(self)
+        return proto.send_prepared(message)
+
+    def flush(self) -> None:
+        """Write what :meth:`send_prepared` batched (a no-op when nothing is batched)."""
+        self._flush_batch()
 
     def ping(
         self,

@@ -23,9 +23,11 @@ from collections.abc import Callable, Coroutine, Generator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from . import handshake
+from .backplane import Backplane, RedisBackplane
 from .constants import (
     DEFAULT_BACKLOG,
     DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_BROADCAST_BUFFER,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_PAYLOAD,
@@ -40,6 +42,8 @@ from .exceptions import ConnectionClosed, HandshakeError
 from .handshake import Refusal, Request, RequestError, ServerHandshake, Upgrade
 from .log import SERVER_LOGGER, Logger, format_peer, resolve_logger
 from .options import ServerOptions, deflate_options
+from .sender import PreparedMessage
+from .topics import Delivery, FanoutStats, Topics
 from .websocket import WebSocket, accept, start
 
 if TYPE_CHECKING:
@@ -280,6 +284,8 @@ class WebSocketServer(EventEmitter):
         sock: Any = None,
         max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
         max_handshakes: int | None = DEFAULT_MAX_HANDSHAKES,
+        max_broadcast_buffer: int = DEFAULT_MAX_BROADCAST_BUFFER,
+        backplane: str | Backplane | None = None,
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
         logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
@@ -314,6 +320,8 @@ class WebSocketServer(EventEmitter):
             sock=sock,
             max_connections=max_connections,
             max_handshakes=max_handshakes,
+            max_broadcast_buffer=max_broadcast_buffer,
+            backplane=backplane,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             logger=logger,
@@ -325,6 +333,8 @@ class WebSocketServer(EventEmitter):
         self.logger: Logger = resolve_logger(self.options.logger, SERVER_LOGGER)
         """Where the server and its connections log (``logger=``, default ``wsfast.server``)."""
         self._slots = _Slots(max_connections, max_handshakes)
+        self._topics = Topics(max_broadcast_buffer)
+        self._backplane: Backplane | None = None
         self._slots.log = self.logger
         # Every task the server starts (verify_client, async 'connection' listeners) is held
         # here until done: the loop keeps only weak references to tasks, and an exception of
@@ -337,6 +347,10 @@ class WebSocketServer(EventEmitter):
         self._closed: asyncio.Future[None] = self._loop.create_future()
         if callback is not None:
             self.once("listening", callback)
+        if backplane is not None:
+            self._attach_backplane(
+                RedisBackplane(backplane) if isinstance(backplane, str) else backplane
+            )
         if not no_server:
             self._spawn(self._listen())
         else:
@@ -348,6 +362,67 @@ class WebSocketServer(EventEmitter):
         handshakes in flight, connections opened and 503 refusals."""
         slots = self._slots
         return ServerStats(slots.connections, slots.handshakes, slots.opened, slots.refused_503)
+
+    @property
+    def fanout_stats(self) -> FanoutStats:
+        """The fan-out counters now (a :class:`~wsfast.topics.FanoutStats` snapshot):
+        messages published, written to local subscribers, dropped for slow subscribers, and the
+        number of topics with local subscribers."""
+        return self._topics.stats
+
+    # -- topics ------------------------------------------------------------------------------
+
+    @property
+    def backplane(self) -> Backplane | None:
+        """The backplane joining this server's topics to other servers' (``backplane=``)."""
+        return self._backplane
+
+    def _attach_backplane(self, backplane: Backplane) -> None:
+        self._backplane = backplane
+        topics = self._topics
+        topics.on_first = backplane.subscribe
+        topics.on_last = backplane.unsubscribe
+        backplane.attach(self._from_backplane, self._backplane_state)
+
+    def _from_backplane(self, topic: str, payload: memoryview, binary: bool) -> None:
+        self._topics.deliver(topic, PreparedMessage(payload, binary))
+
+    def _backplane_state(self, connected: bool, error: BaseException | None) -> None:
+        self.emit("backplane", connected, error)
+
+    def subscribe(self, ws: WebSocket, topic: str) -> bool:
+        """Subscribe ``ws`` to ``topic`` (a str); False if it already was or it is closed.
+
+        A connection leaves all its topics when it closes; ``ws.topics`` lists them.
+        """
+        return self._topics.subscribe(ws, topic)
+
+    def unsubscribe(self, ws: WebSocket, topic: str) -> bool:
+        """Unsubscribe ``ws`` from ``topic``; False if it was not subscribed."""
+        return self._topics.unsubscribe(ws, topic)
+
+    def subscribers(self, topic: str) -> frozenset[WebSocket]:
+        """The connections of this server subscribed to ``topic``."""
+        return self._topics.subscribers(topic)
+
+    def publish(
+        self, topic: str, data: str | bytes | bytearray | memoryview, binary: bool | None = None
+    ) -> Delivery:
+        """Send a message to every subscriber of ``topic``, framed once (see
+        :func:`wsfast.broadcast`).
+
+        ``str`` is text and anything else binary unless ``binary`` says otherwise. A subscriber
+        whose ``buffered_amount`` exceeds ``max_broadcast_buffer`` is skipped and counted
+        (:attr:`fanout_stats`). Returns what happened locally.
+        """
+        topics = self._topics
+        topics.published += 1
+        message = PreparedMessage(data, binary)
+        result = topics.deliver(topic, message)
+        backplane = self._backplane
+        if backplane is not None:
+            backplane.publish(topic, message.payload, message.binary)
+        return result
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self._loop.create_task(coro)
@@ -457,6 +532,8 @@ class WebSocketServer(EventEmitter):
             if path is not None and _is_socket(path):
                 # Node's server.close() unlinks its socket file; asyncio before 3.13 does not.
                 os.unlink(path)
+        if self._backplane is not None:
+            await self._backplane.close()
         self._state = CLOSED_SERVER
         self._closed.set_result(None)
         self.emit("close")
