@@ -112,6 +112,7 @@ def py_concat_unmasked(chunks: Iterable[Any], mask: Any) -> bytes:
 # The fallback's seams for the core, without the argument checks of their py_ twins: the core
 # passes bytes or memoryviews of bytes, and a 4-byte key.
 def _unmasked(data: Any, key: bytes) -> bytes:
+    """A new ``bytes`` holding ``data`` XOR the 4-byte ``key`` (the fallback's ``unmasked``)."""
     n = len(data)
     if n < _SMALL_BYTES:
         # Inline, not _masked_small: this is the fallback's per-message cost for small frames.
@@ -123,6 +124,8 @@ def _unmasked(data: Any, key: bytes) -> bytes:
 
 
 def _concat_unmasked(chunks: Iterable[Any], key: bytes) -> bytes:
+    """The concatenation of ``chunks`` XOR the 4-byte ``key`` (the fallback's
+    ``concat_unmasked``)."""
     if type(chunks) is not list:
         chunks = list(chunks)
     n = sum(len(chunk) for chunk in chunks)
