@@ -69,7 +69,8 @@ class _Done:
 _DONE = _Done()
 
 #: A batch of frames (see ``WebSocket._write``) is written at once when it reaches this size:
-#: the transport's high-water mark, and so ``send()``'s backpressure, apply from there on.
+#: the transport's high-water mark, and so ``send()``'s backpressure, apply from there on;
+#: ``_write_all`` joins chunks into one write up to the same size.
 _BATCH_LIMIT = 65536
 
 
@@ -650,7 +651,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if len(chunks) == 1:
             transport.write(chunks[0])
             return
-        if sum(map(len, chunks)) <= 65536:
+        if sum(map(len, chunks)) <= _BATCH_LIMIT:
             transport.write(b"".join(chunks))
             return
         for chunk in chunks:
