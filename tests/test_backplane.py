@@ -89,7 +89,7 @@ async def make_node() -> AsyncIterator[Any]:
 
 async def subscribed_in_redis(redis: Any, channel: str, count: int) -> None:
     async def check() -> bool:
-        (_, n), = await redis.pubsub_numsub(channel)
+        ((_, n),) = await redis.pubsub_numsub(channel)
         return bool(n == count)
 
     deadline = time.monotonic() + scaled(10)
@@ -301,3 +301,49 @@ async def test_a_backplane_url_without_redis_installed_says_how(monkeypatch: Any
 async def test_a_bad_backplane_object_is_refused() -> None:
     with pytest.raises(TypeError, match="backplane"):
         WebSocketServer(port=0, backplane=object())
+
+
+async def test_serve_with_a_backplane_joins_two_servers(
+    redis_server: RedisServer, redis_client: Any
+) -> None:
+    """The asyncio API: ``serve(handler, backplane=url)`` on two servers, handlers that
+    subscribe and publish; a message from a client of one server reaches the clients of both,
+    text as text and binary as binary, and nothing twice."""
+    servers: list[WebSocketServer] = []
+
+    def handler_for(index: int) -> Any:
+        async def handler(ws: WebSocket, request: Any) -> None:
+            server = servers[index]
+            server.subscribe(ws, "chat")
+            async for message in ws:
+                server.publish("chat", message)
+
+        return handler
+
+    async with wsfast.serve(handler_for(0), "127.0.0.1", 0, backplane=redis_server.url) as a:
+        servers.append(a)
+        async with wsfast.serve(handler_for(1), "127.0.0.1", 0, backplane=redis_server.url) as b:
+            servers.append(b)
+            assert isinstance(a.backplane, wsfast.RedisBackplane)
+            clients = [
+                await wait_for(wsfast.connect(f"ws://127.0.0.1:{server.address()[1]}"))
+                for server in (a, b, b)
+            ]
+            await until(lambda: len(a.clients) == 1 and len(b.clients) == 2)
+            await subscribed_in_redis(redis_client, "wsfast:chat", 2)
+            await clients[0].send("hello from a")
+            await clients[2].send(b"\x00binary from b")
+            for ws in clients:
+                got = [await wait_for(ws.recv()) for _ in range(2)]
+                # Each publishing server's messages in order; the two servers' may interleave.
+                assert sorted(map(repr, got)) == sorted(
+                    map(repr, ["hello from a", b"\x00binary from b"])
+                )
+            await asyncio.sleep(scaled(0.2))
+            for ws in clients:
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(ws.recv(), 0.05)  # nothing twice
+            assert a.backplane.stats.lost == b.backplane.stats.lost == 0
+            for ws in clients:
+                await wait_for(ws.close())
+    assert a.backplane.connected is False and b.backplane.connected is False

@@ -67,6 +67,28 @@ def decode(data: bytes) -> tuple[bytes, int, memoryview, bool]:
     return origin, seq, memoryview(data)[HEADER_SIZE:], bool(flags & _BINARY)
 
 
+async def _cancel_and_wait(tasks: list[asyncio.Task[None]], timeout: float = 2.0) -> None:
+    """Cancel ``tasks`` and wait until they have ended.
+
+    A redis-py command can swallow a cancellation that arrives while it runs (seen with an
+    UNSUBSCRIBE in flight when a server closed: the task went on to its next wait and the
+    server's close() never returned), so what is still running is cancelled again where it
+    waits next; after ``timeout`` the rest is left behind with a warning rather than hanging.
+    """
+    pending = {task for task in tasks if not task.done()}
+    deadline = asyncio.get_running_loop().time() + timeout
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.05)
+        if pending and asyncio.get_running_loop().time() > deadline:
+            _log.warning("backplane: %d task(s) did not end when cancelled", len(pending))
+            return
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: the session's outcome is reported by the caller
+
+
 class BackplaneStats(NamedTuple):
     """A backplane's health and counters since it started."""
 
@@ -312,10 +334,7 @@ class RedisBackplane(Backplane):
                 task.result()  # raises what ended the session
             raise ConnectionError("the backplane session ended")
         finally:
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel_and_wait(tasks)
             for closing in (pubsub.aclose(), client.aclose()):
                 try:
                     await asyncio.wait_for(closing, 1.0)
