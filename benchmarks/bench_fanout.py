@@ -325,19 +325,15 @@ class _Child:
 
 def _check_peer_prerequisites(peers: list[_Peer]) -> None:
     """SystemExit naming what to install when a row cannot run here."""
-    if any(peer.library == "socketio" for peer in peers):
-        if shutil.which("node") is None:
-            raise SystemExit("--table-peers: node is not on PATH (node 18 or later)")
-        missing = [p for p in _NODE_PACKAGES if not (_NODE_DIR / "node_modules" / p).is_dir()]
-        if missing:
-            raise SystemExit(
-                f"--table-peers: {', '.join(missing)} missing from benchmarks/node/node_modules;"
-                " install the pinned versions first: npm ci --prefix benchmarks/node"
-            )
-    elif shutil.which("node") is None or not (_NODE_DIR / "node_modules" / "ws").is_dir():
+    # The subscribers of every row are node processes on ws; socket.io rows need the rest.
+    if shutil.which("node") is None:
+        raise SystemExit("--table-peers: node is not on PATH (node 18 or later)")
+    needed = _NODE_PACKAGES if any(peer.library == "socketio" for peer in peers) else ("ws",)
+    missing = [p for p in needed if not (_NODE_DIR / "node_modules" / p).is_dir()]
+    if missing:
         raise SystemExit(
-            "--table-peers: the subscribers are node processes: install node and run"
-            " npm ci --prefix benchmarks/node"
+            f"--table-peers: {', '.join(missing)} missing from benchmarks/node/node_modules;"
+            " install the pinned versions first: npm ci --prefix benchmarks/node"
         )
     if any(peer.redis for peer in peers):
         if shutil.which("redis-server") is None:
