@@ -107,7 +107,7 @@ if pytest is not None:
         case: tuple[str, int, int, int],
     ) -> None:
         """One server with permessage-deflate negotiated, driven by an aiohttp client."""
-        client = echo_client(server, CLIENT, True)
+        client = echo_client(server, CLIENT, True, case)
         run_case(benchmark, bench_loop, client, make_payloads(kind, case[1]), case[2], case[3])
 
     @pytest.mark.parametrize("server", [s for s in peers.DEFLATE_SERVERS if peers.available(s)])

@@ -3,7 +3,9 @@
 
 Each server is uvicorn in its own process (uvloop, ``taskset -c 0``) with the engine under test as
 ``ws=``; the client is pinned to the same CPU (DESIGN section 6). Figures are medians of
-``--rounds`` batches, binary messages, no compression (picows offers none).
+``--rounds`` batches, binary messages, no compression (picows offers none). As in
+``bench_echo.py --table`` (``echo_table``), every engine runs at once, the rounds go round-robin
+over them, and each case has a connection of its own.
 
     python benchmarks/bench_uvicorn.py [--rounds 5] [--engines uvicorn-wsfast,uvicorn-wsproto]
 """
@@ -12,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import peers  # noqa: E402
-from bench_echo import measure_rate, payloads_for  # noqa: E402
+from bench_echo import echo_table, server_targets  # noqa: E402
 
 __all__ = ["CASES", "ENGINES", "measure", "main"]
 
@@ -31,22 +32,10 @@ CASES: tuple[tuple[str, int, int, int], ...] = (
 ENGINES = tuple(peers.UVICORN_ENGINES)
 
 
-def measure(engine: str, rounds: int) -> list[float]:
-    """The median rate of each case for ``engine``, in CASES order."""
-    loop = peers.new_loop()
-    results: list[float] = []
-    with peers.ServerProcess(engine) as proc:
-        client = loop.run_until_complete(peers.open_client("picows", proc.url))
-        try:
-            for _, size, window, count in CASES:
-                payloads = payloads_for(size)
-                measure_rate(loop, client, payloads, window, max(2, count // 10))  # warm-up
-                rates = [measure_rate(loop, client, payloads, window, count) for _ in range(rounds)]
-                results.append(statistics.median(rates))
-        finally:
-            peers.close_all(loop, [client], [])
-            loop.close()
-    return results
+def measure(engines: list[str], rounds: int) -> dict[str, list[float]]:
+    """The median rate of each case for each engine, in CASES order."""
+    rates = echo_table(server_targets(engines), CASES, rounds)
+    return {engine: [rate or 0.0 for rate in row] for engine, row in rates.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     peers.pin_to_cpu()
     engines = [e for e in args.engines.split(",") if peers.available(e)]
-    table = {engine: measure(engine, args.rounds) for engine in engines}
+    table = measure(engines, args.rounds)
     print(peers.describe(args.rounds, True))
     print("| uvicorn --ws | " + " | ".join(label for label, *_ in CASES) + " |")
     print("| --- |" + " --- |" * len(CASES))

@@ -61,12 +61,16 @@ def bench_loop(use_uvloop: bool) -> Iterator[asyncio.AbstractEventLoop]:
 
 @pytest.fixture(scope="session")
 def echo_client(bench_loop: asyncio.AbstractEventLoop, use_uvloop: bool) -> Iterator[Any]:
-    """``echo_client(server, client, deflate)``: a connected client, cached for the session."""
-    procs: dict[tuple[str, bool], peers.ServerProcess] = {}
-    clients: dict[tuple[str, str, bool], Any] = {}
+    """``echo_client(server, client, deflate, case)``: a connected client, cached for the session.
 
-    def get(server: str, client: str, deflate: bool) -> Any:
-        key = (server, client, deflate)
+    One connection per case (``case`` is any hashable tag): on a shared connection a case takes
+    on the traffic pattern of the one before (``bench_echo.echo_table`` says how much).
+    """
+    procs: dict[tuple[str, bool], peers.ServerProcess] = {}
+    clients: dict[tuple[str, str, bool, Any], Any] = {}
+
+    def get(server: str, client: str, deflate: bool, case: Any = None) -> Any:
+        key = (server, client, deflate, case)
         if key not in clients:
             if (server, deflate) not in procs:
                 procs[server, deflate] = peers.ServerProcess(
