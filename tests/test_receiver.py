@@ -734,3 +734,52 @@ def test_masked_text_in_pieces_either_way(monkeypatch: pytest.MonkeyPatch, keep:
     )
     reads = _reads(wire, [4099, 5, 8191])
     assert Events(is_server=True).feed(*reads) == [("message", text, False)]
+
+
+@pytest.mark.parametrize("is_server", [True, False], ids=["server", "client"])
+def test_pause_mid_batch_resumes_at_the_next_frame(is_server: bool) -> None:
+    # One read holding many whole frames (7- and 16-bit lengths, text and binary): a callback
+    # that pauses after the k-th leaves exactly the frames after it raw, on every path (the
+    # native scanner parses the whole read before delivering).
+    payloads: list[Any] = [
+        b"a" * 3,
+        "b" * 200,
+        b"c" * 125,
+        "",
+        b"d" * 126,
+        "é" * 40,
+        b"e" * 65535,
+    ]
+    wire = b"".join(
+        bytes(
+            frame(
+                p.encode() if isinstance(p, str) else p,
+                OP_TEXT if isinstance(p, str) else OP_BINARY,
+                mask=MASK if is_server else None,
+            )
+        )
+        for p in payloads
+    )
+    for pause_after in range(1, len(payloads) + 1):
+        events = Events(is_server=is_server)
+        receiver = events.receiver
+        got: list[Any] = []
+
+        def on_message(
+            data: Any,
+            is_binary: bool,
+            receiver: Any = receiver,
+            got: list[Any] = got,
+            pause_after: int = pause_after,
+        ) -> None:
+            got.append(data)
+            if len(got) == pause_after:
+                receiver.paused = True
+
+        receiver.on_message = on_message
+        receiver.feed(wire)
+        assert got == payloads[:pause_after]
+        receiver.paused = False
+        receiver.feed(b"")
+        assert got == payloads
+        assert receiver.buffered == 0

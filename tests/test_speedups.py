@@ -666,3 +666,137 @@ def test_bench_inputs() -> None:
         assert not validation.py_is_valid_utf8(_bench_speedups.invalid_text(max(size, 1)))
     assert _bench_speedups.ascii_text(10).isascii()
     assert max(_bench_speedups.mixed_text(4000)) >= 0xF0  # holds 4-byte characters
+
+
+# --- scan_frames: the native frame scanner against its pure-Python twin --------------------------
+
+SCAN_KEY = b"\x37\xfa\x21\x3d"
+
+
+def _frame(b0: int, payload: bytes, masked: bool, length_form: int | None = None) -> bytes:
+    """One frame with first byte ``b0``; ``length_form`` 126/127 forces a longer length field."""
+    n = len(payload)
+    bit = 0x80 if masked else 0
+    if length_form == 127:
+        head = bytes((b0, bit | 127)) + n.to_bytes(8, "big")
+    elif length_form == 126 or n >= 126:
+        head = bytes((b0, bit | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((b0, bit | n))
+    if masked:
+        return head + SCAN_KEY + reference_mask(payload, SCAN_KEY)
+    return head + payload
+
+
+def _scanners() -> list[Any]:
+    scanners = [pytest.param(buffer_util.py_scan_frames, id="python")]
+    scanners.append(
+        pytest.param(
+            getattr(native_bu, "scan_frames", None),
+            id="native",
+            marks=pytest.mark.skipif(
+                not hasattr(native_bu, "scan_frames"), reason="no native scan_frames"
+            ),
+        )
+    )
+    return scanners
+
+
+@pytest.mark.parametrize("scan", _scanners())
+@pytest.mark.parametrize("masked", [True, False], ids=["masked", "unmasked"])
+def test_scan_frames_takes_simple_frames_and_stops_before_others(scan: Any, masked: bool) -> None:
+    simple = [
+        _frame(0x82, b"abc", masked),
+        _frame(0x81, "héllo".encode(), masked),
+        _frame(0x82, b"", masked),
+        _frame(0x81, b"", masked),
+        _frame(0x82, bytes(range(256)) * 4, masked),  # 16-bit length
+        _frame(0x81, "κ".encode() * 700, masked),  # text past the native stack buffer
+        _frame(0x82, b"x" * 5, masked, length_form=126),  # a longer form than needed
+    ]
+    expected = [b"abc", "héllo", b"", "", bytes(range(256)) * 4, "κ" * 700, b"x" * 5]
+    head = b"".join(simple)
+    whole = [
+        _frame(0x02, b"frag", masked),  # not FIN
+        _frame(0x80, b"cont", masked),  # continuation
+        _frame(0xC2, b"rsv1", masked),  # RSV1 (compressed)
+        _frame(0x89, b"ping", masked),  # control frame
+        _frame(0x82, b"long", masked, length_form=127),  # 64-bit length
+        _frame(0x81, b"\xff\xfe", masked),  # invalid UTF-8
+        _frame(0x81, b"ok\xc3", masked),  # truncated UTF-8 sequence
+        _frame(0x82, b"wrong mask bit", not masked),
+    ]
+    incomplete = [  # nothing may follow these: the next bytes would complete them
+        _frame(0x82, b"incomplete", masked)[:-1],
+        _frame(0x82, b"x" * 300, masked)[:3],  # incomplete 16-bit length
+        b"\x82",  # one byte
+    ]
+    for stopper, tail in [(f, simple[0]) for f in whole] + [(f, b"") for f in incomplete]:
+        out: list[Any] = []
+        assert scan(head + stopper + tail, 0, masked, 0, out) == len(head)
+        assert out == expected
+        assert [type(item) for item in out] == [type(item) for item in expected]
+    # From an offset, and out of a bytearray or a memoryview.
+    out = []
+    first = len(simple[0])
+    assert scan(memoryview(bytearray(head)), first, masked, 0, out) == len(head)
+    assert out == expected[1:]
+    # max_payload: the first frame over it stops the scan (0 means no limit).
+    out = []
+    assert scan(head, 0, masked, 1024, out) == len(b"".join(simple[:5]))
+    assert out == expected[:5]
+    out = []
+    assert scan(b"", 0, masked, 0, out) == 0 and out == []
+    with pytest.raises(ValueError):
+        scan(head, -1, masked, 0, [])
+
+
+@pytest.mark.skipif(not hasattr(native_bu, "scan_frames"), reason="no native scan_frames")
+@SETTINGS
+@given(
+    frames=st.lists(
+        st.tuples(
+            st.sampled_from([0x81, 0x82, 0x81, 0x82, 0x02, 0x80, 0xC1, 0x89, 0x92]),
+            st.one_of(
+                st.binary(max_size=40),
+                st.text(max_size=20).map(lambda t: t.encode()),
+                st.binary(min_size=126, max_size=1500),
+            ),
+            st.sampled_from([None, None, None, 126, 127]),
+            st.booleans(),
+        ),
+        max_size=12,
+    ),
+    masked=st.booleans(),
+    cut=st.integers(0, 4000),
+    start=st.integers(0, 3),
+    max_payload=st.sampled_from([0, 0, 30, 200]),
+)
+def test_scan_frames_differential(
+    frames: list[tuple[int, bytes, int | None, bool]],
+    masked: bool,
+    cut: int,
+    start: int,
+    max_payload: int,
+) -> None:
+    wire = bytes(start) + b"".join(
+        _frame(b0, payload, masked if right_bit else not masked, form)
+        for b0, payload, form, right_bit in frames
+    )
+    wire = wire[: start + cut]
+    native_out: list[Any] = []
+    py_out: list[Any] = []
+    assert native_bu is not None
+    native_end = native_bu.scan_frames(wire, start, masked, max_payload, native_out)
+    py_end = buffer_util.py_scan_frames(wire, start, masked, max_payload, py_out)
+    assert native_end == py_end
+    assert native_out == py_out
+    assert [type(item) for item in native_out] == [type(item) for item in py_out]
+
+
+def test_receiver_uses_the_native_scanner_when_loaded() -> None:
+    assert buffer_util.NATIVE_SCAN == (buffer_util.NATIVE and hasattr(native_bu, "scan_frames"))
+    if buffer_util.NATIVE_SCAN:
+        assert buffer_util.scan_frames is native_bu.scan_frames  # type: ignore[union-attr]
+    else:
+        assert buffer_util.scan_frames is buffer_util.py_scan_frames

@@ -17,13 +17,16 @@ __all__ = [
     "unmasked",
     "concat_unmasked",
     "concat",
+    "scan_frames",
     "NATIVE",
+    "NATIVE_SCAN",
     "NATIVE_VERSION",
     "NATIVE_ERROR",
     "py_mask",
     "py_unmask",
     "py_unmasked",
     "py_concat_unmasked",
+    "py_scan_frames",
 ]
 
 
@@ -107,6 +110,57 @@ def py_concat_unmasked(chunks: Iterable[Any], mask: Any) -> bytes:
     """Pure-Python ``concat_unmasked``: ``unmasked(b"".join(chunks), mask)``."""
     key = _key(mask)
     return _concat_unmasked([memoryview(chunk).cast("B") for chunk in chunks], key)
+
+
+def py_scan_frames(data: Any, pos: int, masked: bool, max_payload: int, out: list[Any]) -> int:
+    """Pure-Python ``scan_frames``: parse the whole, simple data frames of ``data`` from ``pos``.
+
+    A simple frame is FIN with opcode text or binary, RSV bits clear, masked if and only if
+    ``masked``, a 7- or 16-bit length within ``max_payload`` (0: no limit), and entirely in
+    ``data``. Each one's payload is appended to ``out``, unmasked: ``bytes`` for binary, ``str``
+    for text. The scan stops before the first frame that is not simple or not complete, and
+    before a text frame that is not valid UTF-8, and returns where the frames it took end.
+    """
+    if pos < 0:
+        raise ValueError("pos must not be negative")
+    view = memoryview(data).cast("B")
+    size = len(view)
+    mask_bit = 0x80 if masked else 0
+    while size - pos >= 2:
+        b0 = view[pos]
+        b1 = view[pos + 1]
+        if (b0 != 0x81 and b0 != 0x82) or (b1 & 0x80) != mask_bit:
+            break
+        length = b1 & 0x7F
+        start = pos + 2
+        if length == 126:
+            if size - start < 2:
+                break
+            length = (view[start] << 8) | view[start + 1]
+            start += 2
+        elif length == 127:
+            break
+        if max_payload > 0 and length > max_payload:
+            break
+        if masked:
+            end = start + 4 + length
+            if end > size:
+                break
+            payload = _unmasked(view[start + 4 : end], bytes(view[start : start + 4]))
+        else:
+            end = start + length
+            if end > size:
+                break
+            payload = bytes(view[start:end])
+        if b0 == 0x81:
+            try:
+                out.append(str(payload, "utf-8"))
+            except UnicodeDecodeError:
+                break
+        else:
+            out.append(payload)
+        pos = end
+    return pos
 
 
 # The fallback's seams for the core, without the argument checks of their py_ twins: the core
@@ -219,6 +273,15 @@ else:
 #: ``concat_unmasked(chunks, key)``: the same for the concatenation of ``chunks``, the key's
 #: phase carrying on across them (the pieces of one received payload).
 unmasked, concat_unmasked = _unmasked_pair(_native)
+
+
+#: ``scan_frames(data, pos, masked, max_payload, out)``: the native frame scanner when the module
+#: has it (``NATIVE_SCAN``), else its pure-Python twin. The receiver uses it only when native:
+#: its own inline loop is the fallback's faster form.
+scan_frames: Callable[[Any, int, bool, int, list[Any]], int] = (
+    getattr(_native, "scan_frames", None) or py_scan_frames
+)
+NATIVE_SCAN: bool = scan_frames is not py_scan_frames
 
 
 def concat(chunks: Sequence[bytes | bytearray | memoryview], total: int | None = None) -> bytes:

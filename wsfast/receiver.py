@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .buffer_util import NATIVE, concat_unmasked, unmasked
+from .buffer_util import NATIVE, NATIVE_SCAN, concat_unmasked, scan_frames, unmasked
 from .constants import (
     OP_BINARY,
     OP_CLOSE,
@@ -187,7 +187,10 @@ class Receiver:
         pos = 0
         try:
             if state == GET_INFO and not self._message_opcode:
-                pos = self._fast_frames(data, size)
+                if NATIVE_SCAN:
+                    pos = self._scanned_frames(data, size)
+                else:
+                    pos = self._fast_frames(data, size)
                 state = self.state
                 if state == DONE:  # a callback stopped the receiver (terminate, close)
                     return
@@ -286,6 +289,30 @@ class Receiver:
             raise
         if pos < size and self.state != DONE:
             self._pending = data[pos:]
+
+    def _scanned_frames(self, data: bytes, size: int) -> int:
+        """``_fast_frames`` with the native scanner: it parses and unmasks the simple frames of
+        ``data`` (and decodes the text ones) in one call; they are delivered here.
+
+        A callback may pause the receiver mid-batch: the frames not delivered then stay raw,
+        as in ``_fast_frames``, from the end of the last one delivered.
+        """
+        if self.paused or self.binary_type != "bytes" or self.skip_utf8_validation:
+            return 0
+        items: list[Any] = []
+        end = scan_frames(data, 0, self.is_server, self.max_payload, items)
+        on_message = self.on_message
+        delivered = 0
+        for item in items:
+            delivered += 1
+            on_message(item, type(item) is bytes)
+            if self.paused or self.state == DONE:
+                if self.state == DONE:
+                    return size
+                if delivered < len(items):
+                    return _frames_end(data, delivered)
+                break
+        return end
 
     def _fast_frames(self, data: bytes, size: int) -> int:
         """Parse whole, unfragmented, uncompressed data frames of < 64 KiB in one pass.
@@ -623,3 +650,17 @@ class Receiver:
             self.on_ping(data)
         else:
             self.on_pong(data)
+
+
+def _frames_end(data: bytes, count: int) -> int:
+    """Where the first ``count`` frames of ``data`` end (frames a scan has already checked)."""
+    pos = 0
+    for _ in range(count):
+        b1 = data[pos + 1]
+        length = b1 & 0x7F
+        pos += 2
+        if length == 126:
+            length = (data[pos] << 8) | data[pos + 1]
+            pos += 2
+        pos += length + (4 if b1 & 0x80 else 0)
+    return pos

@@ -1648,6 +1648,17 @@ static const char* const __pyx_f[] = {
 /* #### Code section: type_declarations ### */
 
 /*--- Type declarations ---*/
+
+/* "wsfast_bufferutil.pyx":248
+ * 
+ * #: Text payloads up to this size are unmasked on the stack before decoding.
+ * cdef enum:             # <<<<<<<<<<<<<<
+ *     _STACK_TEXT = 1024
+ * 
+*/
+enum  {
+  __pyx_e_17wsfast_bufferutil__STACK_TEXT = 0x400
+};
 /* #### Code section: utility_code_proto ### */
 
 /* --- Runtime support code (head) --- */
@@ -2177,6 +2188,15 @@ static CYTHON_INLINE PyObject *__Pyx__GetModuleGlobalName(PyObject *name);
 /* PyOverflowError_Check.proto */
 #define __Pyx_PyExc_OverflowError_Check(obj)  __Pyx_TypeCheck(obj, PyExc_OverflowError)
 
+/* ArgTypeTestError.export */
+static void __Pyx_ArgTypeError(PyObject *obj, PyTypeObject *type, const char *name, int exact);
+
+/* ArgTypeTest.proto */
+static CYTHON_INLINE int __Pyx_ArgTypeTest(PyObject *obj, PyTypeObject *type, int none_allowed, const char *name, int exact);
+
+/* PyUnicodeDecodeError_Check.proto */
+#define __Pyx_PyExc_UnicodeDecodeError_Check(obj)  __Pyx_TypeCheck(obj, PyExc_UnicodeDecodeError)
+
 /* decode_c_string_utf16.proto (used by decode_c_string) */
 static CYTHON_INLINE PyObject *__Pyx_PyUnicode_DecodeUTF16(const char *s, Py_ssize_t size, const char *errors) {
     int byteorder = 0;
@@ -2335,6 +2355,9 @@ static unsigned long __Pyx_get_runtime_version(void);
 /* CheckBinaryVersion.proto */
 static int __Pyx_check_binary_version(unsigned long ct_version, unsigned long rt_version, int allow_newer);
 
+/* DecompressString.proto */
+static PyObject *__Pyx_DecompressString(const char *s, Py_ssize_t length, int algo);
+
 /* MultiPhaseInitModuleState.proto */
 #if CYTHON_PEP489_MULTI_PHASE_INIT && CYTHON_USE_MODULE_STATE
 #include <stdlib.h>
@@ -2446,8 +2469,9 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_buffer, PyObject *__pyx_v_mask); /* proto */
 static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_data, PyObject *__pyx_v_mask); /* proto */
 static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_chunks, PyObject *__pyx_v_mask); /* proto */
-static PyObject *__pyx_pf_17wsfast_bufferutil_8_kernel(CYTHON_UNUSED PyObject *__pyx_self); /* proto */
-static PyObject *__pyx_pf_17wsfast_bufferutil_10_use_kernel(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_name); /* proto */
+static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_data, Py_ssize_t __pyx_v_pos, int __pyx_v_masked, Py_ssize_t __pyx_v_max_payload, PyObject *__pyx_v_out); /* proto */
+static PyObject *__pyx_pf_17wsfast_bufferutil_10_kernel(CYTHON_UNUSED PyObject *__pyx_self); /* proto */
+static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_name); /* proto */
 /* #### Code section: late_includes ### */
 /* #### Code section: module_state ### */
 /* SmallCodeConfig */
@@ -2475,7 +2499,7 @@ namespace {
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_items;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_pop;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
-    PyObject *__pyx_string_tab[39];
+    PyObject *__pyx_string_tab[47];
 /* #### Code section: module_state_contents ### */
 /* CodeObjectCache.module_state_decls */
 struct __Pyx_CodeObjectCache __pyx_code_cache;
@@ -2513,40 +2537,48 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_u_0_1_0 __pyx_string_tab[2]
 #define __pyx_kp_u_ __pyx_string_tab[3]
 #define __pyx_kp_u_None __pyx_string_tab[4]
-#define __pyx_kp_u_chunks_too_large __pyx_string_tab[5]
-#define __pyx_kp_u_length_exceeds_source __pyx_string_tab[6]
-#define __pyx_kp_u_mask_must_be_4_bytes_long __pyx_string_tab[7]
-#define __pyx_kp_u_offset_length_out_of_range_of_ou __pyx_string_tab[8]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[9]
-#define __pyx_n_u_all __pyx_string_tab[10]
-#define __pyx_n_u_main __pyx_string_tab[11]
-#define __pyx_n_u_module __pyx_string_tab[12]
-#define __pyx_n_u_name_2 __pyx_string_tab[13]
-#define __pyx_n_u_qualname __pyx_string_tab[14]
-#define __pyx_n_u_test __pyx_string_tab[15]
-#define __pyx_n_u_version __pyx_string_tab[16]
-#define __pyx_n_u_kernel __pyx_string_tab[17]
-#define __pyx_n_u_use_kernel __pyx_string_tab[18]
-#define __pyx_n_u_buffer __pyx_string_tab[19]
-#define __pyx_n_u_chunk __pyx_string_tab[20]
-#define __pyx_n_u_chunks __pyx_string_tab[21]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[22]
-#define __pyx_n_u_concat_unmasked __pyx_string_tab[23]
-#define __pyx_n_u_data __pyx_string_tab[24]
-#define __pyx_n_u_encode __pyx_string_tab[25]
-#define __pyx_n_u_items __pyx_string_tab[26]
-#define __pyx_n_u_length __pyx_string_tab[27]
-#define __pyx_n_u_mask __pyx_string_tab[28]
-#define __pyx_n_u_name __pyx_string_tab[29]
-#define __pyx_n_u_offset __pyx_string_tab[30]
-#define __pyx_n_u_output __pyx_string_tab[31]
-#define __pyx_n_u_pop __pyx_string_tab[32]
-#define __pyx_n_u_setdefault __pyx_string_tab[33]
-#define __pyx_n_u_source __pyx_string_tab[34]
-#define __pyx_n_u_unmask __pyx_string_tab[35]
-#define __pyx_n_u_unmasked __pyx_string_tab[36]
-#define __pyx_n_u_values __pyx_string_tab[37]
-#define __pyx_n_u_wsfast_bufferutil __pyx_string_tab[38]
+#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[5]
+#define __pyx_kp_u_add_note __pyx_string_tab[6]
+#define __pyx_kp_u_chunks_too_large __pyx_string_tab[7]
+#define __pyx_kp_u_length_exceeds_source __pyx_string_tab[8]
+#define __pyx_kp_u_mask_must_be_4_bytes_long __pyx_string_tab[9]
+#define __pyx_kp_u_offset_length_out_of_range_of_ou __pyx_string_tab[10]
+#define __pyx_kp_u_pos_must_not_be_negative __pyx_string_tab[11]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[12]
+#define __pyx_n_u_all __pyx_string_tab[13]
+#define __pyx_n_u_main __pyx_string_tab[14]
+#define __pyx_n_u_module __pyx_string_tab[15]
+#define __pyx_n_u_name_2 __pyx_string_tab[16]
+#define __pyx_n_u_qualname __pyx_string_tab[17]
+#define __pyx_n_u_test __pyx_string_tab[18]
+#define __pyx_n_u_version __pyx_string_tab[19]
+#define __pyx_n_u_kernel __pyx_string_tab[20]
+#define __pyx_n_u_use_kernel __pyx_string_tab[21]
+#define __pyx_n_u_buffer __pyx_string_tab[22]
+#define __pyx_n_u_chunk __pyx_string_tab[23]
+#define __pyx_n_u_chunks __pyx_string_tab[24]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[25]
+#define __pyx_n_u_concat_unmasked __pyx_string_tab[26]
+#define __pyx_n_u_data __pyx_string_tab[27]
+#define __pyx_n_u_encode __pyx_string_tab[28]
+#define __pyx_n_u_items __pyx_string_tab[29]
+#define __pyx_n_u_length __pyx_string_tab[30]
+#define __pyx_n_u_mask __pyx_string_tab[31]
+#define __pyx_n_u_masked __pyx_string_tab[32]
+#define __pyx_n_u_max_payload __pyx_string_tab[33]
+#define __pyx_n_u_name __pyx_string_tab[34]
+#define __pyx_n_u_offset __pyx_string_tab[35]
+#define __pyx_n_u_out __pyx_string_tab[36]
+#define __pyx_n_u_output __pyx_string_tab[37]
+#define __pyx_n_u_pop __pyx_string_tab[38]
+#define __pyx_n_u_pos __pyx_string_tab[39]
+#define __pyx_n_u_scan_frames __pyx_string_tab[40]
+#define __pyx_n_u_setdefault __pyx_string_tab[41]
+#define __pyx_n_u_source __pyx_string_tab[42]
+#define __pyx_n_u_unmask __pyx_string_tab[43]
+#define __pyx_n_u_unmasked __pyx_string_tab[44]
+#define __pyx_n_u_values __pyx_string_tab[45]
+#define __pyx_n_u_wsfast_bufferutil __pyx_string_tab[46]
 /* #### Code section: module_state_clear ### */
 #if CYTHON_USE_MODULE_STATE
 static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
@@ -2565,7 +2597,7 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_items.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_pop.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
-  for (int i=0; i<39; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<47; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* #### Code section: module_state_clear_end ### */
 return 0;
@@ -2586,7 +2618,7 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_items.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_pop.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
-  for (int i=0; i<39; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<47; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* #### Code section: module_state_traverse_end ### */
 return 0;
@@ -2594,7 +2626,7 @@ return 0;
 #endif
 /* #### Code section: module_code ### */
 
-/* "wsfast_bufferutil.pyx":54
+/* "wsfast_bufferutil.pyx":56
  * 
  * 
  * cdef int _acquire(object obj, Py_buffer *view, int flags, str what) except -1:             # <<<<<<<<<<<<<<
@@ -2616,7 +2648,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_acquire", 0);
 
-  /* "wsfast_bufferutil.pyx":55
+  /* "wsfast_bufferutil.pyx":57
  * 
  * cdef int _acquire(object obj, Py_buffer *view, int flags, str what) except -1:
  *     if _get_buffer(obj, view, flags) < 0:             # <<<<<<<<<<<<<<
@@ -2628,7 +2660,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
   if (__pyx_t_1) {
 
 
-    /* "wsfast_bufferutil.pyx":58
+    /* "wsfast_bufferutil.pyx":60
  *         # A read-only or non-contiguous buffer raises BufferError from the buffer protocol;
  *         # the pure-Python twin raises TypeError for both (memoryview.readonly, cast("B")).
  *         if PyErr_ExceptionMatches(BufferError):             # <<<<<<<<<<<<<<
@@ -2640,7 +2672,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
     if (__pyx_t_1) {
 
 
-      /* "wsfast_bufferutil.pyx":59
+      /* "wsfast_bufferutil.pyx":61
  *         # the pure-Python twin raises TypeError for both (memoryview.readonly, cast("B")).
  *         if PyErr_ExceptionMatches(BufferError):
  *             PyErr_Clear()             # <<<<<<<<<<<<<<
@@ -2649,7 +2681,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
 */
       PyErr_Clear();
 
-      /* "wsfast_bufferutil.pyx":60
+      /* "wsfast_bufferutil.pyx":62
  *         if PyErr_ExceptionMatches(BufferError):
  *             PyErr_Clear()
  *             if flags & PyBUF_WRITABLE:             # <<<<<<<<<<<<<<
@@ -2661,7 +2693,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
       if (unlikely(__pyx_t_1)) {
 
 
-        /* "wsfast_bufferutil.pyx":61
+        /* "wsfast_bufferutil.pyx":63
  *             PyErr_Clear()
  *             if flags & PyBUF_WRITABLE:
  *                 raise TypeError(f"{what} must be a writable, contiguous buffer")             # <<<<<<<<<<<<<<
@@ -2669,9 +2701,9 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
  *         return -1  # the buffer protocol's own exception (TypeError) stays set
 */
         __pyx_t_3 = NULL;
-        __pyx_t_4 = __Pyx_PyUnicode_Unicode(__pyx_v_what); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 61, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyUnicode_Unicode(__pyx_v_what); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 63, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_5 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_must_be_a_writable_contiguous_b); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 61, __pyx_L1_error)
+        __pyx_t_5 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_must_be_a_writable_contiguous_b); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 63, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         __pyx_t_6 = 1;
@@ -2680,14 +2712,14 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
           __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_TypeError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
           __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
           __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-          if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 61, __pyx_L1_error)
+          if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 63, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_2);
         }
         __Pyx_Raise(__pyx_t_2, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        __PYX_ERR(0, 61, __pyx_L1_error)
+        __PYX_ERR(0, 63, __pyx_L1_error)
 
-        /* "wsfast_bufferutil.pyx":60
+        /* "wsfast_bufferutil.pyx":62
  *         if PyErr_ExceptionMatches(BufferError):
  *             PyErr_Clear()
  *             if flags & PyBUF_WRITABLE:             # <<<<<<<<<<<<<<
@@ -2696,7 +2728,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
 */
       }
 
-      /* "wsfast_bufferutil.pyx":62
+      /* "wsfast_bufferutil.pyx":64
  *             if flags & PyBUF_WRITABLE:
  *                 raise TypeError(f"{what} must be a writable, contiguous buffer")
  *             raise TypeError(f"{what} must be a contiguous buffer")             # <<<<<<<<<<<<<<
@@ -2704,9 +2736,9 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
  *     return 0
 */
       __pyx_t_5 = NULL;
-      __pyx_t_3 = __Pyx_PyUnicode_Unicode(__pyx_v_what); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 62, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyUnicode_Unicode(__pyx_v_what); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 64, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
-      __pyx_t_4 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_must_be_a_contiguous_buffer); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 62, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_must_be_a_contiguous_buffer); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 64, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
       __pyx_t_6 = 1;
@@ -2715,14 +2747,14 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
         __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_TypeError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 62, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 64, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_Raise(__pyx_t_2, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(0, 62, __pyx_L1_error)
+      __PYX_ERR(0, 64, __pyx_L1_error)
 
-      /* "wsfast_bufferutil.pyx":58
+      /* "wsfast_bufferutil.pyx":60
  *         # A read-only or non-contiguous buffer raises BufferError from the buffer protocol;
  *         # the pure-Python twin raises TypeError for both (memoryview.readonly, cast("B")).
  *         if PyErr_ExceptionMatches(BufferError):             # <<<<<<<<<<<<<<
@@ -2731,7 +2763,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
 */
     }
 
-    /* "wsfast_bufferutil.pyx":63
+    /* "wsfast_bufferutil.pyx":65
  *                 raise TypeError(f"{what} must be a writable, contiguous buffer")
  *             raise TypeError(f"{what} must be a contiguous buffer")
  *         return -1  # the buffer protocol's own exception (TypeError) stays set             # <<<<<<<<<<<<<<
@@ -2744,7 +2776,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
     }
     goto __pyx_L0;
 
-    /* "wsfast_bufferutil.pyx":55
+    /* "wsfast_bufferutil.pyx":57
  * 
  * cdef int _acquire(object obj, Py_buffer *view, int flags, str what) except -1:
  *     if _get_buffer(obj, view, flags) < 0:             # <<<<<<<<<<<<<<
@@ -2753,7 +2785,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
 */
   }
 
-  /* "wsfast_bufferutil.pyx":64
+  /* "wsfast_bufferutil.pyx":66
  *             raise TypeError(f"{what} must be a contiguous buffer")
  *         return -1  # the buffer protocol's own exception (TypeError) stays set
  *     return 0             # <<<<<<<<<<<<<<
@@ -2766,7 +2798,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
   }
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":54
+  /* "wsfast_bufferutil.pyx":56
  * 
  * 
  * cdef int _acquire(object obj, Py_buffer *view, int flags, str what) except -1:             # <<<<<<<<<<<<<<
@@ -2788,7 +2820,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":67
+/* "wsfast_bufferutil.pyx":69
  * 
  * 
  * cdef int _read_key(object key_obj, uint32_t *key) except -1:             # <<<<<<<<<<<<<<
@@ -2811,7 +2843,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_read_key", 0);
 
-  /* "wsfast_bufferutil.pyx":69
+  /* "wsfast_bufferutil.pyx":71
  * cdef int _read_key(object key_obj, uint32_t *key) except -1:
  *     cdef Py_buffer view
  *     if PyBytes_CheckExact(key_obj) and PyBytes_GET_SIZE(key_obj) >= 4:             # <<<<<<<<<<<<<<
@@ -2837,7 +2869,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   if (__pyx_t_1) {
 
 
-    /* "wsfast_bufferutil.pyx":70
+    /* "wsfast_bufferutil.pyx":72
  *     cdef Py_buffer view
  *     if PyBytes_CheckExact(key_obj) and PyBytes_GET_SIZE(key_obj) >= 4:
  *         memcpy(key, PyBytes_AS_STRING(key_obj), 4)             # <<<<<<<<<<<<<<
@@ -2846,7 +2878,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
     (void)(memcpy(__pyx_v_key, PyBytes_AS_STRING(__pyx_v_key_obj), 4));
 
-    /* "wsfast_bufferutil.pyx":71
+    /* "wsfast_bufferutil.pyx":73
  *     if PyBytes_CheckExact(key_obj) and PyBytes_GET_SIZE(key_obj) >= 4:
  *         memcpy(key, PyBytes_AS_STRING(key_obj), 4)
  *         return 0             # <<<<<<<<<<<<<<
@@ -2859,7 +2891,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
     }
     goto __pyx_L0;
 
-    /* "wsfast_bufferutil.pyx":69
+    /* "wsfast_bufferutil.pyx":71
  * cdef int _read_key(object key_obj, uint32_t *key) except -1:
  *     cdef Py_buffer view
  *     if PyBytes_CheckExact(key_obj) and PyBytes_GET_SIZE(key_obj) >= 4:             # <<<<<<<<<<<<<<
@@ -2868,17 +2900,17 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
   }
 
-  /* "wsfast_bufferutil.pyx":72
+  /* "wsfast_bufferutil.pyx":74
  *         memcpy(key, PyBytes_AS_STRING(key_obj), 4)
  *         return 0
  *     _acquire(key_obj, &view, PyBUF_SIMPLE, "mask")             # <<<<<<<<<<<<<<
  *     if view.len < 4:
  *         PyBuffer_Release(&view)
 */
-  __pyx_t_3 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_key_obj, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_mask); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 72, __pyx_L1_error)
+  __pyx_t_3 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_key_obj, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_mask); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 74, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":73
+  /* "wsfast_bufferutil.pyx":75
  *         return 0
  *     _acquire(key_obj, &view, PyBUF_SIMPLE, "mask")
  *     if view.len < 4:             # <<<<<<<<<<<<<<
@@ -2890,7 +2922,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "wsfast_bufferutil.pyx":74
+    /* "wsfast_bufferutil.pyx":76
  *     _acquire(key_obj, &view, PyBUF_SIMPLE, "mask")
  *     if view.len < 4:
  *         PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -2899,7 +2931,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
     PyBuffer_Release((&__pyx_v_view));
 
-    /* "wsfast_bufferutil.pyx":75
+    /* "wsfast_bufferutil.pyx":77
  *     if view.len < 4:
  *         PyBuffer_Release(&view)
  *         raise ValueError("mask must be 4 bytes long")             # <<<<<<<<<<<<<<
@@ -2912,14 +2944,14 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_mask_must_be_4_bytes_long};
       __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 75, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 77, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __Pyx_Raise(__pyx_t_4, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(0, 75, __pyx_L1_error)
+    __PYX_ERR(0, 77, __pyx_L1_error)
 
-    /* "wsfast_bufferutil.pyx":73
+    /* "wsfast_bufferutil.pyx":75
  *         return 0
  *     _acquire(key_obj, &view, PyBUF_SIMPLE, "mask")
  *     if view.len < 4:             # <<<<<<<<<<<<<<
@@ -2928,7 +2960,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
   }
 
-  /* "wsfast_bufferutil.pyx":76
+  /* "wsfast_bufferutil.pyx":78
  *         PyBuffer_Release(&view)
  *         raise ValueError("mask must be 4 bytes long")
  *     memcpy(key, view.buf, 4)             # <<<<<<<<<<<<<<
@@ -2937,7 +2969,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
   (void)(memcpy(__pyx_v_key, __pyx_v_view.buf, 4));
 
-  /* "wsfast_bufferutil.pyx":77
+  /* "wsfast_bufferutil.pyx":79
  *         raise ValueError("mask must be 4 bytes long")
  *     memcpy(key, view.buf, 4)
  *     PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -2946,7 +2978,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
   PyBuffer_Release((&__pyx_v_view));
 
-  /* "wsfast_bufferutil.pyx":78
+  /* "wsfast_bufferutil.pyx":80
  *     memcpy(key, view.buf, 4)
  *     PyBuffer_Release(&view)
  *     return 0             # <<<<<<<<<<<<<<
@@ -2959,7 +2991,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   }
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":67
+  /* "wsfast_bufferutil.pyx":69
  * 
  * 
  * cdef int _read_key(object key_obj, uint32_t *key) except -1:             # <<<<<<<<<<<<<<
@@ -2980,7 +3012,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":81
+/* "wsfast_bufferutil.pyx":83
  * 
  * 
  * def mask(source, mask, output, offset, length):             # <<<<<<<<<<<<<<
@@ -3032,50 +3064,50 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_source,&__pyx_mstate_global->__pyx_n_u_mask,&__pyx_mstate_global->__pyx_n_u_output,&__pyx_mstate_global->__pyx_n_u_offset,&__pyx_mstate_global->__pyx_n_u_length,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 81, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 83, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 81, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 83, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 81, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 83, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 81, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 83, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 81, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 83, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 81, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 83, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "mask", 0) < (0)) __PYX_ERR(0, 81, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "mask", 0) < (0)) __PYX_ERR(0, 83, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 5; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("mask", 1, 5, 5, i); __PYX_ERR(0, 81, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("mask", 1, 5, 5, i); __PYX_ERR(0, 83, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 5)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 81, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 83, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 81, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 83, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 81, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 83, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 81, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 83, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 81, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 83, __pyx_L3_error)
     }
     __pyx_v_source = values[0];
     __pyx_v_mask = values[1];
@@ -3085,7 +3117,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("mask", 1, 5, 5, __pyx_nargs); __PYX_ERR(0, 81, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("mask", 1, 5, 5, __pyx_nargs); __PYX_ERR(0, 83, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -3141,7 +3173,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("mask", 0);
 
-  /* "wsfast_bufferutil.pyx":90
+  /* "wsfast_bufferutil.pyx":92
  *     cdef Py_buffer oview
  *     cdef Py_buffer sview
  *     cdef bint ohold = False             # <<<<<<<<<<<<<<
@@ -3150,7 +3182,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
   __pyx_v_ohold = 0;
 
-  /* "wsfast_bufferutil.pyx":91
+  /* "wsfast_bufferutil.pyx":93
  *     cdef Py_buffer sview
  *     cdef bint ohold = False
  *     cdef bint shold = False             # <<<<<<<<<<<<<<
@@ -3159,17 +3191,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
   __pyx_v_shold = 0;
 
-  /* "wsfast_bufferutil.pyx":97
+  /* "wsfast_bufferutil.pyx":99
  *     cdef unsigned char *tmp
  * 
  *     _read_key(mask, &key)             # <<<<<<<<<<<<<<
  *     if not PyByteArray_CheckExact(output):
  *         _acquire(output, &oview, PyBUF_WRITABLE, "output")
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 97, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 99, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":98
+  /* "wsfast_bufferutil.pyx":100
  * 
  *     _read_key(mask, &key)
  *     if not PyByteArray_CheckExact(output):             # <<<<<<<<<<<<<<
@@ -3181,17 +3213,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
   if (__pyx_t_2) {
 
 
-    /* "wsfast_bufferutil.pyx":99
+    /* "wsfast_bufferutil.pyx":101
  *     _read_key(mask, &key)
  *     if not PyByteArray_CheckExact(output):
  *         _acquire(output, &oview, PyBUF_WRITABLE, "output")             # <<<<<<<<<<<<<<
  *         ohold = True
  *     try:
 */
-    __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_output, (&__pyx_v_oview), PyBUF_WRITABLE, __pyx_mstate_global->__pyx_n_u_output); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 99, __pyx_L1_error)
+    __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_output, (&__pyx_v_oview), PyBUF_WRITABLE, __pyx_mstate_global->__pyx_n_u_output); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 101, __pyx_L1_error)
 
 
-    /* "wsfast_bufferutil.pyx":100
+    /* "wsfast_bufferutil.pyx":102
  *     if not PyByteArray_CheckExact(output):
  *         _acquire(output, &oview, PyBUF_WRITABLE, "output")
  *         ohold = True             # <<<<<<<<<<<<<<
@@ -3200,7 +3232,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     __pyx_v_ohold = 1;
 
-    /* "wsfast_bufferutil.pyx":98
+    /* "wsfast_bufferutil.pyx":100
  * 
  *     _read_key(mask, &key)
  *     if not PyByteArray_CheckExact(output):             # <<<<<<<<<<<<<<
@@ -3209,7 +3241,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
   }
 
-  /* "wsfast_bufferutil.pyx":101
+  /* "wsfast_bufferutil.pyx":103
  *         _acquire(output, &oview, PyBUF_WRITABLE, "output")
  *         ohold = True
  *     try:             # <<<<<<<<<<<<<<
@@ -3218,27 +3250,27 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
   /*try:*/ {
 
-    /* "wsfast_bufferutil.pyx":102
+    /* "wsfast_bufferutil.pyx":104
  *         ohold = True
  *     try:
  *         off = PyNumber_AsSsize_t(offset, ValueError)             # <<<<<<<<<<<<<<
  *         n = PyNumber_AsSsize_t(length, ValueError)
  *         # Pointers are read only now: __index__ above may have run Python code.
 */
-    __pyx_t_3 = PyNumber_AsSsize_t(__pyx_v_offset, ((PyObject *)(((PyTypeObject*)PyExc_ValueError)))); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1L) && PyErr_Occurred())) __PYX_ERR(0, 102, __pyx_L5_error)
+    __pyx_t_3 = PyNumber_AsSsize_t(__pyx_v_offset, ((PyObject *)(((PyTypeObject*)PyExc_ValueError)))); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1L) && PyErr_Occurred())) __PYX_ERR(0, 104, __pyx_L5_error)
     __pyx_v_off = __pyx_t_3;
 
-    /* "wsfast_bufferutil.pyx":103
+    /* "wsfast_bufferutil.pyx":105
  *     try:
  *         off = PyNumber_AsSsize_t(offset, ValueError)
  *         n = PyNumber_AsSsize_t(length, ValueError)             # <<<<<<<<<<<<<<
  *         # Pointers are read only now: __index__ above may have run Python code.
  *         if ohold:
 */
-    __pyx_t_3 = PyNumber_AsSsize_t(__pyx_v_length, ((PyObject *)(((PyTypeObject*)PyExc_ValueError)))); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1L) && PyErr_Occurred())) __PYX_ERR(0, 103, __pyx_L5_error)
+    __pyx_t_3 = PyNumber_AsSsize_t(__pyx_v_length, ((PyObject *)(((PyTypeObject*)PyExc_ValueError)))); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1L) && PyErr_Occurred())) __PYX_ERR(0, 105, __pyx_L5_error)
     __pyx_v_n = __pyx_t_3;
 
-    /* "wsfast_bufferutil.pyx":105
+    /* "wsfast_bufferutil.pyx":107
  *         n = PyNumber_AsSsize_t(length, ValueError)
  *         # Pointers are read only now: __index__ above may have run Python code.
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3247,7 +3279,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     if (__pyx_v_ohold) {
 
-      /* "wsfast_bufferutil.pyx":106
+      /* "wsfast_bufferutil.pyx":108
  *         # Pointers are read only now: __index__ above may have run Python code.
  *         if ohold:
  *             optr = <unsigned char *>oview.buf             # <<<<<<<<<<<<<<
@@ -3256,7 +3288,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_optr = ((unsigned char *)__pyx_v_oview.buf);
 
-      /* "wsfast_bufferutil.pyx":107
+      /* "wsfast_bufferutil.pyx":109
  *         if ohold:
  *             optr = <unsigned char *>oview.buf
  *             olen = oview.len             # <<<<<<<<<<<<<<
@@ -3267,7 +3299,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 
       __pyx_v_olen = __pyx_t_3;
 
-      /* "wsfast_bufferutil.pyx":105
+      /* "wsfast_bufferutil.pyx":107
  *         n = PyNumber_AsSsize_t(length, ValueError)
  *         # Pointers are read only now: __index__ above may have run Python code.
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3277,7 +3309,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       goto __pyx_L7;
     }
 
-    /* "wsfast_bufferutil.pyx":109
+    /* "wsfast_bufferutil.pyx":111
  *             olen = oview.len
  *         else:
  *             optr = <unsigned char *>PyByteArray_AS_STRING(output)             # <<<<<<<<<<<<<<
@@ -3287,7 +3319,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     /*else*/ {
       __pyx_v_optr = ((unsigned char *)PyByteArray_AS_STRING(__pyx_v_output));
 
-      /* "wsfast_bufferutil.pyx":110
+      /* "wsfast_bufferutil.pyx":112
  *         else:
  *             optr = <unsigned char *>PyByteArray_AS_STRING(output)
  *             olen = PyByteArray_GET_SIZE(output)             # <<<<<<<<<<<<<<
@@ -3298,7 +3330,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     }
     __pyx_L7:;
 
-    /* "wsfast_bufferutil.pyx":111
+    /* "wsfast_bufferutil.pyx":113
  *             optr = <unsigned char *>PyByteArray_AS_STRING(output)
  *             olen = PyByteArray_GET_SIZE(output)
  *         if off < 0 or n < 0 or off > olen - n:             # <<<<<<<<<<<<<<
@@ -3334,7 +3366,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "wsfast_bufferutil.pyx":112
+      /* "wsfast_bufferutil.pyx":114
  *             olen = PyByteArray_GET_SIZE(output)
  *         if off < 0 or n < 0 or off > olen - n:
  *             raise ValueError("offset/length out of range of output")             # <<<<<<<<<<<<<<
@@ -3347,14 +3379,14 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
         PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_offset_length_out_of_range_of_ou};
         __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 112, __pyx_L5_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 114, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       __Pyx_Raise(__pyx_t_5, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __PYX_ERR(0, 112, __pyx_L5_error)
+      __PYX_ERR(0, 114, __pyx_L5_error)
 
-      /* "wsfast_bufferutil.pyx":111
+      /* "wsfast_bufferutil.pyx":113
  *             optr = <unsigned char *>PyByteArray_AS_STRING(output)
  *             olen = PyByteArray_GET_SIZE(output)
  *         if off < 0 or n < 0 or off > olen - n:             # <<<<<<<<<<<<<<
@@ -3363,7 +3395,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     }
 
-    /* "wsfast_bufferutil.pyx":113
+    /* "wsfast_bufferutil.pyx":115
  *         if off < 0 or n < 0 or off > olen - n:
  *             raise ValueError("offset/length out of range of output")
  *         if PyBytes_CheckExact(source):             # <<<<<<<<<<<<<<
@@ -3375,7 +3407,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (__pyx_t_2) {
 
 
-      /* "wsfast_bufferutil.pyx":114
+      /* "wsfast_bufferutil.pyx":116
  *             raise ValueError("offset/length out of range of output")
  *         if PyBytes_CheckExact(source):
  *             sptr = <const unsigned char *>PyBytes_AS_STRING(source)             # <<<<<<<<<<<<<<
@@ -3384,7 +3416,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_sptr = ((unsigned char const *)PyBytes_AS_STRING(__pyx_v_source));
 
-      /* "wsfast_bufferutil.pyx":115
+      /* "wsfast_bufferutil.pyx":117
  *         if PyBytes_CheckExact(source):
  *             sptr = <const unsigned char *>PyBytes_AS_STRING(source)
  *             slen = PyBytes_GET_SIZE(source)             # <<<<<<<<<<<<<<
@@ -3393,7 +3425,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_slen = PyBytes_GET_SIZE(__pyx_v_source);
 
-      /* "wsfast_bufferutil.pyx":113
+      /* "wsfast_bufferutil.pyx":115
  *         if off < 0 or n < 0 or off > olen - n:
  *             raise ValueError("offset/length out of range of output")
  *         if PyBytes_CheckExact(source):             # <<<<<<<<<<<<<<
@@ -3403,7 +3435,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       goto __pyx_L12;
     }
 
-    /* "wsfast_bufferutil.pyx":116
+    /* "wsfast_bufferutil.pyx":118
  *             sptr = <const unsigned char *>PyBytes_AS_STRING(source)
  *             slen = PyBytes_GET_SIZE(source)
  *         elif PyByteArray_CheckExact(source):             # <<<<<<<<<<<<<<
@@ -3415,7 +3447,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (__pyx_t_2) {
 
 
-      /* "wsfast_bufferutil.pyx":117
+      /* "wsfast_bufferutil.pyx":119
  *             slen = PyBytes_GET_SIZE(source)
  *         elif PyByteArray_CheckExact(source):
  *             sptr = <const unsigned char *>PyByteArray_AS_STRING(source)             # <<<<<<<<<<<<<<
@@ -3424,7 +3456,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_sptr = ((unsigned char const *)PyByteArray_AS_STRING(__pyx_v_source));
 
-      /* "wsfast_bufferutil.pyx":118
+      /* "wsfast_bufferutil.pyx":120
  *         elif PyByteArray_CheckExact(source):
  *             sptr = <const unsigned char *>PyByteArray_AS_STRING(source)
  *             slen = PyByteArray_GET_SIZE(source)             # <<<<<<<<<<<<<<
@@ -3433,7 +3465,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_slen = PyByteArray_GET_SIZE(__pyx_v_source);
 
-      /* "wsfast_bufferutil.pyx":116
+      /* "wsfast_bufferutil.pyx":118
  *             sptr = <const unsigned char *>PyBytes_AS_STRING(source)
  *             slen = PyBytes_GET_SIZE(source)
  *         elif PyByteArray_CheckExact(source):             # <<<<<<<<<<<<<<
@@ -3443,7 +3475,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       goto __pyx_L12;
     }
 
-    /* "wsfast_bufferutil.pyx":120
+    /* "wsfast_bufferutil.pyx":122
  *             slen = PyByteArray_GET_SIZE(source)
  *         else:
  *             _acquire(source, &sview, PyBUF_SIMPLE, "source")             # <<<<<<<<<<<<<<
@@ -3451,10 +3483,10 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
  *             sptr = <const unsigned char *>sview.buf
 */
     /*else*/ {
-      __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_source, (&__pyx_v_sview), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_source); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 120, __pyx_L5_error)
+      __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_source, (&__pyx_v_sview), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_source); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 122, __pyx_L5_error)
 
 
-      /* "wsfast_bufferutil.pyx":121
+      /* "wsfast_bufferutil.pyx":123
  *         else:
  *             _acquire(source, &sview, PyBUF_SIMPLE, "source")
  *             shold = True             # <<<<<<<<<<<<<<
@@ -3463,7 +3495,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_shold = 1;
 
-      /* "wsfast_bufferutil.pyx":122
+      /* "wsfast_bufferutil.pyx":124
  *             _acquire(source, &sview, PyBUF_SIMPLE, "source")
  *             shold = True
  *             sptr = <const unsigned char *>sview.buf             # <<<<<<<<<<<<<<
@@ -3472,7 +3504,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_sptr = ((unsigned char const *)__pyx_v_sview.buf);
 
-      /* "wsfast_bufferutil.pyx":123
+      /* "wsfast_bufferutil.pyx":125
  *             shold = True
  *             sptr = <const unsigned char *>sview.buf
  *             slen = sview.len             # <<<<<<<<<<<<<<
@@ -3485,7 +3517,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     }
     __pyx_L12:;
 
-    /* "wsfast_bufferutil.pyx":124
+    /* "wsfast_bufferutil.pyx":126
  *             sptr = <const unsigned char *>sview.buf
  *             slen = sview.len
  *         if n > slen:             # <<<<<<<<<<<<<<
@@ -3497,7 +3529,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "wsfast_bufferutil.pyx":125
+      /* "wsfast_bufferutil.pyx":127
  *             slen = sview.len
  *         if n > slen:
  *             raise ValueError("length exceeds source")             # <<<<<<<<<<<<<<
@@ -3510,14 +3542,14 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
         PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_length_exceeds_source};
         __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 125, __pyx_L5_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 127, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       __Pyx_Raise(__pyx_t_5, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __PYX_ERR(0, 125, __pyx_L5_error)
+      __PYX_ERR(0, 127, __pyx_L5_error)
 
-      /* "wsfast_bufferutil.pyx":124
+      /* "wsfast_bufferutil.pyx":126
  *             sptr = <const unsigned char *>sview.buf
  *             slen = sview.len
  *         if n > slen:             # <<<<<<<<<<<<<<
@@ -3526,7 +3558,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     }
 
-    /* "wsfast_bufferutil.pyx":126
+    /* "wsfast_bufferutil.pyx":128
  *         if n > slen:
  *             raise ValueError("length exceeds source")
  *         optr += off             # <<<<<<<<<<<<<<
@@ -3535,7 +3567,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     __pyx_v_optr = (__pyx_v_optr + __pyx_v_off);
 
-    /* "wsfast_bufferutil.pyx":127
+    /* "wsfast_bufferutil.pyx":129
  *             raise ValueError("length exceeds source")
  *         optr += off
  *         if optr > sptr and optr < sptr + n:             # <<<<<<<<<<<<<<
@@ -3561,7 +3593,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (__pyx_t_2) {
 
 
-      /* "wsfast_bufferutil.pyx":130
+      /* "wsfast_bufferutil.pyx":132
  *             # Output starts inside the source: a forward pass would read bytes it has already
  *             # overwritten. The fallback computes the whole result first; do the same.
  *             tmp = <unsigned char *>PyMem_Malloc(<size_t>n)             # <<<<<<<<<<<<<<
@@ -3570,7 +3602,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_tmp = ((unsigned char *)PyMem_Malloc(((size_t)__pyx_v_n)));
 
-      /* "wsfast_bufferutil.pyx":131
+      /* "wsfast_bufferutil.pyx":133
  *             # overwritten. The fallback computes the whole result first; do the same.
  *             tmp = <unsigned char *>PyMem_Malloc(<size_t>n)
  *             if tmp == NULL:             # <<<<<<<<<<<<<<
@@ -3582,16 +3614,16 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       if (unlikely(__pyx_t_2)) {
 
 
-        /* "wsfast_bufferutil.pyx":132
+        /* "wsfast_bufferutil.pyx":134
  *             tmp = <unsigned char *>PyMem_Malloc(<size_t>n)
  *             if tmp == NULL:
  *                 raise MemoryError()             # <<<<<<<<<<<<<<
  *             wsf_mask_run(sptr, tmp, <size_t>n, key)
  *             memcpy(optr, tmp, <size_t>n)
 */
-        PyErr_NoMemory(); __PYX_ERR(0, 132, __pyx_L5_error)
+        PyErr_NoMemory(); __PYX_ERR(0, 134, __pyx_L5_error)
 
-        /* "wsfast_bufferutil.pyx":131
+        /* "wsfast_bufferutil.pyx":133
  *             # overwritten. The fallback computes the whole result first; do the same.
  *             tmp = <unsigned char *>PyMem_Malloc(<size_t>n)
  *             if tmp == NULL:             # <<<<<<<<<<<<<<
@@ -3600,7 +3632,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       }
 
-      /* "wsfast_bufferutil.pyx":133
+      /* "wsfast_bufferutil.pyx":135
  *             if tmp == NULL:
  *                 raise MemoryError()
  *             wsf_mask_run(sptr, tmp, <size_t>n, key)             # <<<<<<<<<<<<<<
@@ -3609,7 +3641,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       wsf_mask_run(__pyx_v_sptr, __pyx_v_tmp, ((size_t)__pyx_v_n), __pyx_v_key);
 
-      /* "wsfast_bufferutil.pyx":134
+      /* "wsfast_bufferutil.pyx":136
  *                 raise MemoryError()
  *             wsf_mask_run(sptr, tmp, <size_t>n, key)
  *             memcpy(optr, tmp, <size_t>n)             # <<<<<<<<<<<<<<
@@ -3618,7 +3650,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       (void)(memcpy(__pyx_v_optr, __pyx_v_tmp, ((size_t)__pyx_v_n)));
 
-      /* "wsfast_bufferutil.pyx":135
+      /* "wsfast_bufferutil.pyx":137
  *             wsf_mask_run(sptr, tmp, <size_t>n, key)
  *             memcpy(optr, tmp, <size_t>n)
  *             PyMem_Free(tmp)             # <<<<<<<<<<<<<<
@@ -3627,7 +3659,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       PyMem_Free(__pyx_v_tmp);
 
-      /* "wsfast_bufferutil.pyx":127
+      /* "wsfast_bufferutil.pyx":129
  *             raise ValueError("length exceeds source")
  *         optr += off
  *         if optr > sptr and optr < sptr + n:             # <<<<<<<<<<<<<<
@@ -3637,7 +3669,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       goto __pyx_L14;
     }
 
-    /* "wsfast_bufferutil.pyx":137
+    /* "wsfast_bufferutil.pyx":139
  *             PyMem_Free(tmp)
  *         else:
  *             wsf_mask_run(sptr, optr, <size_t>n, key)             # <<<<<<<<<<<<<<
@@ -3650,7 +3682,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     __pyx_L14:;
   }
 
-  /* "wsfast_bufferutil.pyx":139
+  /* "wsfast_bufferutil.pyx":141
  *             wsf_mask_run(sptr, optr, <size_t>n, key)
  *     finally:
  *         if shold:             # <<<<<<<<<<<<<<
@@ -3661,7 +3693,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     /*normal exit:*/{
       if (__pyx_v_shold) {
 
-        /* "wsfast_bufferutil.pyx":140
+        /* "wsfast_bufferutil.pyx":142
  *     finally:
  *         if shold:
  *             PyBuffer_Release(&sview)             # <<<<<<<<<<<<<<
@@ -3670,7 +3702,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         PyBuffer_Release((&__pyx_v_sview));
 
-        /* "wsfast_bufferutil.pyx":139
+        /* "wsfast_bufferutil.pyx":141
  *             wsf_mask_run(sptr, optr, <size_t>n, key)
  *     finally:
  *         if shold:             # <<<<<<<<<<<<<<
@@ -3679,7 +3711,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       }
 
-      /* "wsfast_bufferutil.pyx":141
+      /* "wsfast_bufferutil.pyx":143
  *         if shold:
  *             PyBuffer_Release(&sview)
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3688,7 +3720,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       if (__pyx_v_ohold) {
 
-        /* "wsfast_bufferutil.pyx":142
+        /* "wsfast_bufferutil.pyx":144
  *             PyBuffer_Release(&sview)
  *         if ohold:
  *             PyBuffer_Release(&oview)             # <<<<<<<<<<<<<<
@@ -3697,7 +3729,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         PyBuffer_Release((&__pyx_v_oview));
 
-        /* "wsfast_bufferutil.pyx":141
+        /* "wsfast_bufferutil.pyx":143
  *         if shold:
  *             PyBuffer_Release(&sview)
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3725,7 +3757,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       __pyx_t_1 = __pyx_lineno; __pyx_t_8 = __pyx_clineno; __pyx_t_9 = __pyx_filename;
       {
 
-        /* "wsfast_bufferutil.pyx":139
+        /* "wsfast_bufferutil.pyx":141
  *             wsf_mask_run(sptr, optr, <size_t>n, key)
  *     finally:
  *         if shold:             # <<<<<<<<<<<<<<
@@ -3734,7 +3766,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         if (__pyx_v_shold) {
 
-          /* "wsfast_bufferutil.pyx":140
+          /* "wsfast_bufferutil.pyx":142
  *     finally:
  *         if shold:
  *             PyBuffer_Release(&sview)             # <<<<<<<<<<<<<<
@@ -3743,7 +3775,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
           PyBuffer_Release((&__pyx_v_sview));
 
-          /* "wsfast_bufferutil.pyx":139
+          /* "wsfast_bufferutil.pyx":141
  *             wsf_mask_run(sptr, optr, <size_t>n, key)
  *     finally:
  *         if shold:             # <<<<<<<<<<<<<<
@@ -3752,7 +3784,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         }
 
-        /* "wsfast_bufferutil.pyx":141
+        /* "wsfast_bufferutil.pyx":143
  *         if shold:
  *             PyBuffer_Release(&sview)
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3761,7 +3793,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         if (__pyx_v_ohold) {
 
-          /* "wsfast_bufferutil.pyx":142
+          /* "wsfast_bufferutil.pyx":144
  *             PyBuffer_Release(&sview)
  *         if ohold:
  *             PyBuffer_Release(&oview)             # <<<<<<<<<<<<<<
@@ -3770,7 +3802,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
           PyBuffer_Release((&__pyx_v_oview));
 
-          /* "wsfast_bufferutil.pyx":141
+          /* "wsfast_bufferutil.pyx":143
  *         if shold:
  *             PyBuffer_Release(&sview)
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3794,7 +3826,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     __pyx_L6:;
   }
 
-  /* "wsfast_bufferutil.pyx":81
+  /* "wsfast_bufferutil.pyx":83
  * 
  * 
  * def mask(source, mask, output, offset, length):             # <<<<<<<<<<<<<<
@@ -3828,7 +3860,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":145
+/* "wsfast_bufferutil.pyx":147
  * 
  * 
  * def unmask(buffer, mask):             # <<<<<<<<<<<<<<
@@ -3877,39 +3909,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_buffer,&__pyx_mstate_global->__pyx_n_u_mask,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 145, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 147, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 145, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 147, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 145, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 147, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unmask", 0) < (0)) __PYX_ERR(0, 145, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unmask", 0) < (0)) __PYX_ERR(0, 147, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unmask", 1, 2, 2, i); __PYX_ERR(0, 145, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unmask", 1, 2, 2, i); __PYX_ERR(0, 147, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 145, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 147, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 145, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 147, __pyx_L3_error)
     }
     __pyx_v_buffer = values[0];
     __pyx_v_mask = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("unmask", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 145, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("unmask", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 147, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -3942,17 +3974,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("unmask", 0);
 
-  /* "wsfast_bufferutil.pyx":149
+  /* "wsfast_bufferutil.pyx":151
  *     cdef uint32_t key
  *     cdef Py_buffer view
  *     _read_key(mask, &key)             # <<<<<<<<<<<<<<
  *     if PyByteArray_CheckExact(buffer):
  *         wsf_mask_run(<const unsigned char *>PyByteArray_AS_STRING(buffer),
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 149, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 151, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":150
+  /* "wsfast_bufferutil.pyx":152
  *     cdef Py_buffer view
  *     _read_key(mask, &key)
  *     if PyByteArray_CheckExact(buffer):             # <<<<<<<<<<<<<<
@@ -3964,7 +3996,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
   if (__pyx_t_2) {
 
 
-    /* "wsfast_bufferutil.pyx":151
+    /* "wsfast_bufferutil.pyx":153
  *     _read_key(mask, &key)
  *     if PyByteArray_CheckExact(buffer):
  *         wsf_mask_run(<const unsigned char *>PyByteArray_AS_STRING(buffer),             # <<<<<<<<<<<<<<
@@ -3973,7 +4005,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
 */
     wsf_mask_run(((unsigned char const *)PyByteArray_AS_STRING(__pyx_v_buffer)), ((unsigned char *)PyByteArray_AS_STRING(__pyx_v_buffer)), ((size_t)PyByteArray_GET_SIZE(__pyx_v_buffer)), __pyx_v_key);
 
-    /* "wsfast_bufferutil.pyx":154
+    /* "wsfast_bufferutil.pyx":156
  *                       <unsigned char *>PyByteArray_AS_STRING(buffer),
  *                       <size_t>PyByteArray_GET_SIZE(buffer), key)
  *         return             # <<<<<<<<<<<<<<
@@ -3990,7 +4022,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
     }
     goto __pyx_L0;
 
-    /* "wsfast_bufferutil.pyx":150
+    /* "wsfast_bufferutil.pyx":152
  *     cdef Py_buffer view
  *     _read_key(mask, &key)
  *     if PyByteArray_CheckExact(buffer):             # <<<<<<<<<<<<<<
@@ -3999,17 +4031,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
 */
   }
 
-  /* "wsfast_bufferutil.pyx":155
+  /* "wsfast_bufferutil.pyx":157
  *                       <size_t>PyByteArray_GET_SIZE(buffer), key)
  *         return
  *     _acquire(buffer, &view, PyBUF_WRITABLE, "buffer")             # <<<<<<<<<<<<<<
  *     wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>view.buf,
  *                   <size_t>view.len, key)
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_buffer, (&__pyx_v_view), PyBUF_WRITABLE, __pyx_mstate_global->__pyx_n_u_buffer); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 155, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_buffer, (&__pyx_v_view), PyBUF_WRITABLE, __pyx_mstate_global->__pyx_n_u_buffer); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 157, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":156
+  /* "wsfast_bufferutil.pyx":158
  *         return
  *     _acquire(buffer, &view, PyBUF_WRITABLE, "buffer")
  *     wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>view.buf,             # <<<<<<<<<<<<<<
@@ -4018,7 +4050,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
 */
   wsf_mask_run(((unsigned char const *)__pyx_v_view.buf), ((unsigned char *)__pyx_v_view.buf), ((size_t)__pyx_v_view.len), __pyx_v_key);
 
-  /* "wsfast_bufferutil.pyx":158
+  /* "wsfast_bufferutil.pyx":160
  *     wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>view.buf,
  *                   <size_t>view.len, key)
  *     PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -4027,7 +4059,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
 */
   PyBuffer_Release((&__pyx_v_view));
 
-  /* "wsfast_bufferutil.pyx":145
+  /* "wsfast_bufferutil.pyx":147
  * 
  * 
  * def unmask(buffer, mask):             # <<<<<<<<<<<<<<
@@ -4049,7 +4081,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":161
+/* "wsfast_bufferutil.pyx":163
  * 
  * 
  * def unmasked(data, mask):             # <<<<<<<<<<<<<<
@@ -4098,39 +4130,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_data,&__pyx_mstate_global->__pyx_n_u_mask,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 161, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 163, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 161, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 163, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 161, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 163, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unmasked", 0) < (0)) __PYX_ERR(0, 161, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unmasked", 0) < (0)) __PYX_ERR(0, 163, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unmasked", 1, 2, 2, i); __PYX_ERR(0, 161, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unmasked", 1, 2, 2, i); __PYX_ERR(0, 163, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 161, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 163, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 161, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 163, __pyx_L3_error)
     }
     __pyx_v_data = values[0];
     __pyx_v_mask = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("unmasked", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 161, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("unmasked", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 163, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -4177,17 +4209,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("unmasked", 0);
 
-  /* "wsfast_bufferutil.pyx":171
+  /* "wsfast_bufferutil.pyx":173
  *     cdef bytes out
  *     cdef Py_ssize_t n
  *     _read_key(mask, &key)             # <<<<<<<<<<<<<<
  *     if PyBytes_CheckExact(data) or PyByteArray_CheckExact(data):
  *         # No Python code runs between reading the pointer and the copy.
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 171, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 173, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":172
+  /* "wsfast_bufferutil.pyx":174
  *     cdef Py_ssize_t n
  *     _read_key(mask, &key)
  *     if PyBytes_CheckExact(data) or PyByteArray_CheckExact(data):             # <<<<<<<<<<<<<<
@@ -4213,7 +4245,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
   if (__pyx_t_2) {
 
 
-    /* "wsfast_bufferutil.pyx":174
+    /* "wsfast_bufferutil.pyx":176
  *     if PyBytes_CheckExact(data) or PyByteArray_CheckExact(data):
  *         # No Python code runs between reading the pointer and the copy.
  *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)             # <<<<<<<<<<<<<<
@@ -4232,19 +4264,19 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
 
     __pyx_v_n = __pyx_t_4;
 
-    /* "wsfast_bufferutil.pyx":175
+    /* "wsfast_bufferutil.pyx":177
  *         # No Python code runs between reading the pointer and the copy.
  *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)
  *         out = PyBytes_FromStringAndSize(NULL, n)             # <<<<<<<<<<<<<<
  *         wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)
  *                                              else PyByteArray_AS_STRING(data)),
 */
-    __pyx_t_5 = PyBytes_FromStringAndSize(NULL, __pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 175, __pyx_L1_error)
+    __pyx_t_5 = PyBytes_FromStringAndSize(NULL, __pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 177, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_v_out = ((PyObject*)__pyx_t_5);
     __pyx_t_5 = 0;
 
-    /* "wsfast_bufferutil.pyx":176
+    /* "wsfast_bufferutil.pyx":178
  *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)
  *         out = PyBytes_FromStringAndSize(NULL, n)
  *         wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)             # <<<<<<<<<<<<<<
@@ -4258,7 +4290,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
       __pyx_t_6 = PyBytes_AS_STRING(__pyx_v_data);
     } else {
 
-      /* "wsfast_bufferutil.pyx":177
+      /* "wsfast_bufferutil.pyx":179
  *         out = PyBytes_FromStringAndSize(NULL, n)
  *         wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)
  *                                              else PyByteArray_AS_STRING(data)),             # <<<<<<<<<<<<<<
@@ -4270,7 +4302,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
     }
 
 
-    /* "wsfast_bufferutil.pyx":176
+    /* "wsfast_bufferutil.pyx":178
  *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)
  *         out = PyBytes_FromStringAndSize(NULL, n)
  *         wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)             # <<<<<<<<<<<<<<
@@ -4280,7 +4312,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
     wsf_mask_run(((unsigned char const *)__pyx_t_6), ((unsigned char *)PyBytes_AS_STRING(__pyx_v_out)), ((size_t)__pyx_v_n), __pyx_v_key);
 
 
-    /* "wsfast_bufferutil.pyx":179
+    /* "wsfast_bufferutil.pyx":181
  *                                              else PyByteArray_AS_STRING(data)),
  *                      <unsigned char *>PyBytes_AS_STRING(out), <size_t>n, key)
  *         return out             # <<<<<<<<<<<<<<
@@ -4298,7 +4330,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
     }
     goto __pyx_L0;
 
-    /* "wsfast_bufferutil.pyx":172
+    /* "wsfast_bufferutil.pyx":174
  *     cdef Py_ssize_t n
  *     _read_key(mask, &key)
  *     if PyBytes_CheckExact(data) or PyByteArray_CheckExact(data):             # <<<<<<<<<<<<<<
@@ -4307,17 +4339,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
 */
   }
 
-  /* "wsfast_bufferutil.pyx":180
+  /* "wsfast_bufferutil.pyx":182
  *                      <unsigned char *>PyBytes_AS_STRING(out), <size_t>n, key)
  *         return out
  *     _acquire(data, &view, PyBUF_SIMPLE, "data")             # <<<<<<<<<<<<<<
  *     try:
  *         out = PyBytes_FromStringAndSize(NULL, view.len)
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_data, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_data); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 180, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_data, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_data); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 182, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":181
+  /* "wsfast_bufferutil.pyx":183
  *         return out
  *     _acquire(data, &view, PyBUF_SIMPLE, "data")
  *     try:             # <<<<<<<<<<<<<<
@@ -4326,19 +4358,19 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
 */
   /*try:*/ {
 
-    /* "wsfast_bufferutil.pyx":182
+    /* "wsfast_bufferutil.pyx":184
  *     _acquire(data, &view, PyBUF_SIMPLE, "data")
  *     try:
  *         out = PyBytes_FromStringAndSize(NULL, view.len)             # <<<<<<<<<<<<<<
  *         wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>PyBytes_AS_STRING(out),
  *                      <size_t>view.len, key)
 */
-    __pyx_t_5 = PyBytes_FromStringAndSize(NULL, __pyx_v_view.len); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 182, __pyx_L7_error)
+    __pyx_t_5 = PyBytes_FromStringAndSize(NULL, __pyx_v_view.len); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 184, __pyx_L7_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_v_out = ((PyObject*)__pyx_t_5);
     __pyx_t_5 = 0;
 
-    /* "wsfast_bufferutil.pyx":183
+    /* "wsfast_bufferutil.pyx":185
  *     try:
  *         out = PyBytes_FromStringAndSize(NULL, view.len)
  *         wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>PyBytes_AS_STRING(out),             # <<<<<<<<<<<<<<
@@ -4348,7 +4380,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
     wsf_mask_run(((unsigned char const *)__pyx_v_view.buf), ((unsigned char *)PyBytes_AS_STRING(__pyx_v_out)), ((size_t)__pyx_v_view.len), __pyx_v_key);
   }
 
-  /* "wsfast_bufferutil.pyx":186
+  /* "wsfast_bufferutil.pyx":188
  *                      <size_t>view.len, key)
  *     finally:
  *         PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -4393,7 +4425,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
     __pyx_L8:;
   }
 
-  /* "wsfast_bufferutil.pyx":187
+  /* "wsfast_bufferutil.pyx":189
  *     finally:
  *         PyBuffer_Release(&view)
  *     return out             # <<<<<<<<<<<<<<
@@ -4411,7 +4443,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
   }
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":161
+  /* "wsfast_bufferutil.pyx":163
  * 
  * 
  * def unmasked(data, mask):             # <<<<<<<<<<<<<<
@@ -4434,7 +4466,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":190
+/* "wsfast_bufferutil.pyx":192
  * 
  * 
  * def concat_unmasked(chunks, mask):             # <<<<<<<<<<<<<<
@@ -4483,39 +4515,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_chunks,&__pyx_mstate_global->__pyx_n_u_mask,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 190, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 192, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 192, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 190, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 192, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "concat_unmasked", 0) < (0)) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "concat_unmasked", 0) < (0)) __PYX_ERR(0, 192, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("concat_unmasked", 1, 2, 2, i); __PYX_ERR(0, 190, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("concat_unmasked", 1, 2, 2, i); __PYX_ERR(0, 192, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 192, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 190, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 192, __pyx_L3_error)
     }
     __pyx_v_chunks = values[0];
     __pyx_v_mask = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("concat_unmasked", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 190, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("concat_unmasked", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 192, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -4575,7 +4607,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("concat_unmasked", 0);
 
-  /* "wsfast_bufferutil.pyx":198
+  /* "wsfast_bufferutil.pyx":200
  *     """
  *     cdef uint32_t key
  *     cdef Py_ssize_t count, i, held = 0             # <<<<<<<<<<<<<<
@@ -4584,7 +4616,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_held = 0;
 
-  /* "wsfast_bufferutil.pyx":199
+  /* "wsfast_bufferutil.pyx":201
  *     cdef uint32_t key
  *     cdef Py_ssize_t count, i, held = 0
  *     cdef size_t total = 0             # <<<<<<<<<<<<<<
@@ -4593,7 +4625,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_total = 0;
 
-  /* "wsfast_bufferutil.pyx":201
+  /* "wsfast_bufferutil.pyx":203
  *     cdef size_t total = 0
  *     cdef PyObject **items
  *     cdef Py_buffer *views = NULL             # <<<<<<<<<<<<<<
@@ -4602,7 +4634,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_views = NULL;
 
-  /* "wsfast_bufferutil.pyx":202
+  /* "wsfast_bufferutil.pyx":204
  *     cdef PyObject **items
  *     cdef Py_buffer *views = NULL
  *     cdef const unsigned char **ptrs = NULL             # <<<<<<<<<<<<<<
@@ -4611,7 +4643,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_ptrs = NULL;
 
-  /* "wsfast_bufferutil.pyx":203
+  /* "wsfast_bufferutil.pyx":205
  *     cdef Py_buffer *views = NULL
  *     cdef const unsigned char **ptrs = NULL
  *     cdef size_t *lens = NULL             # <<<<<<<<<<<<<<
@@ -4620,29 +4652,29 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_lens = NULL;
 
-  /* "wsfast_bufferutil.pyx":206
+  /* "wsfast_bufferutil.pyx":208
  *     cdef object item
  *     cdef bytes out
  *     _read_key(mask, &key)             # <<<<<<<<<<<<<<
  *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")
  *     count = PySequence_Fast_GET_SIZE(seq)
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 206, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 208, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":207
+  /* "wsfast_bufferutil.pyx":209
  *     cdef bytes out
  *     _read_key(mask, &key)
  *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")             # <<<<<<<<<<<<<<
  *     count = PySequence_Fast_GET_SIZE(seq)
  *     if count == 1:
 */
-  __pyx_t_2 = PySequence_Fast(__pyx_v_chunks, ((char *)"chunks must be an iterable of buffers")); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 207, __pyx_L1_error)
+  __pyx_t_2 = PySequence_Fast(__pyx_v_chunks, ((char *)"chunks must be an iterable of buffers")); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 209, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __pyx_v_seq = __pyx_t_2;
   __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":208
+  /* "wsfast_bufferutil.pyx":210
  *     _read_key(mask, &key)
  *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")
  *     count = PySequence_Fast_GET_SIZE(seq)             # <<<<<<<<<<<<<<
@@ -4651,7 +4683,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_count = PySequence_Fast_GET_SIZE(__pyx_v_seq);
 
-  /* "wsfast_bufferutil.pyx":209
+  /* "wsfast_bufferutil.pyx":211
  *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")
  *     count = PySequence_Fast_GET_SIZE(seq)
  *     if count == 1:             # <<<<<<<<<<<<<<
@@ -4663,7 +4695,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
   if (__pyx_t_3) {
 
 
-    /* "wsfast_bufferutil.pyx":210
+    /* "wsfast_bufferutil.pyx":212
  *     count = PySequence_Fast_GET_SIZE(seq)
  *     if count == 1:
  *         return unmasked(<object>PySequence_Fast_ITEMS(seq)[0], mask)             # <<<<<<<<<<<<<<
@@ -4671,7 +4703,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
  *     ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))
 */
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_unmasked); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 210, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_unmasked); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 212, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_6 = (PySequence_Fast_ITEMS(__pyx_v_seq)[0]);
 
@@ -4693,7 +4725,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
 
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 210, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 212, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     {
@@ -4707,7 +4739,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     __pyx_t_2 = 0;
     goto __pyx_L0;
 
-    /* "wsfast_bufferutil.pyx":209
+    /* "wsfast_bufferutil.pyx":211
  *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")
  *     count = PySequence_Fast_GET_SIZE(seq)
  *     if count == 1:             # <<<<<<<<<<<<<<
@@ -4716,7 +4748,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   }
 
-  /* "wsfast_bufferutil.pyx":211
+  /* "wsfast_bufferutil.pyx":213
  *     if count == 1:
  *         return unmasked(<object>PySequence_Fast_ITEMS(seq)[0], mask)
  *     views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))             # <<<<<<<<<<<<<<
@@ -4725,7 +4757,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_views = ((Py_buffer *)PyMem_Malloc((((size_t)(__pyx_v_count + 1)) * (sizeof(Py_buffer)))));
 
-  /* "wsfast_bufferutil.pyx":212
+  /* "wsfast_bufferutil.pyx":214
  *         return unmasked(<object>PySequence_Fast_ITEMS(seq)[0], mask)
  *     views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))
  *     ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))             # <<<<<<<<<<<<<<
@@ -4734,7 +4766,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_ptrs = ((unsigned char const **)PyMem_Malloc((((size_t)(__pyx_v_count + 1)) * (sizeof(void *)))));
 
-  /* "wsfast_bufferutil.pyx":213
+  /* "wsfast_bufferutil.pyx":215
  *     views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))
  *     ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))
  *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))             # <<<<<<<<<<<<<<
@@ -4743,7 +4775,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_lens = ((size_t *)PyMem_Malloc((((size_t)(__pyx_v_count + 1)) * (sizeof(size_t)))));
 
-  /* "wsfast_bufferutil.pyx":214
+  /* "wsfast_bufferutil.pyx":216
  *     ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))
  *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))
  *     try:             # <<<<<<<<<<<<<<
@@ -4752,7 +4784,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   /*try:*/ {
 
-    /* "wsfast_bufferutil.pyx":215
+    /* "wsfast_bufferutil.pyx":217
  *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))
  *     try:
  *         if views == NULL or ptrs == NULL or lens == NULL:             # <<<<<<<<<<<<<<
@@ -4788,16 +4820,16 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     if (unlikely(__pyx_t_3)) {
 
 
-      /* "wsfast_bufferutil.pyx":216
+      /* "wsfast_bufferutil.pyx":218
  *     try:
  *         if views == NULL or ptrs == NULL or lens == NULL:
  *             raise MemoryError()             # <<<<<<<<<<<<<<
  *         items = PySequence_Fast_ITEMS(seq)
  *         for i in range(count):
 */
-      PyErr_NoMemory(); __PYX_ERR(0, 216, __pyx_L5_error)
+      PyErr_NoMemory(); __PYX_ERR(0, 218, __pyx_L5_error)
 
-      /* "wsfast_bufferutil.pyx":215
+      /* "wsfast_bufferutil.pyx":217
  *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))
  *     try:
  *         if views == NULL or ptrs == NULL or lens == NULL:             # <<<<<<<<<<<<<<
@@ -4806,7 +4838,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
     }
 
-    /* "wsfast_bufferutil.pyx":217
+    /* "wsfast_bufferutil.pyx":219
  *         if views == NULL or ptrs == NULL or lens == NULL:
  *             raise MemoryError()
  *         items = PySequence_Fast_ITEMS(seq)             # <<<<<<<<<<<<<<
@@ -4815,7 +4847,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
     __pyx_v_items = PySequence_Fast_ITEMS(__pyx_v_seq);
 
-    /* "wsfast_bufferutil.pyx":218
+    /* "wsfast_bufferutil.pyx":220
  *             raise MemoryError()
  *         items = PySequence_Fast_ITEMS(seq)
  *         for i in range(count):             # <<<<<<<<<<<<<<
@@ -4829,7 +4861,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
       __pyx_v_i = __pyx_t_11;
 
-      /* "wsfast_bufferutil.pyx":219
+      /* "wsfast_bufferutil.pyx":221
  *         items = PySequence_Fast_ITEMS(seq)
  *         for i in range(count):
  *             item = <object>items[i]             # <<<<<<<<<<<<<<
@@ -4841,7 +4873,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       __Pyx_XDECREF_SET(__pyx_v_item, __pyx_t_2);
       __pyx_t_2 = 0;
 
-      /* "wsfast_bufferutil.pyx":220
+      /* "wsfast_bufferutil.pyx":222
  *         for i in range(count):
  *             item = <object>items[i]
  *             if PyBytes_CheckExact(item):             # <<<<<<<<<<<<<<
@@ -4853,7 +4885,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       if (__pyx_t_3) {
 
 
-        /* "wsfast_bufferutil.pyx":222
+        /* "wsfast_bufferutil.pyx":224
  *             if PyBytes_CheckExact(item):
  *                 # Immutable, and kept alive by seq: no view needed.
  *                 ptrs[i] = <const unsigned char *>PyBytes_AS_STRING(item)             # <<<<<<<<<<<<<<
@@ -4862,7 +4894,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
         (__pyx_v_ptrs[__pyx_v_i]) = ((unsigned char const *)PyBytes_AS_STRING(__pyx_v_item));
 
-        /* "wsfast_bufferutil.pyx":223
+        /* "wsfast_bufferutil.pyx":225
  *                 # Immutable, and kept alive by seq: no view needed.
  *                 ptrs[i] = <const unsigned char *>PyBytes_AS_STRING(item)
  *                 lens[i] = <size_t>PyBytes_GET_SIZE(item)             # <<<<<<<<<<<<<<
@@ -4871,7 +4903,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
         (__pyx_v_lens[__pyx_v_i]) = ((size_t)PyBytes_GET_SIZE(__pyx_v_item));
 
-        /* "wsfast_bufferutil.pyx":220
+        /* "wsfast_bufferutil.pyx":222
  *         for i in range(count):
  *             item = <object>items[i]
  *             if PyBytes_CheckExact(item):             # <<<<<<<<<<<<<<
@@ -4881,7 +4913,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
         goto __pyx_L13;
       }
 
-      /* "wsfast_bufferutil.pyx":227
+      /* "wsfast_bufferutil.pyx":229
  *                 # Every other buffer (bytearray included) is held until the copy is done, so
  *                 # that it can neither move nor be resized meanwhile.
  *                 _acquire(item, &views[held], PyBUF_SIMPLE, "chunk")             # <<<<<<<<<<<<<<
@@ -4889,10 +4921,10 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
  *                 lens[i] = <size_t>views[held].len
 */
       /*else*/ {
-        __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_item, (&(__pyx_v_views[__pyx_v_held])), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_chunk); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 227, __pyx_L5_error)
+        __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_item, (&(__pyx_v_views[__pyx_v_held])), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_chunk); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 229, __pyx_L5_error)
 
 
-        /* "wsfast_bufferutil.pyx":228
+        /* "wsfast_bufferutil.pyx":230
  *                 # that it can neither move nor be resized meanwhile.
  *                 _acquire(item, &views[held], PyBUF_SIMPLE, "chunk")
  *                 ptrs[i] = <const unsigned char *>views[held].buf             # <<<<<<<<<<<<<<
@@ -4901,7 +4933,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
         (__pyx_v_ptrs[__pyx_v_i]) = ((unsigned char const *)(__pyx_v_views[__pyx_v_held]).buf);
 
-        /* "wsfast_bufferutil.pyx":229
+        /* "wsfast_bufferutil.pyx":231
  *                 _acquire(item, &views[held], PyBUF_SIMPLE, "chunk")
  *                 ptrs[i] = <const unsigned char *>views[held].buf
  *                 lens[i] = <size_t>views[held].len             # <<<<<<<<<<<<<<
@@ -4910,7 +4942,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
         (__pyx_v_lens[__pyx_v_i]) = ((size_t)(__pyx_v_views[__pyx_v_held]).len);
 
-        /* "wsfast_bufferutil.pyx":230
+        /* "wsfast_bufferutil.pyx":232
  *                 ptrs[i] = <const unsigned char *>views[held].buf
  *                 lens[i] = <size_t>views[held].len
  *                 held += 1             # <<<<<<<<<<<<<<
@@ -4921,7 +4953,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       }
       __pyx_L13:;
 
-      /* "wsfast_bufferutil.pyx":231
+      /* "wsfast_bufferutil.pyx":233
  *                 lens[i] = <size_t>views[held].len
  *                 held += 1
  *             total += lens[i]             # <<<<<<<<<<<<<<
@@ -4932,7 +4964,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     }
 
 
-    /* "wsfast_bufferutil.pyx":232
+    /* "wsfast_bufferutil.pyx":234
  *                 held += 1
  *             total += lens[i]
  *         if total > <size_t>PY_SSIZE_T_MAX:             # <<<<<<<<<<<<<<
@@ -4944,7 +4976,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     if (unlikely(__pyx_t_3)) {
 
 
-      /* "wsfast_bufferutil.pyx":233
+      /* "wsfast_bufferutil.pyx":235
  *             total += lens[i]
  *         if total > <size_t>PY_SSIZE_T_MAX:
  *             raise OverflowError("chunks too large")             # <<<<<<<<<<<<<<
@@ -4957,14 +4989,14 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
         PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_chunks_too_large};
         __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_OverflowError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 233, __pyx_L5_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 235, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_Raise(__pyx_t_2, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(0, 233, __pyx_L5_error)
+      __PYX_ERR(0, 235, __pyx_L5_error)
 
-      /* "wsfast_bufferutil.pyx":232
+      /* "wsfast_bufferutil.pyx":234
  *                 held += 1
  *             total += lens[i]
  *         if total > <size_t>PY_SSIZE_T_MAX:             # <<<<<<<<<<<<<<
@@ -4973,19 +5005,19 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
     }
 
-    /* "wsfast_bufferutil.pyx":234
+    /* "wsfast_bufferutil.pyx":236
  *         if total > <size_t>PY_SSIZE_T_MAX:
  *             raise OverflowError("chunks too large")
  *         out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>total)             # <<<<<<<<<<<<<<
  *         wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)
  *     finally:
 */
-    __pyx_t_2 = PyBytes_FromStringAndSize(NULL, ((Py_ssize_t)__pyx_v_total)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 234, __pyx_L5_error)
+    __pyx_t_2 = PyBytes_FromStringAndSize(NULL, ((Py_ssize_t)__pyx_v_total)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 236, __pyx_L5_error)
     __Pyx_GOTREF(__pyx_t_2);
     __pyx_v_out = ((PyObject*)__pyx_t_2);
     __pyx_t_2 = 0;
 
-    /* "wsfast_bufferutil.pyx":235
+    /* "wsfast_bufferutil.pyx":237
  *             raise OverflowError("chunks too large")
  *         out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>total)
  *         wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)             # <<<<<<<<<<<<<<
@@ -4995,7 +5027,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     wsf_mask_pieces(__pyx_v_ptrs, __pyx_v_lens, ((size_t)__pyx_v_count), ((unsigned char *)PyBytes_AS_STRING(__pyx_v_out)), __pyx_v_key);
   }
 
-  /* "wsfast_bufferutil.pyx":237
+  /* "wsfast_bufferutil.pyx":239
  *         wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)
  *     finally:
  *         for i in range(held):             # <<<<<<<<<<<<<<
@@ -5011,7 +5043,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
         __pyx_v_i = __pyx_t_11;
 
-        /* "wsfast_bufferutil.pyx":238
+        /* "wsfast_bufferutil.pyx":240
  *     finally:
  *         for i in range(held):
  *             PyBuffer_Release(&views[i])             # <<<<<<<<<<<<<<
@@ -5022,7 +5054,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       }
 
 
-      /* "wsfast_bufferutil.pyx":239
+      /* "wsfast_bufferutil.pyx":241
  *         for i in range(held):
  *             PyBuffer_Release(&views[i])
  *         PyMem_Free(views)             # <<<<<<<<<<<<<<
@@ -5031,7 +5063,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
       PyMem_Free(__pyx_v_views);
 
-      /* "wsfast_bufferutil.pyx":240
+      /* "wsfast_bufferutil.pyx":242
  *             PyBuffer_Release(&views[i])
  *         PyMem_Free(views)
  *         PyMem_Free(ptrs)             # <<<<<<<<<<<<<<
@@ -5040,7 +5072,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
       PyMem_Free(__pyx_v_ptrs);
 
-      /* "wsfast_bufferutil.pyx":241
+      /* "wsfast_bufferutil.pyx":243
  *         PyMem_Free(views)
  *         PyMem_Free(ptrs)
  *         PyMem_Free(lens)             # <<<<<<<<<<<<<<
@@ -5069,7 +5101,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       __pyx_t_1 = __pyx_lineno; __pyx_t_12 = __pyx_clineno; __pyx_t_13 = __pyx_filename;
       {
 
-        /* "wsfast_bufferutil.pyx":237
+        /* "wsfast_bufferutil.pyx":239
  *         wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)
  *     finally:
  *         for i in range(held):             # <<<<<<<<<<<<<<
@@ -5083,7 +5115,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
         for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
           __pyx_v_i = __pyx_t_11;
 
-          /* "wsfast_bufferutil.pyx":238
+          /* "wsfast_bufferutil.pyx":240
  *     finally:
  *         for i in range(held):
  *             PyBuffer_Release(&views[i])             # <<<<<<<<<<<<<<
@@ -5094,7 +5126,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
         }
 
 
-        /* "wsfast_bufferutil.pyx":239
+        /* "wsfast_bufferutil.pyx":241
  *         for i in range(held):
  *             PyBuffer_Release(&views[i])
  *         PyMem_Free(views)             # <<<<<<<<<<<<<<
@@ -5103,7 +5135,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
         PyMem_Free(__pyx_v_views);
 
-        /* "wsfast_bufferutil.pyx":240
+        /* "wsfast_bufferutil.pyx":242
  *             PyBuffer_Release(&views[i])
  *         PyMem_Free(views)
  *         PyMem_Free(ptrs)             # <<<<<<<<<<<<<<
@@ -5112,7 +5144,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
         PyMem_Free(__pyx_v_ptrs);
 
-        /* "wsfast_bufferutil.pyx":241
+        /* "wsfast_bufferutil.pyx":243
  *         PyMem_Free(views)
  *         PyMem_Free(ptrs)
  *         PyMem_Free(lens)             # <<<<<<<<<<<<<<
@@ -5136,7 +5168,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     __pyx_L6:;
   }
 
-  /* "wsfast_bufferutil.pyx":242
+  /* "wsfast_bufferutil.pyx":244
  *         PyMem_Free(ptrs)
  *         PyMem_Free(lens)
  *     return out             # <<<<<<<<<<<<<<
@@ -5154,7 +5186,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
   }
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":190
+  /* "wsfast_bufferutil.pyx":192
  * 
  * 
  * def concat_unmasked(chunks, mask):             # <<<<<<<<<<<<<<
@@ -5187,7 +5219,1393 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":245
+/* "wsfast_bufferutil.pyx":252
+ * 
+ * 
+ * def scan_frames(data, Py_ssize_t pos, bint masked, Py_ssize_t max_payload, list out):             # <<<<<<<<<<<<<<
+ *     """Parse the whole, simple data frames of ``data`` from ``pos``; returns where they end.
+ * 
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_17wsfast_bufferutil_9scan_frames(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_17wsfast_bufferutil_8scan_frames, "scan_frames(data, Py_ssize_t pos, bool masked, Py_ssize_t max_payload, list out)\n\nParse the whole, simple data frames of ``data`` from ``pos``; returns where they end.\n\nA simple frame is FIN with opcode text or binary, RSV bits clear, masked if and only if\n``masked``, a 7- or 16-bit length within ``max_payload`` (0: no limit), and entirely in\n``data``. Each one\047s payload is appended to ``out``, unmasked: ``bytes`` for binary, ``str``\nfor text. The scan stops before the first frame that is not simple or not complete, and\nbefore a text frame that is not valid UTF-8, leaving it to the caller\047s general parser\n(which reports the error). ``data`` is any contiguous buffer.");
+static PyMethodDef __pyx_mdef_17wsfast_bufferutil_9scan_frames = {"scan_frames", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_17wsfast_bufferutil_9scan_frames, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_17wsfast_bufferutil_8scan_frames};
+static PyObject *__pyx_pw_17wsfast_bufferutil_9scan_frames(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  PyObject *__pyx_v_data = 0;
+  Py_ssize_t __pyx_v_pos;
+  int __pyx_v_masked;
+  Py_ssize_t __pyx_v_max_payload;
+  PyObject *__pyx_v_out = 0;
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject* values[5] = {0,0,0,0,0};
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("scan_frames (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  {
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_data,&__pyx_mstate_global->__pyx_n_u_pos,&__pyx_mstate_global->__pyx_n_u_masked,&__pyx_mstate_global->__pyx_n_u_max_payload,&__pyx_mstate_global->__pyx_n_u_out,0};
+    const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 252, __pyx_L3_error)
+    if (__pyx_kwds_len > 0) {
+      switch (__pyx_nargs) {
+        case  5:
+        values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 252, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  4:
+        values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 252, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  3:
+        values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 252, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  2:
+        values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 252, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 252, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  0: break;
+        default: goto __pyx_L5_argtuple_error;
+      }
+      const Py_ssize_t kwd_pos_args = __pyx_nargs;
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "scan_frames", 0) < (0)) __PYX_ERR(0, 252, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 5; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("scan_frames", 1, 5, 5, i); __PYX_ERR(0, 252, __pyx_L3_error) }
+      }
+    } else if (unlikely(__pyx_nargs != 5)) {
+      goto __pyx_L5_argtuple_error;
+    } else {
+      values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 252, __pyx_L3_error)
+      values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 252, __pyx_L3_error)
+      values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 252, __pyx_L3_error)
+      values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 252, __pyx_L3_error)
+      values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 252, __pyx_L3_error)
+    }
+    __pyx_v_data = values[0];
+    __pyx_v_pos = __Pyx_PyIndex_AsSsize_t(values[1]); if (unlikely((__pyx_v_pos == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 252, __pyx_L3_error)
+    __pyx_v_masked = __Pyx_PyObject_IsTrue(values[2]); if (unlikely((__pyx_v_masked == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 252, __pyx_L3_error)
+    __pyx_v_max_payload = __Pyx_PyIndex_AsSsize_t(values[3]); if (unlikely((__pyx_v_max_payload == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 252, __pyx_L3_error)
+    __pyx_v_out = ((PyObject*)values[4]);
+  }
+  goto __pyx_L6_skip;
+  __pyx_L5_argtuple_error:;
+  __Pyx_RaiseArgtupleInvalid("scan_frames", 1, 5, 5, __pyx_nargs); __PYX_ERR(0, 252, __pyx_L3_error)
+  __pyx_L6_skip:;
+  goto __pyx_L4_argument_unpacking_done;
+  __pyx_L3_error:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_AddTraceback("wsfast_bufferutil.scan_frames", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __Pyx_RefNannyFinishContext();
+  return NULL;
+  __pyx_L4_argument_unpacking_done:;
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_out), (&PyList_Type), 1, "out", 1))) __PYX_ERR(0, 252, __pyx_L1_error)
+  __pyx_r = __pyx_pf_17wsfast_bufferutil_8scan_frames(__pyx_self, __pyx_v_data, __pyx_v_pos, __pyx_v_masked, __pyx_v_max_payload, __pyx_v_out);
+
+  /* function exit code */
+  goto __pyx_L0;
+  __pyx_L1_error:;
+  __pyx_r = NULL;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  goto __pyx_L7_cleaned_up;
+  __pyx_L0:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __pyx_L7_cleaned_up:;
+
+
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_data, Py_ssize_t __pyx_v_pos, int __pyx_v_masked, Py_ssize_t __pyx_v_max_payload, PyObject *__pyx_v_out) {
+  Py_buffer __pyx_v_view;
+  int __pyx_v_held;
+  unsigned char const *__pyx_v_p;
+  unsigned char const *__pyx_v_src;
+  unsigned char *__pyx_v_tmp;
+  unsigned char __pyx_v_stack[__pyx_e_17wsfast_bufferutil__STACK_TEXT];
+  Py_ssize_t __pyx_v_size;
+  Py_ssize_t __pyx_v_length;
+  Py_ssize_t __pyx_v_start;
+  Py_ssize_t __pyx_v_end;
+  unsigned char __pyx_v_b0;
+  unsigned char __pyx_v_b1;
+  unsigned char __pyx_v_mask_bit;
+  uint32_t __pyx_v_key;
+  PyObject *__pyx_v_payload = 0;
+  PyObject *__pyx_v_text = 0;
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  unsigned char __pyx_t_1;
+  int __pyx_t_2;
+  int __pyx_t_3;
+  Py_ssize_t __pyx_t_4;
+  PyObject *__pyx_t_5 = NULL;
+  PyObject *__pyx_t_6 = NULL;
+  size_t __pyx_t_7;
+  int __pyx_t_8;
+  PyObject *__pyx_t_9 = NULL;
+  PyObject *__pyx_t_10 = NULL;
+  PyObject *__pyx_t_11 = NULL;
+  int __pyx_t_12;
+  char const *__pyx_t_13;
+  PyObject *__pyx_t_14 = NULL;
+  PyObject *__pyx_t_15 = NULL;
+  PyObject *__pyx_t_16 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("scan_frames", 0);
+
+
+  /* "wsfast_bufferutil.pyx":263
+ *     """
+ *     cdef Py_buffer view
+ *     cdef bint held = False             # <<<<<<<<<<<<<<
+ *     cdef const unsigned char *p
+ *     cdef const unsigned char *src
+*/
+  __pyx_v_held = 0;
+
+  /* "wsfast_bufferutil.pyx":270
+ *     cdef Py_ssize_t size, length, start, end
+ *     cdef unsigned char b0, b1
+ *     cdef unsigned char mask_bit = 0x80 if masked else 0             # <<<<<<<<<<<<<<
+ *     cdef uint32_t key = 0
+ *     cdef bytes payload
+*/
+  if (__pyx_v_masked) {
+
+    __pyx_t_1 = 0x80;
+  } else {
+
+    __pyx_t_1 = 0;
+  }
+  __pyx_v_mask_bit = __pyx_t_1;
+
+  /* "wsfast_bufferutil.pyx":271
+ *     cdef unsigned char b0, b1
+ *     cdef unsigned char mask_bit = 0x80 if masked else 0
+ *     cdef uint32_t key = 0             # <<<<<<<<<<<<<<
+ *     cdef bytes payload
+ *     cdef object text
+*/
+  __pyx_v_key = 0;
+
+  /* "wsfast_bufferutil.pyx":274
+ *     cdef bytes payload
+ *     cdef object text
+ *     if PyBytes_CheckExact(data):             # <<<<<<<<<<<<<<
+ *         p = <const unsigned char *>PyBytes_AS_STRING(data)
+ *         size = PyBytes_GET_SIZE(data)
+*/
+  __pyx_t_2 = PyBytes_CheckExact(__pyx_v_data);
+
+  if (__pyx_t_2) {
+
+
+    /* "wsfast_bufferutil.pyx":275
+ *     cdef object text
+ *     if PyBytes_CheckExact(data):
+ *         p = <const unsigned char *>PyBytes_AS_STRING(data)             # <<<<<<<<<<<<<<
+ *         size = PyBytes_GET_SIZE(data)
+ *     else:
+*/
+    __pyx_v_p = ((unsigned char const *)PyBytes_AS_STRING(__pyx_v_data));
+
+    /* "wsfast_bufferutil.pyx":276
+ *     if PyBytes_CheckExact(data):
+ *         p = <const unsigned char *>PyBytes_AS_STRING(data)
+ *         size = PyBytes_GET_SIZE(data)             # <<<<<<<<<<<<<<
+ *     else:
+ *         _acquire(data, &view, PyBUF_SIMPLE, "data")
+*/
+    __pyx_v_size = PyBytes_GET_SIZE(__pyx_v_data);
+
+    /* "wsfast_bufferutil.pyx":274
+ *     cdef bytes payload
+ *     cdef object text
+ *     if PyBytes_CheckExact(data):             # <<<<<<<<<<<<<<
+ *         p = <const unsigned char *>PyBytes_AS_STRING(data)
+ *         size = PyBytes_GET_SIZE(data)
+*/
+    goto __pyx_L3;
+  }
+
+  /* "wsfast_bufferutil.pyx":278
+ *         size = PyBytes_GET_SIZE(data)
+ *     else:
+ *         _acquire(data, &view, PyBUF_SIMPLE, "data")             # <<<<<<<<<<<<<<
+ *         held = True
+ *         p = <const unsigned char *>view.buf
+*/
+  /*else*/ {
+    __pyx_t_3 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_data, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_data); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 278, __pyx_L1_error)
+
+
+    /* "wsfast_bufferutil.pyx":279
+ *     else:
+ *         _acquire(data, &view, PyBUF_SIMPLE, "data")
+ *         held = True             # <<<<<<<<<<<<<<
+ *         p = <const unsigned char *>view.buf
+ *         size = view.len
+*/
+    __pyx_v_held = 1;
+
+    /* "wsfast_bufferutil.pyx":280
+ *         _acquire(data, &view, PyBUF_SIMPLE, "data")
+ *         held = True
+ *         p = <const unsigned char *>view.buf             # <<<<<<<<<<<<<<
+ *         size = view.len
+ *     try:
+*/
+    __pyx_v_p = ((unsigned char const *)__pyx_v_view.buf);
+
+    /* "wsfast_bufferutil.pyx":281
+ *         held = True
+ *         p = <const unsigned char *>view.buf
+ *         size = view.len             # <<<<<<<<<<<<<<
+ *     try:
+ *         if pos < 0:
+*/
+    __pyx_t_4 = __pyx_v_view.len;
+
+    __pyx_v_size = __pyx_t_4;
+  }
+  __pyx_L3:;
+
+  /* "wsfast_bufferutil.pyx":282
+ *         p = <const unsigned char *>view.buf
+ *         size = view.len
+ *     try:             # <<<<<<<<<<<<<<
+ *         if pos < 0:
+ *             raise ValueError("pos must not be negative")
+*/
+  /*try:*/ {
+
+    /* "wsfast_bufferutil.pyx":283
+ *         size = view.len
+ *     try:
+ *         if pos < 0:             # <<<<<<<<<<<<<<
+ *             raise ValueError("pos must not be negative")
+ *         while size - pos >= 2:
+*/
+    __pyx_t_2 = (__pyx_v_pos < 0);
+
+    if (unlikely(__pyx_t_2)) {
+
+
+      /* "wsfast_bufferutil.pyx":284
+ *     try:
+ *         if pos < 0:
+ *             raise ValueError("pos must not be negative")             # <<<<<<<<<<<<<<
+ *         while size - pos >= 2:
+ *             b0 = p[pos]
+*/
+      __pyx_t_6 = NULL;
+      __pyx_t_7 = 1;
+      {
+        PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_pos_must_not_be_negative};
+        __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+        __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 284, __pyx_L5_error)
+        __Pyx_GOTREF(__pyx_t_5);
+      }
+      __Pyx_Raise(__pyx_t_5, 0, 0, 0);
+      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+      __PYX_ERR(0, 284, __pyx_L5_error)
+
+      /* "wsfast_bufferutil.pyx":283
+ *         size = view.len
+ *     try:
+ *         if pos < 0:             # <<<<<<<<<<<<<<
+ *             raise ValueError("pos must not be negative")
+ *         while size - pos >= 2:
+*/
+    }
+
+    /* "wsfast_bufferutil.pyx":285
+ *         if pos < 0:
+ *             raise ValueError("pos must not be negative")
+ *         while size - pos >= 2:             # <<<<<<<<<<<<<<
+ *             b0 = p[pos]
+ *             b1 = p[pos + 1]
+*/
+    while (1) {
+      __pyx_t_2 = ((__pyx_v_size - __pyx_v_pos) >= 2);
+
+
+      if (!__pyx_t_2) break;
+
+      /* "wsfast_bufferutil.pyx":286
+ *             raise ValueError("pos must not be negative")
+ *         while size - pos >= 2:
+ *             b0 = p[pos]             # <<<<<<<<<<<<<<
+ *             b1 = p[pos + 1]
+ *             if (b0 != 0x81 and b0 != 0x82) or (b1 & 0x80) != mask_bit:
+*/
+      __pyx_v_b0 = (__pyx_v_p[__pyx_v_pos]);
+
+      /* "wsfast_bufferutil.pyx":287
+ *         while size - pos >= 2:
+ *             b0 = p[pos]
+ *             b1 = p[pos + 1]             # <<<<<<<<<<<<<<
+ *             if (b0 != 0x81 and b0 != 0x82) or (b1 & 0x80) != mask_bit:
+ *                 break
+*/
+      __pyx_v_b1 = (__pyx_v_p[(__pyx_v_pos + 1)]);
+
+      /* "wsfast_bufferutil.pyx":288
+ *             b0 = p[pos]
+ *             b1 = p[pos + 1]
+ *             if (b0 != 0x81 and b0 != 0x82) or (b1 & 0x80) != mask_bit:             # <<<<<<<<<<<<<<
+ *                 break
+ *             length = b1 & 0x7F
+*/
+      switch (__pyx_v_b0) {
+        case 0x81:
+        case 0x82:
+        __pyx_t_8 = 0;
+        break;
+        default:
+        __pyx_t_8 = 1;
+        break;
+      }
+      if (!__pyx_t_8) {
+
+      } else {
+
+        __pyx_t_2 = __pyx_t_8;
+
+        goto __pyx_L11_bool_binop_done;
+      }
+      __pyx_t_8 = ((__pyx_v_b1 & 0x80) != __pyx_v_mask_bit);
+
+
+      __pyx_t_2 = __pyx_t_8;
+
+      __pyx_L11_bool_binop_done:;
+      if (__pyx_t_2) {
+
+
+        /* "wsfast_bufferutil.pyx":289
+ *             b1 = p[pos + 1]
+ *             if (b0 != 0x81 and b0 != 0x82) or (b1 & 0x80) != mask_bit:
+ *                 break             # <<<<<<<<<<<<<<
+ *             length = b1 & 0x7F
+ *             start = pos + 2
+*/
+        goto __pyx_L9_break;
+
+        /* "wsfast_bufferutil.pyx":288
+ *             b0 = p[pos]
+ *             b1 = p[pos + 1]
+ *             if (b0 != 0x81 and b0 != 0x82) or (b1 & 0x80) != mask_bit:             # <<<<<<<<<<<<<<
+ *                 break
+ *             length = b1 & 0x7F
+*/
+      }
+
+      /* "wsfast_bufferutil.pyx":290
+ *             if (b0 != 0x81 and b0 != 0x82) or (b1 & 0x80) != mask_bit:
+ *                 break
+ *             length = b1 & 0x7F             # <<<<<<<<<<<<<<
+ *             start = pos + 2
+ *             if length == 126:
+*/
+      __pyx_v_length = (__pyx_v_b1 & 0x7F);
+
+      /* "wsfast_bufferutil.pyx":291
+ *                 break
+ *             length = b1 & 0x7F
+ *             start = pos + 2             # <<<<<<<<<<<<<<
+ *             if length == 126:
+ *                 if size - start < 2:
+*/
+      __pyx_v_start = (__pyx_v_pos + 2);
+
+      /* "wsfast_bufferutil.pyx":292
+ *             length = b1 & 0x7F
+ *             start = pos + 2
+ *             if length == 126:             # <<<<<<<<<<<<<<
+ *                 if size - start < 2:
+ *                     break
+*/
+      switch (__pyx_v_length) {
+        case 0x7E:
+
+        /* "wsfast_bufferutil.pyx":293
+ *             start = pos + 2
+ *             if length == 126:
+ *                 if size - start < 2:             # <<<<<<<<<<<<<<
+ *                     break
+ *                 length = (<Py_ssize_t>p[start] << 8) | p[start + 1]
+*/
+        __pyx_t_2 = ((__pyx_v_size - __pyx_v_start) < 2);
+
+        if (__pyx_t_2) {
+
+
+          /* "wsfast_bufferutil.pyx":294
+ *             if length == 126:
+ *                 if size - start < 2:
+ *                     break             # <<<<<<<<<<<<<<
+ *                 length = (<Py_ssize_t>p[start] << 8) | p[start + 1]
+ *                 start += 2
+*/
+          goto __pyx_L9_break;
+
+          /* "wsfast_bufferutil.pyx":293
+ *             start = pos + 2
+ *             if length == 126:
+ *                 if size - start < 2:             # <<<<<<<<<<<<<<
+ *                     break
+ *                 length = (<Py_ssize_t>p[start] << 8) | p[start + 1]
+*/
+        }
+
+        /* "wsfast_bufferutil.pyx":295
+ *                 if size - start < 2:
+ *                     break
+ *                 length = (<Py_ssize_t>p[start] << 8) | p[start + 1]             # <<<<<<<<<<<<<<
+ *                 start += 2
+ *             elif length == 127:
+*/
+        __pyx_v_length = ((((Py_ssize_t)(__pyx_v_p[__pyx_v_start])) << 8) | (__pyx_v_p[(__pyx_v_start + 1)]));
+
+        /* "wsfast_bufferutil.pyx":296
+ *                     break
+ *                 length = (<Py_ssize_t>p[start] << 8) | p[start + 1]
+ *                 start += 2             # <<<<<<<<<<<<<<
+ *             elif length == 127:
+ *                 break
+*/
+        __pyx_v_start = (__pyx_v_start + 2);
+
+        /* "wsfast_bufferutil.pyx":292
+ *             length = b1 & 0x7F
+ *             start = pos + 2
+ *             if length == 126:             # <<<<<<<<<<<<<<
+ *                 if size - start < 2:
+ *                     break
+*/
+        break;
+        case 0x7F:
+
+        /* "wsfast_bufferutil.pyx":298
+ *                 start += 2
+ *             elif length == 127:
+ *                 break             # <<<<<<<<<<<<<<
+ *             if max_payload > 0 and length > max_payload:
+ *                 break
+*/
+        goto __pyx_L9_break;
+
+        /* "wsfast_bufferutil.pyx":297
+ *                 length = (<Py_ssize_t>p[start] << 8) | p[start + 1]
+ *                 start += 2
+ *             elif length == 127:             # <<<<<<<<<<<<<<
+ *                 break
+ *             if max_payload > 0 and length > max_payload:
+*/
+        break;
+        default: break;
+      }
+
+      /* "wsfast_bufferutil.pyx":299
+ *             elif length == 127:
+ *                 break
+ *             if max_payload > 0 and length > max_payload:             # <<<<<<<<<<<<<<
+ *                 break
+ *             if masked:
+*/
+      __pyx_t_8 = (__pyx_v_max_payload > 0);
+
+      if (__pyx_t_8) {
+
+      } else {
+
+        __pyx_t_2 = __pyx_t_8;
+
+        goto __pyx_L15_bool_binop_done;
+      }
+      __pyx_t_8 = (__pyx_v_length > __pyx_v_max_payload);
+
+
+      __pyx_t_2 = __pyx_t_8;
+
+      __pyx_L15_bool_binop_done:;
+      if (__pyx_t_2) {
+
+
+        /* "wsfast_bufferutil.pyx":300
+ *                 break
+ *             if max_payload > 0 and length > max_payload:
+ *                 break             # <<<<<<<<<<<<<<
+ *             if masked:
+ *                 if size - start < 4 + length:
+*/
+        goto __pyx_L9_break;
+
+        /* "wsfast_bufferutil.pyx":299
+ *             elif length == 127:
+ *                 break
+ *             if max_payload > 0 and length > max_payload:             # <<<<<<<<<<<<<<
+ *                 break
+ *             if masked:
+*/
+      }
+
+      /* "wsfast_bufferutil.pyx":301
+ *             if max_payload > 0 and length > max_payload:
+ *                 break
+ *             if masked:             # <<<<<<<<<<<<<<
+ *                 if size - start < 4 + length:
+ *                     break
+*/
+      if (__pyx_v_masked) {
+
+        /* "wsfast_bufferutil.pyx":302
+ *                 break
+ *             if masked:
+ *                 if size - start < 4 + length:             # <<<<<<<<<<<<<<
+ *                     break
+ *                 memcpy(&key, p + start, 4)
+*/
+        __pyx_t_2 = ((__pyx_v_size - __pyx_v_start) < (4 + __pyx_v_length));
+
+        if (__pyx_t_2) {
+
+
+          /* "wsfast_bufferutil.pyx":303
+ *             if masked:
+ *                 if size - start < 4 + length:
+ *                     break             # <<<<<<<<<<<<<<
+ *                 memcpy(&key, p + start, 4)
+ *                 src = p + start + 4
+*/
+          goto __pyx_L9_break;
+
+          /* "wsfast_bufferutil.pyx":302
+ *                 break
+ *             if masked:
+ *                 if size - start < 4 + length:             # <<<<<<<<<<<<<<
+ *                     break
+ *                 memcpy(&key, p + start, 4)
+*/
+        }
+
+        /* "wsfast_bufferutil.pyx":304
+ *                 if size - start < 4 + length:
+ *                     break
+ *                 memcpy(&key, p + start, 4)             # <<<<<<<<<<<<<<
+ *                 src = p + start + 4
+ *                 end = start + 4 + length
+*/
+        (void)(memcpy((&__pyx_v_key), (__pyx_v_p + __pyx_v_start), 4));
+
+        /* "wsfast_bufferutil.pyx":305
+ *                     break
+ *                 memcpy(&key, p + start, 4)
+ *                 src = p + start + 4             # <<<<<<<<<<<<<<
+ *                 end = start + 4 + length
+ *             else:
+*/
+        __pyx_v_src = ((__pyx_v_p + __pyx_v_start) + 4);
+
+        /* "wsfast_bufferutil.pyx":306
+ *                 memcpy(&key, p + start, 4)
+ *                 src = p + start + 4
+ *                 end = start + 4 + length             # <<<<<<<<<<<<<<
+ *             else:
+ *                 if size - start < length:
+*/
+        __pyx_v_end = ((__pyx_v_start + 4) + __pyx_v_length);
+
+        /* "wsfast_bufferutil.pyx":301
+ *             if max_payload > 0 and length > max_payload:
+ *                 break
+ *             if masked:             # <<<<<<<<<<<<<<
+ *                 if size - start < 4 + length:
+ *                     break
+*/
+        goto __pyx_L17;
+      }
+
+      /* "wsfast_bufferutil.pyx":308
+ *                 end = start + 4 + length
+ *             else:
+ *                 if size - start < length:             # <<<<<<<<<<<<<<
+ *                     break
+ *                 src = p + start
+*/
+      /*else*/ {
+        __pyx_t_2 = ((__pyx_v_size - __pyx_v_start) < __pyx_v_length);
+
+        if (__pyx_t_2) {
+
+
+          /* "wsfast_bufferutil.pyx":309
+ *             else:
+ *                 if size - start < length:
+ *                     break             # <<<<<<<<<<<<<<
+ *                 src = p + start
+ *                 end = start + length
+*/
+          goto __pyx_L9_break;
+
+          /* "wsfast_bufferutil.pyx":308
+ *                 end = start + 4 + length
+ *             else:
+ *                 if size - start < length:             # <<<<<<<<<<<<<<
+ *                     break
+ *                 src = p + start
+*/
+        }
+
+        /* "wsfast_bufferutil.pyx":310
+ *                 if size - start < length:
+ *                     break
+ *                 src = p + start             # <<<<<<<<<<<<<<
+ *                 end = start + length
+ *             if b0 == 0x82:
+*/
+        __pyx_v_src = (__pyx_v_p + __pyx_v_start);
+
+        /* "wsfast_bufferutil.pyx":311
+ *                     break
+ *                 src = p + start
+ *                 end = start + length             # <<<<<<<<<<<<<<
+ *             if b0 == 0x82:
+ *                 payload = PyBytes_FromStringAndSize(NULL, length)
+*/
+        __pyx_v_end = (__pyx_v_start + __pyx_v_length);
+      }
+      __pyx_L17:;
+
+      /* "wsfast_bufferutil.pyx":312
+ *                 src = p + start
+ *                 end = start + length
+ *             if b0 == 0x82:             # <<<<<<<<<<<<<<
+ *                 payload = PyBytes_FromStringAndSize(NULL, length)
+ *                 if masked:
+*/
+      __pyx_t_2 = (__pyx_v_b0 == 0x82);
+
+      if (__pyx_t_2) {
+
+
+        /* "wsfast_bufferutil.pyx":313
+ *                 end = start + length
+ *             if b0 == 0x82:
+ *                 payload = PyBytes_FromStringAndSize(NULL, length)             # <<<<<<<<<<<<<<
+ *                 if masked:
+ *                     wsf_mask_run(src, <unsigned char *>PyBytes_AS_STRING(payload),
+*/
+        __pyx_t_5 = PyBytes_FromStringAndSize(NULL, __pyx_v_length); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 313, __pyx_L5_error)
+        __Pyx_GOTREF(__pyx_t_5);
+        __Pyx_XDECREF_SET(__pyx_v_payload, ((PyObject*)__pyx_t_5));
+        __pyx_t_5 = 0;
+
+        /* "wsfast_bufferutil.pyx":314
+ *             if b0 == 0x82:
+ *                 payload = PyBytes_FromStringAndSize(NULL, length)
+ *                 if masked:             # <<<<<<<<<<<<<<
+ *                     wsf_mask_run(src, <unsigned char *>PyBytes_AS_STRING(payload),
+ *                                  <size_t>length, key)
+*/
+        if (__pyx_v_masked) {
+
+          /* "wsfast_bufferutil.pyx":315
+ *                 payload = PyBytes_FromStringAndSize(NULL, length)
+ *                 if masked:
+ *                     wsf_mask_run(src, <unsigned char *>PyBytes_AS_STRING(payload),             # <<<<<<<<<<<<<<
+ *                                  <size_t>length, key)
+ *                 elif length:
+*/
+          wsf_mask_run(__pyx_v_src, ((unsigned char *)PyBytes_AS_STRING(__pyx_v_payload)), ((size_t)__pyx_v_length), __pyx_v_key);
+
+          /* "wsfast_bufferutil.pyx":314
+ *             if b0 == 0x82:
+ *                 payload = PyBytes_FromStringAndSize(NULL, length)
+ *                 if masked:             # <<<<<<<<<<<<<<
+ *                     wsf_mask_run(src, <unsigned char *>PyBytes_AS_STRING(payload),
+ *                                  <size_t>length, key)
+*/
+          goto __pyx_L21;
+        }
+
+        /* "wsfast_bufferutil.pyx":317
+ *                     wsf_mask_run(src, <unsigned char *>PyBytes_AS_STRING(payload),
+ *                                  <size_t>length, key)
+ *                 elif length:             # <<<<<<<<<<<<<<
+ *                     memcpy(PyBytes_AS_STRING(payload), src, <size_t>length)
+ *                 PyList_Append(out, payload)
+*/
+        __pyx_t_2 = (__pyx_v_length != 0);
+
+        if (__pyx_t_2) {
+
+
+          /* "wsfast_bufferutil.pyx":318
+ *                                  <size_t>length, key)
+ *                 elif length:
+ *                     memcpy(PyBytes_AS_STRING(payload), src, <size_t>length)             # <<<<<<<<<<<<<<
+ *                 PyList_Append(out, payload)
+ *             else:
+*/
+          (void)(memcpy(PyBytes_AS_STRING(__pyx_v_payload), __pyx_v_src, ((size_t)__pyx_v_length)));
+
+          /* "wsfast_bufferutil.pyx":317
+ *                     wsf_mask_run(src, <unsigned char *>PyBytes_AS_STRING(payload),
+ *                                  <size_t>length, key)
+ *                 elif length:             # <<<<<<<<<<<<<<
+ *                     memcpy(PyBytes_AS_STRING(payload), src, <size_t>length)
+ *                 PyList_Append(out, payload)
+*/
+        }
+        __pyx_L21:;
+
+        /* "wsfast_bufferutil.pyx":319
+ *                 elif length:
+ *                     memcpy(PyBytes_AS_STRING(payload), src, <size_t>length)
+ *                 PyList_Append(out, payload)             # <<<<<<<<<<<<<<
+ *             else:
+ *                 if masked and length:
+*/
+        __pyx_t_3 = PyList_Append(__pyx_v_out, __pyx_v_payload); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 319, __pyx_L5_error)
+
+
+        /* "wsfast_bufferutil.pyx":312
+ *                 src = p + start
+ *                 end = start + length
+ *             if b0 == 0x82:             # <<<<<<<<<<<<<<
+ *                 payload = PyBytes_FromStringAndSize(NULL, length)
+ *                 if masked:
+*/
+        goto __pyx_L20;
+      }
+
+      /* "wsfast_bufferutil.pyx":321
+ *                 PyList_Append(out, payload)
+ *             else:
+ *                 if masked and length:             # <<<<<<<<<<<<<<
+ *                     if length <= _STACK_TEXT:
+ *                         tmp = stack
+*/
+      /*else*/ {
+        if (__pyx_v_masked) {
+        } else {
+
+          __pyx_t_2 = __pyx_v_masked;
+          goto __pyx_L23_bool_binop_done;
+        }
+        __pyx_t_8 = (__pyx_v_length != 0);
+
+
+        __pyx_t_2 = __pyx_t_8;
+
+        __pyx_L23_bool_binop_done:;
+        if (__pyx_t_2) {
+
+
+          /* "wsfast_bufferutil.pyx":322
+ *             else:
+ *                 if masked and length:
+ *                     if length <= _STACK_TEXT:             # <<<<<<<<<<<<<<
+ *                         tmp = stack
+ *                     else:
+*/
+          __pyx_t_2 = (__pyx_v_length <= __pyx_e_17wsfast_bufferutil__STACK_TEXT);
+
+          if (__pyx_t_2) {
+
+
+            /* "wsfast_bufferutil.pyx":323
+ *                 if masked and length:
+ *                     if length <= _STACK_TEXT:
+ *                         tmp = stack             # <<<<<<<<<<<<<<
+ *                     else:
+ *                         tmp = <unsigned char *>PyMem_Malloc(<size_t>length)
+*/
+            __pyx_v_tmp = __pyx_v_stack;
+
+            /* "wsfast_bufferutil.pyx":322
+ *             else:
+ *                 if masked and length:
+ *                     if length <= _STACK_TEXT:             # <<<<<<<<<<<<<<
+ *                         tmp = stack
+ *                     else:
+*/
+            goto __pyx_L25;
+          }
+
+          /* "wsfast_bufferutil.pyx":325
+ *                         tmp = stack
+ *                     else:
+ *                         tmp = <unsigned char *>PyMem_Malloc(<size_t>length)             # <<<<<<<<<<<<<<
+ *                         if tmp == NULL:
+ *                             raise MemoryError()
+*/
+          /*else*/ {
+            __pyx_v_tmp = ((unsigned char *)PyMem_Malloc(((size_t)__pyx_v_length)));
+
+            /* "wsfast_bufferutil.pyx":326
+ *                     else:
+ *                         tmp = <unsigned char *>PyMem_Malloc(<size_t>length)
+ *                         if tmp == NULL:             # <<<<<<<<<<<<<<
+ *                             raise MemoryError()
+ *                     wsf_mask_run(src, tmp, <size_t>length, key)
+*/
+            __pyx_t_2 = (__pyx_v_tmp == NULL);
+
+            if (unlikely(__pyx_t_2)) {
+
+
+              /* "wsfast_bufferutil.pyx":327
+ *                         tmp = <unsigned char *>PyMem_Malloc(<size_t>length)
+ *                         if tmp == NULL:
+ *                             raise MemoryError()             # <<<<<<<<<<<<<<
+ *                     wsf_mask_run(src, tmp, <size_t>length, key)
+ *                     try:
+*/
+              PyErr_NoMemory(); __PYX_ERR(0, 327, __pyx_L5_error)
+
+              /* "wsfast_bufferutil.pyx":326
+ *                     else:
+ *                         tmp = <unsigned char *>PyMem_Malloc(<size_t>length)
+ *                         if tmp == NULL:             # <<<<<<<<<<<<<<
+ *                             raise MemoryError()
+ *                     wsf_mask_run(src, tmp, <size_t>length, key)
+*/
+            }
+          }
+          __pyx_L25:;
+
+          /* "wsfast_bufferutil.pyx":328
+ *                         if tmp == NULL:
+ *                             raise MemoryError()
+ *                     wsf_mask_run(src, tmp, <size_t>length, key)             # <<<<<<<<<<<<<<
+ *                     try:
+ *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
+*/
+          wsf_mask_run(__pyx_v_src, __pyx_v_tmp, ((size_t)__pyx_v_length), __pyx_v_key);
+
+          /* "wsfast_bufferutil.pyx":329
+ *                             raise MemoryError()
+ *                     wsf_mask_run(src, tmp, <size_t>length, key)
+ *                     try:             # <<<<<<<<<<<<<<
+ *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
+ *                     except UnicodeDecodeError:
+*/
+          /*try:*/ {
+            {
+              __Pyx_PyThreadState_declare
+              __Pyx_PyThreadState_assign
+              __Pyx_ExceptionSave(&__pyx_t_9, &__pyx_t_10, &__pyx_t_11);
+              __Pyx_XGOTREF(__pyx_t_9);
+              __Pyx_XGOTREF(__pyx_t_10);
+              __Pyx_XGOTREF(__pyx_t_11);
+              /*try:*/ {
+
+                /* "wsfast_bufferutil.pyx":330
+ *                     wsf_mask_run(src, tmp, <size_t>length, key)
+ *                     try:
+ *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)             # <<<<<<<<<<<<<<
+ *                     except UnicodeDecodeError:
+ *                         text = None
+*/
+                __pyx_t_5 = PyUnicode_DecodeUTF8(((char const *)__pyx_v_tmp), __pyx_v_length, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 330, __pyx_L32_error)
+                __Pyx_GOTREF(__pyx_t_5);
+                __Pyx_XDECREF_SET(__pyx_v_text, __pyx_t_5);
+                __pyx_t_5 = 0;
+
+                /* "wsfast_bufferutil.pyx":329
+ *                             raise MemoryError()
+ *                     wsf_mask_run(src, tmp, <size_t>length, key)
+ *                     try:             # <<<<<<<<<<<<<<
+ *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
+ *                     except UnicodeDecodeError:
+*/
+              }
+              __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
+              __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
+              __Pyx_XDECREF(__pyx_t_11); __pyx_t_11 = 0;
+              goto __pyx_L39_try_end;
+              __pyx_L32_error:;
+              __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+              __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+
+              /* "wsfast_bufferutil.pyx":331
+ *                     try:
+ *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
+ *                     except UnicodeDecodeError:             # <<<<<<<<<<<<<<
+ *                         text = None
+ *                     finally:
+*/
+              __pyx_t_3 = __Pyx_PyErr_ExceptionMatches(((PyObject *)(((PyTypeObject*)PyExc_UnicodeDecodeError))));
+              if (__pyx_t_3) {
+                __Pyx_ErrRestore(0,0,0);
+
+                /* "wsfast_bufferutil.pyx":332
+ *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
+ *                     except UnicodeDecodeError:
+ *                         text = None             # <<<<<<<<<<<<<<
+ *                     finally:
+ *                         if tmp != stack:
+*/
+                __Pyx_INCREF(Py_None);
+                __Pyx_XDECREF_SET(__pyx_v_text, Py_None);
+                goto __pyx_L33_exception_handled;
+              }
+              goto __pyx_L34_except_error;
+
+              /* "wsfast_bufferutil.pyx":329
+ *                             raise MemoryError()
+ *                     wsf_mask_run(src, tmp, <size_t>length, key)
+ *                     try:             # <<<<<<<<<<<<<<
+ *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
+ *                     except UnicodeDecodeError:
+*/
+              __pyx_L34_except_error:;
+              __Pyx_XGIVEREF(__pyx_t_9);
+              __Pyx_XGIVEREF(__pyx_t_10);
+              __Pyx_XGIVEREF(__pyx_t_11);
+              __Pyx_ExceptionReset(__pyx_t_9, __pyx_t_10, __pyx_t_11);
+              goto __pyx_L30_error;
+              __pyx_L33_exception_handled:;
+              __Pyx_XGIVEREF(__pyx_t_9);
+              __Pyx_XGIVEREF(__pyx_t_10);
+              __Pyx_XGIVEREF(__pyx_t_11);
+              __Pyx_ExceptionReset(__pyx_t_9, __pyx_t_10, __pyx_t_11);
+              __pyx_L39_try_end:;
+            }
+          }
+
+          /* "wsfast_bufferutil.pyx":334
+ *                         text = None
+ *                     finally:
+ *                         if tmp != stack:             # <<<<<<<<<<<<<<
+ *                             PyMem_Free(tmp)
+ *                 else:
+*/
+          /*finally:*/ {
+            /*normal exit:*/{
+              __pyx_t_2 = (__pyx_v_tmp != __pyx_v_stack);
+
+              if (__pyx_t_2) {
+
+
+                /* "wsfast_bufferutil.pyx":335
+ *                     finally:
+ *                         if tmp != stack:
+ *                             PyMem_Free(tmp)             # <<<<<<<<<<<<<<
+ *                 else:
+ *                     try:
+*/
+                PyMem_Free(__pyx_v_tmp);
+
+                /* "wsfast_bufferutil.pyx":334
+ *                         text = None
+ *                     finally:
+ *                         if tmp != stack:             # <<<<<<<<<<<<<<
+ *                             PyMem_Free(tmp)
+ *                 else:
+*/
+              }
+              goto __pyx_L31;
+            }
+            __pyx_L30_error:;
+            /*exception exit:*/{
+              __Pyx_PyThreadState_declare
+              __Pyx_PyThreadState_assign
+              __pyx_t_11 = 0; __pyx_t_10 = 0; __pyx_t_9 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0;
+              __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+              __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+               __Pyx_ExceptionSwap(&__pyx_t_14, &__pyx_t_15, &__pyx_t_16);
+              if ( unlikely(__Pyx_GetException(&__pyx_t_11, &__pyx_t_10, &__pyx_t_9) < 0)) __Pyx_ErrFetch(&__pyx_t_11, &__pyx_t_10, &__pyx_t_9);
+              __Pyx_XGOTREF(__pyx_t_11);
+              __Pyx_XGOTREF(__pyx_t_10);
+              __Pyx_XGOTREF(__pyx_t_9);
+              __Pyx_XGOTREF(__pyx_t_14);
+              __Pyx_XGOTREF(__pyx_t_15);
+              __Pyx_XGOTREF(__pyx_t_16);
+              __pyx_t_3 = __pyx_lineno; __pyx_t_12 = __pyx_clineno; __pyx_t_13 = __pyx_filename;
+              {
+                __pyx_t_2 = (__pyx_v_tmp != __pyx_v_stack);
+
+                if (__pyx_t_2) {
+
+
+                  /* "wsfast_bufferutil.pyx":335
+ *                     finally:
+ *                         if tmp != stack:
+ *                             PyMem_Free(tmp)             # <<<<<<<<<<<<<<
+ *                 else:
+ *                     try:
+*/
+                  PyMem_Free(__pyx_v_tmp);
+
+                  /* "wsfast_bufferutil.pyx":334
+ *                         text = None
+ *                     finally:
+ *                         if tmp != stack:             # <<<<<<<<<<<<<<
+ *                             PyMem_Free(tmp)
+ *                 else:
+*/
+                }
+              }
+              __Pyx_XGIVEREF(__pyx_t_14);
+              __Pyx_XGIVEREF(__pyx_t_15);
+              __Pyx_XGIVEREF(__pyx_t_16);
+              __Pyx_ExceptionReset(__pyx_t_14, __pyx_t_15, __pyx_t_16);
+              __Pyx_XGIVEREF(__pyx_t_11);
+              __Pyx_XGIVEREF(__pyx_t_10);
+              __Pyx_XGIVEREF(__pyx_t_9);
+              __Pyx_ErrRestore(__pyx_t_11, __pyx_t_10, __pyx_t_9);
+              __pyx_t_11 = 0; __pyx_t_10 = 0; __pyx_t_9 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0;
+              __pyx_lineno = __pyx_t_3; __pyx_clineno = __pyx_t_12; __pyx_filename = __pyx_t_13;
+              goto __pyx_L5_error;
+            }
+            __pyx_L31:;
+          }
+
+          /* "wsfast_bufferutil.pyx":321
+ *                 PyList_Append(out, payload)
+ *             else:
+ *                 if masked and length:             # <<<<<<<<<<<<<<
+ *                     if length <= _STACK_TEXT:
+ *                         tmp = stack
+*/
+          goto __pyx_L22;
+        }
+
+        /* "wsfast_bufferutil.pyx":337
+ *                             PyMem_Free(tmp)
+ *                 else:
+ *                     try:             # <<<<<<<<<<<<<<
+ *                         text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
+ *                     except UnicodeDecodeError:
+*/
+        /*else*/ {
+          {
+            __Pyx_PyThreadState_declare
+            __Pyx_PyThreadState_assign
+            __Pyx_ExceptionSave(&__pyx_t_16, &__pyx_t_15, &__pyx_t_14);
+            __Pyx_XGOTREF(__pyx_t_16);
+            __Pyx_XGOTREF(__pyx_t_15);
+            __Pyx_XGOTREF(__pyx_t_14);
+            /*try:*/ {
+
+              /* "wsfast_bufferutil.pyx":338
+ *                 else:
+ *                     try:
+ *                         text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)             # <<<<<<<<<<<<<<
+ *                     except UnicodeDecodeError:
+ *                         text = None
+*/
+              __pyx_t_5 = PyUnicode_DecodeUTF8(((char const *)__pyx_v_src), __pyx_v_length, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 338, __pyx_L48_error)
+              __Pyx_GOTREF(__pyx_t_5);
+              __Pyx_XDECREF_SET(__pyx_v_text, __pyx_t_5);
+              __pyx_t_5 = 0;
+
+              /* "wsfast_bufferutil.pyx":337
+ *                             PyMem_Free(tmp)
+ *                 else:
+ *                     try:             # <<<<<<<<<<<<<<
+ *                         text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
+ *                     except UnicodeDecodeError:
+*/
+            }
+            __Pyx_XDECREF(__pyx_t_16); __pyx_t_16 = 0;
+            __Pyx_XDECREF(__pyx_t_15); __pyx_t_15 = 0;
+            __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
+            goto __pyx_L55_try_end;
+            __pyx_L48_error:;
+            __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+            __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+
+            /* "wsfast_bufferutil.pyx":339
+ *                     try:
+ *                         text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
+ *                     except UnicodeDecodeError:             # <<<<<<<<<<<<<<
+ *                         text = None
+ *                 if text is None:
+*/
+            __pyx_t_12 = __Pyx_PyErr_ExceptionMatches(((PyObject *)(((PyTypeObject*)PyExc_UnicodeDecodeError))));
+            if (__pyx_t_12) {
+              __Pyx_ErrRestore(0,0,0);
+
+              /* "wsfast_bufferutil.pyx":340
+ *                         text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
+ *                     except UnicodeDecodeError:
+ *                         text = None             # <<<<<<<<<<<<<<
+ *                 if text is None:
+ *                     break  # invalid UTF-8: the general parser fails the connection (1007)
+*/
+              __Pyx_INCREF(Py_None);
+              __Pyx_XDECREF_SET(__pyx_v_text, Py_None);
+              goto __pyx_L49_exception_handled;
+            }
+            goto __pyx_L50_except_error;
+
+            /* "wsfast_bufferutil.pyx":337
+ *                             PyMem_Free(tmp)
+ *                 else:
+ *                     try:             # <<<<<<<<<<<<<<
+ *                         text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
+ *                     except UnicodeDecodeError:
+*/
+            __pyx_L50_except_error:;
+            __Pyx_XGIVEREF(__pyx_t_16);
+            __Pyx_XGIVEREF(__pyx_t_15);
+            __Pyx_XGIVEREF(__pyx_t_14);
+            __Pyx_ExceptionReset(__pyx_t_16, __pyx_t_15, __pyx_t_14);
+            goto __pyx_L5_error;
+            __pyx_L49_exception_handled:;
+            __Pyx_XGIVEREF(__pyx_t_16);
+            __Pyx_XGIVEREF(__pyx_t_15);
+            __Pyx_XGIVEREF(__pyx_t_14);
+            __Pyx_ExceptionReset(__pyx_t_16, __pyx_t_15, __pyx_t_14);
+            __pyx_L55_try_end:;
+          }
+        }
+        __pyx_L22:;
+
+        /* "wsfast_bufferutil.pyx":341
+ *                     except UnicodeDecodeError:
+ *                         text = None
+ *                 if text is None:             # <<<<<<<<<<<<<<
+ *                     break  # invalid UTF-8: the general parser fails the connection (1007)
+ *                 PyList_Append(out, text)
+*/
+        __pyx_t_2 = (__pyx_v_text == Py_None);
+        if (__pyx_t_2) {
+
+
+          /* "wsfast_bufferutil.pyx":342
+ *                         text = None
+ *                 if text is None:
+ *                     break  # invalid UTF-8: the general parser fails the connection (1007)             # <<<<<<<<<<<<<<
+ *                 PyList_Append(out, text)
+ *             pos = end
+*/
+          goto __pyx_L9_break;
+
+          /* "wsfast_bufferutil.pyx":341
+ *                     except UnicodeDecodeError:
+ *                         text = None
+ *                 if text is None:             # <<<<<<<<<<<<<<
+ *                     break  # invalid UTF-8: the general parser fails the connection (1007)
+ *                 PyList_Append(out, text)
+*/
+        }
+
+        /* "wsfast_bufferutil.pyx":343
+ *                 if text is None:
+ *                     break  # invalid UTF-8: the general parser fails the connection (1007)
+ *                 PyList_Append(out, text)             # <<<<<<<<<<<<<<
+ *             pos = end
+ *     finally:
+*/
+        __pyx_t_12 = PyList_Append(__pyx_v_out, __pyx_v_text); if (unlikely(__pyx_t_12 == ((int)-1))) __PYX_ERR(0, 343, __pyx_L5_error)
+
+      }
+      __pyx_L20:;
+
+      /* "wsfast_bufferutil.pyx":344
+ *                     break  # invalid UTF-8: the general parser fails the connection (1007)
+ *                 PyList_Append(out, text)
+ *             pos = end             # <<<<<<<<<<<<<<
+ *     finally:
+ *         if held:
+*/
+      __pyx_v_pos = __pyx_v_end;
+    }
+    __pyx_L9_break:;
+  }
+
+  /* "wsfast_bufferutil.pyx":346
+ *             pos = end
+ *     finally:
+ *         if held:             # <<<<<<<<<<<<<<
+ *             PyBuffer_Release(&view)
+ *     return pos
+*/
+  /*finally:*/ {
+    /*normal exit:*/{
+      if (__pyx_v_held) {
+
+        /* "wsfast_bufferutil.pyx":347
+ *     finally:
+ *         if held:
+ *             PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
+ *     return pos
+ * 
+*/
+        PyBuffer_Release((&__pyx_v_view));
+
+        /* "wsfast_bufferutil.pyx":346
+ *             pos = end
+ *     finally:
+ *         if held:             # <<<<<<<<<<<<<<
+ *             PyBuffer_Release(&view)
+ *     return pos
+*/
+      }
+      goto __pyx_L6;
+    }
+    __pyx_L5_error:;
+    /*exception exit:*/{
+      __Pyx_PyThreadState_declare
+      __Pyx_PyThreadState_assign
+      __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_9 = 0; __pyx_t_10 = 0; __pyx_t_11 = 0;
+      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+      __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+       __Pyx_ExceptionSwap(&__pyx_t_9, &__pyx_t_10, &__pyx_t_11);
+      if ( unlikely(__Pyx_GetException(&__pyx_t_14, &__pyx_t_15, &__pyx_t_16) < 0)) __Pyx_ErrFetch(&__pyx_t_14, &__pyx_t_15, &__pyx_t_16);
+      __Pyx_XGOTREF(__pyx_t_14);
+      __Pyx_XGOTREF(__pyx_t_15);
+      __Pyx_XGOTREF(__pyx_t_16);
+      __Pyx_XGOTREF(__pyx_t_9);
+      __Pyx_XGOTREF(__pyx_t_10);
+      __Pyx_XGOTREF(__pyx_t_11);
+      __pyx_t_12 = __pyx_lineno; __pyx_t_3 = __pyx_clineno; __pyx_t_13 = __pyx_filename;
+      {
+        if (__pyx_v_held) {
+
+          /* "wsfast_bufferutil.pyx":347
+ *     finally:
+ *         if held:
+ *             PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
+ *     return pos
+ * 
+*/
+          PyBuffer_Release((&__pyx_v_view));
+
+          /* "wsfast_bufferutil.pyx":346
+ *             pos = end
+ *     finally:
+ *         if held:             # <<<<<<<<<<<<<<
+ *             PyBuffer_Release(&view)
+ *     return pos
+*/
+        }
+      }
+      __Pyx_XGIVEREF(__pyx_t_9);
+      __Pyx_XGIVEREF(__pyx_t_10);
+      __Pyx_XGIVEREF(__pyx_t_11);
+      __Pyx_ExceptionReset(__pyx_t_9, __pyx_t_10, __pyx_t_11);
+      __Pyx_XGIVEREF(__pyx_t_14);
+      __Pyx_XGIVEREF(__pyx_t_15);
+      __Pyx_XGIVEREF(__pyx_t_16);
+      __Pyx_ErrRestore(__pyx_t_14, __pyx_t_15, __pyx_t_16);
+      __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_9 = 0; __pyx_t_10 = 0; __pyx_t_11 = 0;
+      __pyx_lineno = __pyx_t_12; __pyx_clineno = __pyx_t_3; __pyx_filename = __pyx_t_13;
+      goto __pyx_L1_error;
+    }
+    __pyx_L6:;
+  }
+
+  /* "wsfast_bufferutil.pyx":348
+ *         if held:
+ *             PyBuffer_Release(&view)
+ *     return pos             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_pos); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 348, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  {
+    PyObject *__pyx_temp;
+    {
+      __pyx_temp = __pyx_r;
+      __pyx_r = __pyx_t_5;
+    }
+    __Pyx_XDECREF(__pyx_temp);
+  }
+  __pyx_t_5 = 0;
+  goto __pyx_L0;
+
+  /* "wsfast_bufferutil.pyx":252
+ * 
+ * 
+ * def scan_frames(data, Py_ssize_t pos, bint masked, Py_ssize_t max_payload, list out):             # <<<<<<<<<<<<<<
+ *     """Parse the whole, simple data frames of ``data`` from ``pos``; returns where they end.
+ * 
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_5);
+  __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_AddTraceback("wsfast_bufferutil.scan_frames", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __pyx_L0:;
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+  __Pyx_XDECREF(__pyx_v_payload);
+  __Pyx_XDECREF(__pyx_v_text);
+
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "wsfast_bufferutil.pyx":351
  * 
  * 
  * def _kernel():             # <<<<<<<<<<<<<<
@@ -5196,23 +6614,23 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_17wsfast_bufferutil_9_kernel(PyObject *__pyx_self, CYTHON_UNUSED PyObject *unused); /*proto*/
-PyDoc_STRVAR(__pyx_doc_17wsfast_bufferutil_8_kernel, "_kernel()\n\nName of the masking kernel in use (``avx2``, ``sse2``, ``neon``, ``words``, or a pinned\n``avx512``); with AVX-512 present, copies of 256 KiB and more use it regardless.");
-static PyMethodDef __pyx_mdef_17wsfast_bufferutil_9_kernel = {"_kernel", (PyCFunction)__pyx_pw_17wsfast_bufferutil_9_kernel, METH_NOARGS, __pyx_doc_17wsfast_bufferutil_8_kernel};
-static PyObject *__pyx_pw_17wsfast_bufferutil_9_kernel(PyObject *__pyx_self, CYTHON_UNUSED PyObject *unused) {
+static PyObject *__pyx_pw_17wsfast_bufferutil_11_kernel(PyObject *__pyx_self, CYTHON_UNUSED PyObject *unused); /*proto*/
+PyDoc_STRVAR(__pyx_doc_17wsfast_bufferutil_10_kernel, "_kernel()\n\nName of the masking kernel in use (``avx2``, ``sse2``, ``neon``, ``words``, or a pinned\n``avx512``); with AVX-512 present, copies of 256 KiB and more use it regardless.");
+static PyMethodDef __pyx_mdef_17wsfast_bufferutil_11_kernel = {"_kernel", (PyCFunction)__pyx_pw_17wsfast_bufferutil_11_kernel, METH_NOARGS, __pyx_doc_17wsfast_bufferutil_10_kernel};
+static PyObject *__pyx_pw_17wsfast_bufferutil_11_kernel(PyObject *__pyx_self, CYTHON_UNUSED PyObject *unused) {
   CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
   PyObject *__pyx_r = 0;
   __Pyx_RefNannyDeclarations
   __Pyx_RefNannySetupContext("_kernel (wrapper)", 0);
   __pyx_kwvalues = __Pyx_KwValues_VARARGS(__pyx_args, __pyx_nargs);
-  __pyx_r = __pyx_pf_17wsfast_bufferutil_8_kernel(__pyx_self);
+  __pyx_r = __pyx_pf_17wsfast_bufferutil_10_kernel(__pyx_self);
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_17wsfast_bufferutil_8_kernel(CYTHON_UNUSED PyObject *__pyx_self) {
+static PyObject *__pyx_pf_17wsfast_bufferutil_10_kernel(CYTHON_UNUSED PyObject *__pyx_self) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   Py_ssize_t __pyx_t_1;
@@ -5222,15 +6640,15 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8_kernel(CYTHON_UNUSED PyObject *_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_kernel", 0);
 
-  /* "wsfast_bufferutil.pyx":248
+  /* "wsfast_bufferutil.pyx":354
  *     """Name of the masking kernel in use (``avx2``, ``sse2``, ``neon``, ``words``, or a pinned
  *     ``avx512``); with AVX-512 present, copies of 256 KiB and more use it regardless."""
  *     return wsf_mask_impl_name.decode()             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = __Pyx_ssize_strlen(wsf_mask_impl_name); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 248, __pyx_L1_error)
-  __pyx_t_2 = __Pyx_decode_c_string(wsf_mask_impl_name, 0, __pyx_t_1, NULL, NULL, NULL); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 248, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_ssize_strlen(wsf_mask_impl_name); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 354, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_decode_c_string(wsf_mask_impl_name, 0, __pyx_t_1, NULL, NULL, NULL); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 354, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
   {
@@ -5244,7 +6662,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8_kernel(CYTHON_UNUSED PyObject *_
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":245
+  /* "wsfast_bufferutil.pyx":351
  * 
  * 
  * def _kernel():             # <<<<<<<<<<<<<<
@@ -5263,7 +6681,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8_kernel(CYTHON_UNUSED PyObject *_
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":251
+/* "wsfast_bufferutil.pyx":357
  * 
  * 
  * def _use_kernel(name=None):             # <<<<<<<<<<<<<<
@@ -5272,16 +6690,16 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8_kernel(CYTHON_UNUSED PyObject *_
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_17wsfast_bufferutil_11_use_kernel(PyObject *__pyx_self, 
+static PyObject *__pyx_pw_17wsfast_bufferutil_13_use_kernel(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_17wsfast_bufferutil_10_use_kernel, "_use_kernel(name=None)\n\nPin a kernel by name (tests exercise each); None picks the best one again.");
-static PyMethodDef __pyx_mdef_17wsfast_bufferutil_11_use_kernel = {"_use_kernel", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_17wsfast_bufferutil_11_use_kernel, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_17wsfast_bufferutil_10_use_kernel};
-static PyObject *__pyx_pw_17wsfast_bufferutil_11_use_kernel(PyObject *__pyx_self, 
+PyDoc_STRVAR(__pyx_doc_17wsfast_bufferutil_12_use_kernel, "_use_kernel(name=None)\n\nPin a kernel by name (tests exercise each); None picks the best one again.");
+static PyMethodDef __pyx_mdef_17wsfast_bufferutil_13_use_kernel = {"_use_kernel", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_17wsfast_bufferutil_13_use_kernel, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_17wsfast_bufferutil_12_use_kernel};
+static PyObject *__pyx_pw_17wsfast_bufferutil_13_use_kernel(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -5311,24 +6729,24 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_name,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 251, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 357, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 251, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 357, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_use_kernel", 0) < (0)) __PYX_ERR(0, 251, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_use_kernel", 0) < (0)) __PYX_ERR(0, 357, __pyx_L3_error)
       if (!values[0]) values[0] = __Pyx_NewRef(((PyObject *)Py_None));
     } else {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 251, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 357, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
@@ -5339,7 +6757,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_use_kernel", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 251, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_use_kernel", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 357, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -5350,7 +6768,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_17wsfast_bufferutil_10_use_kernel(__pyx_self, __pyx_v_name);
+  __pyx_r = __pyx_pf_17wsfast_bufferutil_12_use_kernel(__pyx_self, __pyx_v_name);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -5360,7 +6778,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_17wsfast_bufferutil_10_use_kernel(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_name) {
+static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_name) {
   PyObject *__pyx_v_b = NULL;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
@@ -5375,7 +6793,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_10_use_kernel(CYTHON_UNUSED PyObje
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_use_kernel", 0);
 
-  /* "wsfast_bufferutil.pyx":253
+  /* "wsfast_bufferutil.pyx":359
  * def _use_kernel(name=None):
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:             # <<<<<<<<<<<<<<
@@ -5386,7 +6804,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_10_use_kernel(CYTHON_UNUSED PyObje
   if (__pyx_t_1) {
 
 
-    /* "wsfast_bufferutil.pyx":254
+    /* "wsfast_bufferutil.pyx":360
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:
  *         wsf_mask_init(NULL)             # <<<<<<<<<<<<<<
@@ -5395,7 +6813,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_10_use_kernel(CYTHON_UNUSED PyObje
 */
     wsf_mask_init(NULL);
 
-    /* "wsfast_bufferutil.pyx":253
+    /* "wsfast_bufferutil.pyx":359
  * def _use_kernel(name=None):
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:             # <<<<<<<<<<<<<<
@@ -5405,7 +6823,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_10_use_kernel(CYTHON_UNUSED PyObje
     goto __pyx_L3;
   }
 
-  /* "wsfast_bufferutil.pyx":256
+  /* "wsfast_bufferutil.pyx":362
  *         wsf_mask_init(NULL)
  *     else:
  *         b = name.encode()             # <<<<<<<<<<<<<<
@@ -5420,31 +6838,31 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_10_use_kernel(CYTHON_UNUSED PyObje
       PyObject *__pyx_callargs[2] = {__pyx_t_3, NULL};
       __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_encode, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 256, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 362, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __pyx_v_b = __pyx_t_2;
     __pyx_t_2 = 0;
 
-    /* "wsfast_bufferutil.pyx":257
+    /* "wsfast_bufferutil.pyx":363
  *     else:
  *         b = name.encode()
  *         wsf_mask_init(b)             # <<<<<<<<<<<<<<
  *     return _kernel()
 */
-    __pyx_t_5 = __Pyx_PyObject_AsString(__pyx_v_b); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 257, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_AsString(__pyx_v_b); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 363, __pyx_L1_error)
     wsf_mask_init(__pyx_t_5);
 
   }
   __pyx_L3:;
 
-  /* "wsfast_bufferutil.pyx":258
+  /* "wsfast_bufferutil.pyx":364
  *         b = name.encode()
  *         wsf_mask_init(b)
  *     return _kernel()             # <<<<<<<<<<<<<<
 */
   __pyx_t_3 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_kernel); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 258, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_kernel); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 364, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __pyx_t_4 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -5463,7 +6881,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_10_use_kernel(CYTHON_UNUSED PyObje
     __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_6, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 258, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 364, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
   {
@@ -5477,7 +6895,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_10_use_kernel(CYTHON_UNUSED PyObje
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":251
+  /* "wsfast_bufferutil.pyx":357
  * 
  * 
  * def _use_kernel(name=None):             # <<<<<<<<<<<<<<
@@ -5872,32 +7290,32 @@ __Pyx_RefNannySetupContext("PyInit_wsfast_bufferutil", 0);
   if (__Pyx_InitAfterSharedUtility() < (0)) __PYX_ERR(0, 1, __pyx_L1_error)
   /*--- Execution code ---*/
 
-  /* "wsfast_bufferutil.pyx":48
+  /* "wsfast_bufferutil.pyx":50
  *                          unsigned char *dst, uint32_t key) noexcept nogil
  * 
  * __version__ = "0.1.0"             # <<<<<<<<<<<<<<
- * __all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "__version__"]
+ * __all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "scan_frames", "__version__"]
  * 
 */
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_version, __pyx_mstate_global->__pyx_kp_u_0_1_0) < (0)) __PYX_ERR(0, 48, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_version, __pyx_mstate_global->__pyx_kp_u_0_1_0) < (0)) __PYX_ERR(0, 50, __pyx_L1_error)
 
-  /* "wsfast_bufferutil.pyx":49
+  /* "wsfast_bufferutil.pyx":51
  * 
  * __version__ = "0.1.0"
- * __all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "__version__"]             # <<<<<<<<<<<<<<
+ * __all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "scan_frames", "__version__"]             # <<<<<<<<<<<<<<
  * 
  * wsf_mask_init(NULL)
 */
   {
-    PyObject* __pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_mask, __pyx_mstate_global->__pyx_n_u_unmask, __pyx_mstate_global->__pyx_n_u_unmasked, __pyx_mstate_global->__pyx_n_u_concat_unmasked, __pyx_mstate_global->__pyx_n_u_version};
-    __pyx_t_2 = __Pyx_PyList_FromArray(__pyx_temp, 5); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 49, __pyx_L1_error)
+    PyObject* __pyx_temp[6] = {__pyx_mstate_global->__pyx_n_u_mask, __pyx_mstate_global->__pyx_n_u_unmask, __pyx_mstate_global->__pyx_n_u_unmasked, __pyx_mstate_global->__pyx_n_u_concat_unmasked, __pyx_mstate_global->__pyx_n_u_scan_frames, __pyx_mstate_global->__pyx_n_u_version};
+    __pyx_t_2 = __Pyx_PyList_FromArray(__pyx_temp, 6); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 51, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_all, __pyx_t_2) < (0)) __PYX_ERR(0, 49, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_all, __pyx_t_2) < (0)) __PYX_ERR(0, 51, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":51
- * __all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "__version__"]
+  /* "wsfast_bufferutil.pyx":53
+ * __all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "scan_frames", "__version__"]
  * 
  * wsf_mask_init(NULL)             # <<<<<<<<<<<<<<
  * 
@@ -5905,76 +7323,88 @@ __Pyx_RefNannySetupContext("PyInit_wsfast_bufferutil", 0);
 */
   wsf_mask_init(NULL);
 
-  /* "wsfast_bufferutil.pyx":81
+  /* "wsfast_bufferutil.pyx":83
  * 
  * 
  * def mask(source, mask, output, offset, length):             # <<<<<<<<<<<<<<
  *     """Write ``source[:length]`` XOR ``mask`` into ``output[offset:offset + length]``.
  * 
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_1mask, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 81, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_1mask, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 83, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_mask, __pyx_t_2) < (0)) __PYX_ERR(0, 81, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_mask, __pyx_t_2) < (0)) __PYX_ERR(0, 83, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":145
+  /* "wsfast_bufferutil.pyx":147
  * 
  * 
  * def unmask(buffer, mask):             # <<<<<<<<<<<<<<
  *     """XOR ``buffer`` with ``mask`` in place. ``buffer`` must be writable (else TypeError)."""
  *     cdef uint32_t key
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_3unmask, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 145, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_3unmask, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 147, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_unmask, __pyx_t_2) < (0)) __PYX_ERR(0, 145, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_unmask, __pyx_t_2) < (0)) __PYX_ERR(0, 147, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":161
+  /* "wsfast_bufferutil.pyx":163
  * 
  * 
  * def unmasked(data, mask):             # <<<<<<<<<<<<<<
  *     """A new ``bytes`` holding ``data`` XOR ``mask``; ``data`` (any buffer) is left as it is.
  * 
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_5unmasked, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 161, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_5unmasked, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 163, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_unmasked, __pyx_t_2) < (0)) __PYX_ERR(0, 161, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_unmasked, __pyx_t_2) < (0)) __PYX_ERR(0, 163, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":190
+  /* "wsfast_bufferutil.pyx":192
  * 
  * 
  * def concat_unmasked(chunks, mask):             # <<<<<<<<<<<<<<
  *     """A new ``bytes`` holding the concatenation of ``chunks`` XOR ``mask``, in one pass.
  * 
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_7concat_unmasked, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 190, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_7concat_unmasked, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 192, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_concat_unmasked, __pyx_t_2) < (0)) __PYX_ERR(0, 190, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_concat_unmasked, __pyx_t_2) < (0)) __PYX_ERR(0, 192, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":245
+  /* "wsfast_bufferutil.pyx":252
+ * 
+ * 
+ * def scan_frames(data, Py_ssize_t pos, bint masked, Py_ssize_t max_payload, list out):             # <<<<<<<<<<<<<<
+ *     """Parse the whole, simple data frames of ``data`` from ``pos``; returns where they end.
+ * 
+*/
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_9scan_frames, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 252, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_scan_frames, __pyx_t_2) < (0)) __PYX_ERR(0, 252, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+
+  /* "wsfast_bufferutil.pyx":351
  * 
  * 
  * def _kernel():             # <<<<<<<<<<<<<<
  *     """Name of the masking kernel in use (``avx2``, ``sse2``, ``neon``, ``words``, or a pinned
  *     ``avx512``); with AVX-512 present, copies of 256 KiB and more use it regardless."""
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_9_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 245, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_11_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 351, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 245, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 351, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":251
+  /* "wsfast_bufferutil.pyx":357
  * 
  * 
  * def _use_kernel(name=None):             # <<<<<<<<<<<<<<
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_11_use_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 251, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_13_use_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 357, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_use_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 251, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_use_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 357, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
   /* "wsfast_bufferutil.pyx":1
@@ -6050,16 +7480,31 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 6; } str_length_index[] = {{28},{38},{5},{1},{4},{16},{21},{25},{36},{20},{7},{8},{10},{8},{12},{8},{11},{7},{11},{6},{5},{6},{18},{15},{4},{6},{5},{6},{4},{4},{6},{6},{3},{10},{6},{6},{8},{6},{17}};
-    /* compression: none (423 bytes) */
-static const char bytes[] = " must be a contiguous buffer must be a writable, contiguous buffer0.1.0?Nonechunks too largelength exceeds sourcemask must be 4 bytes longoffset/length out of range of output__Pyx_PyDict_NextRef__all____main____module____name____qualname____test____version___kernel_use_kernelbufferchunkchunkscline_in_tracebackconcat_unmaskeddataencodeitemslengthmasknameoffsetoutputpopsetdefaultsourceunmaskunmaskedvalueswsfast_bufferutil";
+    const struct { const unsigned int length: 8; } str_length_index[] = {{28},{38},{5},{1},{4},{179},{8},{16},{21},{25},{36},{24},{20},{7},{8},{10},{8},{12},{8},{11},{7},{11},{6},{5},{6},{18},{15},{4},{6},{5},{6},{4},{6},{11},{4},{6},{3},{6},{3},{3},{11},{10},{6},{6},{8},{6},{17}};
+    #ifndef CYTHON_COMPRESS_STRINGS
+      #define CYTHON_COMPRESS_STRINGS 0
+    #endif
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (394 bytes) */
+static const char cstring[] = "x\332eQ\313\216\3330\014\374\025\336\366\322\246[ \207\336z\350\003\330K\020\364\007\004Z\242m52\351\212T6\376\373R\361\246-P\303\006i\220\303\231!aij0\020 Da\313S\223\2460\264q\244\n\177k\2575\033\016\205\336\375\337\365|\370xx\376|\022\246\223\030\201\315h\360e\263Y\030\262B\242\222\007\252hT6P\2539\232\017\366&\206\363\267\363\373\343\247# \047\250\364\223\242)h\033bAUR\220\321\tr\261\314`\333Jz\200\227\0216i\300D\tL`\365\276\177\0016\023\203\222\365\004\236\220Y\014-\013\007\207g\236\236 \345\352$\371J\035\375\035\213\322\001S\n\336Gqn|\361\021\"P\260NT\210\047\233\201n\321\311\234EZ\215\264\240^\376\354\344\010\303f\316Z\204\047\031G\347\375\360\006\222f]|E\236\250\047\376\277\372+\272c\235\256\343\231&\354ZB8o7\377\276\372f\302\211n\366\203\306\020\260\224\340\317\202\231\357QR+\3243\306\345\036\1775,\217\334eX\217W\252\332\375\206p\241\312TBSzK\367S\335]\356Vc\311L\301\247[\305H\003\306\213\0376\242\205\306\335&\245\204\206\304Q\022e\243Ewo\275\264\227\027\274\205\025\267\"\230\272\214}\003\356\364avu\277\032\221\303X\275\354\367\261D#\266b\373*w\226\007\327\025K#}\325\021\335\310.\265Y.\277\001<\240\001\274";
+    PyObject *data = __Pyx_DecompressString(cstring, 394, 1);
+    #define __Pyx_DecompressString_LZSS_UNUSED
+    if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
+    const char* const bytes = __Pyx_PyBytes_AsString(data);
+    #if !CYTHON_ASSUME_SAFE_MACROS
+    if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
+    #endif
+    #else /* compression: none (668 bytes) */
+static const char bytes[] = " must be a contiguous buffer must be a writable, contiguous buffer0.1.0?NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notechunks too largelength exceeds sourcemask must be 4 bytes longoffset/length out of range of outputpos must not be negative__Pyx_PyDict_NextRef__all____main____module____name____qualname____test____version___kernel_use_kernelbufferchunkchunkscline_in_tracebackconcat_unmaskeddataencodeitemslengthmaskmaskedmax_payloadnameoffsetoutoutputpopposscan_framessetdefaultsourceunmaskunmaskedvalueswsfast_bufferutil";
     PyObject *data = NULL;
+    #define __Pyx_DecompressString_UNUSED
+    #define __Pyx_DecompressString_LZSS_UNUSED
+    #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 39; i++) {
+    for (int i = 0; i < 47; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
-      if (likely(string) && i >= 9) PyUnicode_InternInPlace(&string);
+      if (likely(string) && i >= 12) PyUnicode_InternInPlace(&string);
       if (unlikely(!string)) {
         Py_XDECREF(data);
         __PYX_ERR(0, 1, __pyx_L1_error)
@@ -6068,7 +7513,7 @@ static const char bytes[] = " must be a contiguous buffer must be a writable, co
       pos += bytes_length;
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 39; i++) {
+    for (Py_ssize_t i = 0; i < 47; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
@@ -7808,6 +9253,69 @@ static CYTHON_INLINE PyObject *__Pyx__GetModuleGlobalName(PyObject *name)
     return __Pyx_GetBuiltinName(name);
 }
 
+/* ArgTypeTestError (used by ArgTypeTest) */
+static void __Pyx_ArgTypeError(PyObject *obj, PyTypeObject *type, const char *name, int exact)
+{
+    __Pyx_TypeName type_name;
+    __Pyx_TypeName obj_type_name;
+    PyObject *extra_info = __pyx_mstate_global->__pyx_empty_unicode;
+    int from_annotation_subclass = 0;
+    if (unlikely(!type)) {
+        PyErr_SetString(PyExc_SystemError, "Missing type object");
+        return;
+    } else if (exact == 2) {
+        if (__Pyx_TypeCheck(obj, type)) {
+            from_annotation_subclass = 1;
+            extra_info = __pyx_mstate_global->__pyx_kp_u_Note_that_Cython_is_deliberately;
+        }
+    }
+    type_name = __Pyx_PyType_GetFullyQualifiedName(type);
+    #if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030d0000
+    if (unlikely(!type_name)) return;
+    #endif
+    obj_type_name = __Pyx_PyType_GetFullyQualifiedName(Py_TYPE(obj));
+    #if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030d0000
+    if (unlikely(!obj_type_name)) goto obj_type_name_failed;
+    #endif
+    PyErr_Format(PyExc_TypeError,
+        "Argument '%.200s' has incorrect type (expected " __Pyx_FMT_TYPENAME ", got " __Pyx_FMT_TYPENAME ")"
+#if __PYX_LIMITED_VERSION_HEX < 0x030C0000
+        "%s%U"
+#endif
+        , name, type_name, obj_type_name
+#if __PYX_LIMITED_VERSION_HEX < 0x030C0000
+        , (from_annotation_subclass ? ". " : ""), extra_info
+#endif
+        );
+#if __PYX_LIMITED_VERSION_HEX >= 0x030C0000
+    if (exact == 2 && from_annotation_subclass) {
+        PyObject *res;
+        PyObject *vargs[2];
+        vargs[0] = PyErr_GetRaisedException();
+        vargs[1] = extra_info;
+        res = PyObject_VectorcallMethod(__pyx_mstate_global->__pyx_kp_u_add_note, vargs, 2, NULL);
+        Py_XDECREF(res);
+        PyErr_SetRaisedException(vargs[0]);
+    }
+#endif
+    __Pyx_DECREF_TypeName(obj_type_name);
+#if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030d0000
+obj_type_name_failed:
+#endif
+    __Pyx_DECREF_TypeName(type_name);
+    return;
+}
+
+/* ArgTypeTest */
+static CYTHON_INLINE int __Pyx_ArgTypeTest(PyObject *obj, PyTypeObject *type, int none_allowed, const char *name, int exact) {
+    if (likely(Py_IS_TYPE(obj, type) | (none_allowed && (obj == Py_None))))
+        return 1;
+    if (!exact && likely(type) && likely(__Pyx_TypeCheck(obj, type)))
+        return 1;
+    __Pyx_ArgTypeError(obj, type, name, exact);
+    return 0;
+}
+
 /* decode_c_string */
 static CYTHON_INLINE PyObject* __Pyx_decode_c_string(
          const char* cstring, Py_ssize_t start, Py_ssize_t stop,
@@ -9170,6 +10678,78 @@ static int __Pyx_check_binary_version(unsigned long ct_version, unsigned long rt
        );
         return PyErr_WarnEx(NULL, message, 1);
     }
+}
+
+/* DecompressString */
+CYTHON_UNUSED
+static CYTHON_SMALL_CODE PyObject *__Pyx_DecompressString(const char *s, Py_ssize_t length, int algo) {
+#ifdef __Pyx_DecompressString_UNUSED
+    CYTHON_UNUSED_VAR(s);
+    CYTHON_UNUSED_VAR(length);
+    CYTHON_UNUSED_VAR(algo);
+    return NULL;
+#else
+    PyObject *module = NULL, *decompress, *compressed_bytes, *decompressed;
+    const char* module_name = algo == 3 ? "compression.zstd" : algo == 2 ? "bz2" : "zlib";
+    PyObject *methodname = PyUnicode_FromString("decompress");
+    if (unlikely(!methodname)) return NULL;
+    #if __PYX_LIMITED_VERSION_HEX >= 0x030e0000
+    if (algo == 3) {
+        PyObject *fromlist = Py_BuildValue("[O]", methodname);
+        if (unlikely(!fromlist)) goto bad;
+        module = PyImport_ImportModuleLevel("compression.zstd", NULL, NULL, fromlist, 0);
+        Py_DECREF(fromlist);
+    } else
+    #endif
+        module = PyImport_ImportModule(module_name);
+    if (unlikely(!module)) goto import_failed;
+    decompress = PyObject_GetAttr(module, methodname);
+    if (unlikely(!decompress)) goto import_failed;
+    {
+        #ifdef __cplusplus
+            char *memview_bytes = const_cast<char*>(s);
+        #else
+            #if defined(__clang__)
+              #pragma clang diagnostic push
+              #pragma clang diagnostic ignored "-Wcast-qual"
+            #elif !defined(__INTEL_COMPILER) && defined(__GNUC__)
+              #pragma GCC diagnostic push
+              #pragma GCC diagnostic ignored "-Wcast-qual"
+            #endif
+            char *memview_bytes = (char*) s;
+            #if defined(__clang__)
+              #pragma clang diagnostic pop
+            #elif !defined(__INTEL_COMPILER) && defined(__GNUC__)
+              #pragma GCC diagnostic pop
+            #endif
+        #endif
+        #if CYTHON_COMPILING_IN_LIMITED_API && !defined(PyBUF_READ)
+        int memview_flags = 0x100;
+        #else
+        int memview_flags = PyBUF_READ;
+        #endif
+        compressed_bytes = PyMemoryView_FromMemory(memview_bytes, length, memview_flags);
+    }
+    if (unlikely(!compressed_bytes)) {
+        Py_DECREF(decompress);
+        goto bad;
+    }
+    decompressed = PyObject_CallFunctionObjArgs(decompress, compressed_bytes, NULL);
+    Py_DECREF(compressed_bytes);
+    Py_DECREF(decompress);
+    Py_DECREF(module);
+    Py_DECREF(methodname);
+    return decompressed;
+import_failed:
+    PyErr_Format(PyExc_ImportError,
+        "Failed to import '%.20s.decompress' - cannot initialise module strings. "
+        "String compression was configured with the C macro 'CYTHON_COMPRESS_STRINGS=%d'.",
+        module_name, algo);
+bad:
+    Py_XDECREF(module);
+    Py_DECREF(methodname);
+    return NULL;
+#endif
 }
 
 #include <string.h>

@@ -32,6 +32,8 @@ cdef extern from "Python.h":
     void PyErr_Clear()
     void *PyMem_Malloc(size_t n)
     void PyMem_Free(void *p)
+    object PyUnicode_DecodeUTF8(const char *s, Py_ssize_t size, const char *errors)
+    int PyList_Append(object lst, object item) except -1
     const Py_ssize_t PY_SSIZE_T_MAX
 
 cdef extern from "wsfast_mask.h":
@@ -46,7 +48,7 @@ cdef extern from "wsfast_mask.h":
                          unsigned char *dst, uint32_t key) noexcept nogil
 
 __version__ = "0.1.0"
-__all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "__version__"]
+__all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "scan_frames", "__version__"]
 
 wsf_mask_init(NULL)
 
@@ -240,6 +242,110 @@ def concat_unmasked(chunks, mask):
         PyMem_Free(ptrs)
         PyMem_Free(lens)
     return out
+
+
+#: Text payloads up to this size are unmasked on the stack before decoding.
+cdef enum:
+    _STACK_TEXT = 1024
+
+
+def scan_frames(data, Py_ssize_t pos, bint masked, Py_ssize_t max_payload, list out):
+    """Parse the whole, simple data frames of ``data`` from ``pos``; returns where they end.
+
+    A simple frame is FIN with opcode text or binary, RSV bits clear, masked if and only if
+    ``masked``, a 7- or 16-bit length within ``max_payload`` (0: no limit), and entirely in
+    ``data``. Each one's payload is appended to ``out``, unmasked: ``bytes`` for binary, ``str``
+    for text. The scan stops before the first frame that is not simple or not complete, and
+    before a text frame that is not valid UTF-8, leaving it to the caller's general parser
+    (which reports the error). ``data`` is any contiguous buffer.
+    """
+    cdef Py_buffer view
+    cdef bint held = False
+    cdef const unsigned char *p
+    cdef const unsigned char *src
+    cdef unsigned char *tmp
+    cdef unsigned char stack[_STACK_TEXT]
+    cdef Py_ssize_t size, length, start, end
+    cdef unsigned char b0, b1
+    cdef unsigned char mask_bit = 0x80 if masked else 0
+    cdef uint32_t key = 0
+    cdef bytes payload
+    cdef object text
+    if PyBytes_CheckExact(data):
+        p = <const unsigned char *>PyBytes_AS_STRING(data)
+        size = PyBytes_GET_SIZE(data)
+    else:
+        _acquire(data, &view, PyBUF_SIMPLE, "data")
+        held = True
+        p = <const unsigned char *>view.buf
+        size = view.len
+    try:
+        if pos < 0:
+            raise ValueError("pos must not be negative")
+        while size - pos >= 2:
+            b0 = p[pos]
+            b1 = p[pos + 1]
+            if (b0 != 0x81 and b0 != 0x82) or (b1 & 0x80) != mask_bit:
+                break
+            length = b1 & 0x7F
+            start = pos + 2
+            if length == 126:
+                if size - start < 2:
+                    break
+                length = (<Py_ssize_t>p[start] << 8) | p[start + 1]
+                start += 2
+            elif length == 127:
+                break
+            if max_payload > 0 and length > max_payload:
+                break
+            if masked:
+                if size - start < 4 + length:
+                    break
+                memcpy(&key, p + start, 4)
+                src = p + start + 4
+                end = start + 4 + length
+            else:
+                if size - start < length:
+                    break
+                src = p + start
+                end = start + length
+            if b0 == 0x82:
+                payload = PyBytes_FromStringAndSize(NULL, length)
+                if masked:
+                    wsf_mask_run(src, <unsigned char *>PyBytes_AS_STRING(payload),
+                                 <size_t>length, key)
+                elif length:
+                    memcpy(PyBytes_AS_STRING(payload), src, <size_t>length)
+                PyList_Append(out, payload)
+            else:
+                if masked and length:
+                    if length <= _STACK_TEXT:
+                        tmp = stack
+                    else:
+                        tmp = <unsigned char *>PyMem_Malloc(<size_t>length)
+                        if tmp == NULL:
+                            raise MemoryError()
+                    wsf_mask_run(src, tmp, <size_t>length, key)
+                    try:
+                        text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
+                    except UnicodeDecodeError:
+                        text = None
+                    finally:
+                        if tmp != stack:
+                            PyMem_Free(tmp)
+                else:
+                    try:
+                        text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
+                    except UnicodeDecodeError:
+                        text = None
+                if text is None:
+                    break  # invalid UTF-8: the general parser fails the connection (1007)
+                PyList_Append(out, text)
+            pos = end
+    finally:
+        if held:
+            PyBuffer_Release(&view)
+    return pos
 
 
 def _kernel():
