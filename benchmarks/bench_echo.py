@@ -40,6 +40,7 @@ __all__ = [
 CASES: tuple[tuple[str, int, int, int], ...] = (
     ("32 B round trips/s", 32, 1, 2000),
     ("32 B pipelined msg/s", 32, 100, 10000),
+    ("1 KiB pipelined msg/s", 1024, 100, 10000),
     ("64 KiB msg/s", 64 * 1024, 1, 200),
     ("1 MiB msg/s", 1024 * 1024, 1, 20),
 )

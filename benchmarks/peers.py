@@ -25,6 +25,7 @@ import asyncio
 import importlib.util
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -53,10 +54,27 @@ HOST = "127.0.0.1"
 # wsfast-fallback: the wsfast server with its native speedups switched off by the variables.
 _SPEEDUPS = importlib.util.find_spec("wsfast_bufferutil") is not None
 _FALLBACK = ("wsfast-fallback",) if _SPEEDUPS else ()
-SERVERS = ("raw", "wsfast", *_FALLBACK, "wsfast-serve", "websockets", "aiohttp", "picows")
+SERVERS = (
+    "raw",
+    "wsfast",
+    *_FALLBACK,
+    "wsfast-serve",
+    "websockets",
+    "aiohttp",
+    "picows",
+    "node-ws",
+)
 # wsfast-level1: compression level 1, the level aiohttp's server uses (Z_BEST_SPEED); wsfast's
 # default is ws' (zlib's 6).
-DEFLATE_SERVERS = ("wsfast", "wsfast-level1", *_FALLBACK, "wsfast-serve", "websockets", "aiohttp")
+DEFLATE_SERVERS = (
+    "wsfast",
+    "wsfast-level1",
+    *_FALLBACK,
+    "wsfast-serve",
+    "websockets",
+    "aiohttp",
+    "node-ws",
+)
 CLIENTS = ("picows", "wsfast", "wsfast-recv", "websockets", "aiohttp")
 MAX_SIZE = 64 * 1024 * 1024  # above every benchmarked message, so no peer refuses 1 MiB
 CPU = os.environ.get("WSFAST_BENCH_CPU", "0")
@@ -82,10 +100,19 @@ _MODULES = {
     "aiohttp": "aiohttp",
     "picows": "picows",
 }
+# node's ws: a node process running benchmarks/node/echo_server.js (npm ci --prefix
+# benchmarks/node installs ws there).
+_NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
+_NODE_SERVERS = {"node-ws": os.path.join(_NODE_DIR, "echo_server.js")}
 
 
 def available(name: str) -> bool:
-    """Whether the library behind server or client ``name`` is importable."""
+    """Whether the library behind server or client ``name`` is importable (or, for node's ws,
+    whether node and ``benchmarks/node/node_modules/ws`` are there)."""
+    if name in _NODE_SERVERS:
+        return shutil.which("node") is not None and os.path.isdir(
+            os.path.join(_NODE_DIR, "node_modules", "ws")
+        )
     module = _MODULES[name]
     return module is None or importlib.util.find_spec(module) is not None
 
@@ -115,6 +142,11 @@ def describe(rounds: int, use_uvloop: bool) -> str:
             versions.append(f"{dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:
             pass
+    if available("node-ws"):
+        import json
+
+        with open(os.path.join(_NODE_DIR, "node_modules", "ws", "package.json")) as f:
+            versions.append(f"node ws {json.load(f)['version']} (node {_node_version()})")
     import wsfast
 
     loop = "uvloop" if use_uvloop and importlib.util.find_spec("uvloop") else "asyncio"
@@ -123,6 +155,14 @@ def describe(rounds: int, use_uvloop: bool) -> str:
         f"{sys.version.split()[0]}; {', '.join(versions)}; {loop}; wsfast speedups "
         f"{wsfast.speedups()}; client and servers on CPU {CPU}; medians of {rounds} rounds -->"
     )
+
+
+def _node_version() -> str:
+    try:
+        out = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return out.stdout.strip().lstrip("v") or "?"
 
 
 def rss_kib(pid: int) -> int:
@@ -340,11 +380,14 @@ class ServerProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
-        args = [sys.executable, os.path.abspath(__file__), "server", name]
+        if name in _NODE_SERVERS:
+            args = ["node", _NODE_SERVERS[name]]
+        else:
+            args = [sys.executable, os.path.abspath(__file__), "server", name]
+            if not use_uvloop:
+                args.append("--no-uvloop")
         if deflate:
             args.append("--deflate")
-        if not use_uvloop:
-            args.append("--no-uvloop")
         if cpu != "":
             args = ["taskset", "-c", cpu, *args]
         self.process = subprocess.Popen(
