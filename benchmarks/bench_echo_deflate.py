@@ -64,6 +64,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--table", action="store_true", help="print Markdown tables of medians")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument(
+        "--kind", choices=KINDS, action="append", help="payload kinds (default: all)"
+    )
+    parser.add_argument(
+        "--row",
+        action="append",
+        metavar="NAME",
+        help="measure only these servers (repeatable); with PYTHONPATH pointing at another "
+        "checkout this compares two trees of wsfast",
+    )
     args = parser.parse_args(argv)
     if not args.table:
         parser.print_help()
@@ -72,9 +82,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     use_uvloop = not args.no_uvloop
     print(peers.describe(args.rounds, use_uvloop) + "\n", flush=True)
     columns = [c[0] for c in CASES]
-    for kind in KINDS:
+    rows_wanted = [t for t in targets() if not args.row or t[0] in args.row]
+    for kind in args.kind or KINDS:
         rows = echo_table(
-            targets(),
+            rows_wanted,
             CASES,
             args.rounds,
             deflate=True,

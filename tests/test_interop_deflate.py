@@ -32,6 +32,7 @@ import pytest
 from conftest import interop_node
 
 import wsfast
+from wsfast.sender import SAMPLE_FROM, _incompressible
 
 node = interop_node()
 
@@ -460,19 +461,40 @@ class Action:
         extra = {} if self.compress is None else {"compress": self.compress}
         return _cmd(op=self.server_op, **self.spec, **extra)
 
+    def _raw(self, compress: bool | None) -> bool:
+        """Whether wsfast sends this message uncompressed although compression is on: a whole
+        message it samples as incompressible (``sender._incompressible``); ws never does."""
+        if compress is not None or self.parts() != 1:
+            return False
+        data = payload(self.spec)
+        data = data.encode() if isinstance(data, str) else data
+        return len(data) >= SAMPLE_FROM and _incompressible(data)
+
     def client_sends(self) -> dict[str, Any]:
-        """The message the client itself sends: its frames (count, first-frame size, compress)."""
+        """The message the client itself sends: its frames (count, first-frame size, compress,
+        and whether a wsfast sender leaves it uncompressed)."""
         if self.kind == "command":
-            return {"parts": 1, "size": len(self.command()), "compress": None}
-        return {"parts": self.parts(), "size": self.size(), "compress": self.compress}
+            return {"parts": 1, "size": len(self.command()), "compress": None, "raw": False}
+        return {
+            "parts": self.parts(),
+            "size": self.size(),
+            "compress": self.compress,
+            "raw": self.kind == "send" and self._raw(self.compress),
+        }
 
     def server_sends(self) -> dict[str, Any]:
         """The message the server sends back: an echo (one frame) or the command's result."""
         if self.kind == "command":
-            return {"parts": self.parts(), "size": self.size(), "compress": self.compress}
+            return {
+                "parts": self.parts(),
+                "size": self.size(),
+                "compress": self.compress,
+                "raw": self.server_op == "send" and self._raw(self.compress),
+            }
         whole, _ = self.whole()
-        size = len(whole.encode() if isinstance(whole, str) else whole)
-        return {"parts": 1, "size": size, "compress": None}
+        data = whole.encode() if isinstance(whole, str) else whole
+        raw = len(data) >= SAMPLE_FROM and _incompressible(data)
+        return {"parts": 1, "size": len(data), "compress": None, "raw": raw}
 
 
 WORDS_2000 = {"pattern": "words", "length": 2000}
@@ -489,8 +511,9 @@ CONVERSATION = [
     Action("send", {"hex": ""}),
     Action("send", {"text": "h\u00e9llo w\u00f6rld \u20ac \U0001f600 " * 100}),
     Action("send", {"pattern": "words", "length": MiB}),
-    Action("send", {"pattern": "random", "length": MiB}),
+    Action("send", {"pattern": "random", "length": MiB}),  # incompressible: wsfast sends it raw
     Action("send", WORDS_2000, compress=False),
+    Action("send", {"pattern": "random", "length": MiB}, compress=True),  # deflated all the same
     Action(
         "fragments",
         {
@@ -572,6 +595,8 @@ def _check_wire(
         assert all(f.opcode == OP_CONTINUATION for f in rest)
         if s["compress"] is False:
             assert not first.rsv1, f"compress=False sent compressed: {s} {frames}"
+        elif s["raw"] and not sender_is_ws:
+            assert not first.rsv1 and first.length == s["size"], f"{s} {frames}"
         elif s["size"] >= threshold:
             assert first.rsv1, f"not compressed: {s} {frames}"
         elif sender_is_ws:
@@ -585,10 +610,17 @@ def _check_wire(
         assert one == two, (one, two)
     elif window_bits >= 12:
         assert two < one / 4, (one, two)
-    # 1 MiB: text compresses to well under half, random data stays about its size.
-    text, random = messages[8][0], messages[9][0]
+    # 1 MiB: text compresses to well under half; random data goes raw from wsfast when the
+    # choice is left to it (always in an echo), compressed from ws, and deflated it stays about
+    # its size. Message 11 is the random MiB sent with compress=True.
+    text = messages[8][0]
     assert text.rsv1 and text.length < MiB / 2, text
-    assert random.rsv1 and MiB <= random.length < MiB * 1.01, random
+    for index in (9, 11):
+        random = messages[index][0]
+        if sent[index]["raw"] and not sender_is_ws:
+            assert not random.rsv1 and random.length == MiB, random
+        else:
+            assert random.rsv1 and MiB <= random.length < MiB * 1.01, random
     # The far repeat shows the sender's window: one that reaches back 3000 bytes halves it;
     # a smaller one (as negotiated) cannot, and the message stays about its size.
     far = messages[-1][0]
@@ -820,6 +852,7 @@ async def test_wsfast_client_offer_as_ws_client(
 
 # --- the threshold, window 8, and ws' defaults ------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "no_takeover",
     [
@@ -910,8 +943,9 @@ async def test_window_8_ws_inflates_our_1mib(
         async with Tap(server.port) as tap:
             peer = Peer(wsfast.WebSocket(tap.url + path, per_message_deflate=options))
             await asyncio.wait_for(asyncio.shield(peer.opened), TIMEOUT)
-            peer.ws.send(whole, binary=is_binary_spec(spec))
-            peer.ws.send(whole, binary=is_binary_spec(spec))  # a fresh compressor each time
+            # compress=True: random bytes would otherwise go raw (wsfast samples them).
+            peer.ws.send(whole, binary=is_binary_spec(spec), compress=True)
+            peer.ws.send(whole, binary=is_binary_spec(spec), compress=True)  # a fresh compressor
             await peer.wait_messages(2)
             assert peer.messages == [(whole, is_binary_spec(spec))] * 2
             peer.ws.close(1000)
@@ -922,7 +956,7 @@ async def test_window_8_ws_inflates_our_1mib(
             frames = tap.only().up.data_frames()
     else:
         async with WsfastEchoServer(options) as wss, Tap(wss.port) as tap:
-            command = {"op": "send", "text": _cmd(op="send", **spec)}
+            command = {"op": "send", "text": _cmd(op="send", compress=True, **spec)}
             events = await node.run_node_client(
                 tap.url + path,
                 [command, command, {"op": "wait", "messages": 2}, {"op": "close", "code": 1000}],

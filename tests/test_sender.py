@@ -298,3 +298,57 @@ def test_generate_mask_forked_child_does_not_repeat_the_parent() -> None:
     parent = b"".join(generate_mask() for _ in range(16))
     assert len(child) == 64
     assert child != parent
+
+
+def _deflate_sender() -> Any:
+    from wsfast.permessage_deflate import PerMessageDeflate
+
+    deflate = PerMessageDeflate({}, is_server=True)
+    deflate.accept([{}])
+    return Sender(is_client=False, deflate=deflate)
+
+
+@pytest.mark.parametrize("size", [8192, 65536, 1 << 20])
+def test_incompressible_messages_go_uncompressed(size: int) -> None:
+    import base64
+    import random
+
+    from wsfast.receiver import Receiver
+
+    sender = _deflate_sender()
+    rnd = random.Random(size)
+    noise = rnd.randbytes(size)
+    words = b" ".join(rnd.choice([b"alpha", b"beta", b"gamma", b"delta"]) for _ in range(size))
+    cases = [
+        (noise, None, False),  # random: sent as it is, RSV1 clear
+        (noise, True, True),  # compress=True forces deflate
+        (noise[:8191], None, True),  # below SAMPLE_FROM: no sample, compressed
+        (words[:size], None, True),
+        (base64.b64encode(noise)[:size], None, True),  # 64 byte values: still compressible
+    ]
+    receiver_msgs: list[Any] = []
+    deflate = sender.deflate
+    for payload, compress, expect_rsv1 in cases:
+        out = sender.message(payload, True, compress=compress)
+        head = bytes(out[:2])
+        assert bool(head[0] & 0x40) is expect_rsv1, (len(payload), compress)
+        if not expect_rsv1:
+            assert bytes(out).endswith(payload)
+        receiver_msgs.append(out)
+    # A peer with context takeover reads every one of them, in order, whatever went raw.
+    from wsfast.permessage_deflate import PerMessageDeflate
+
+    peer = PerMessageDeflate({}, is_server=False, max_payload=0)
+    peer.accept([dict(deflate.params)])
+    got: list[Any] = []
+    receiver = Receiver(
+        on_message=lambda data, is_binary: got.append(data),
+        on_ping=None,
+        on_pong=None,
+        on_close=None,
+        is_server=False,
+        deflate=peer,
+    )
+    for out in receiver_msgs:
+        receiver.feed(bytes(out))
+    assert got == [case[0] for case in cases]

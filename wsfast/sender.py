@@ -34,6 +34,14 @@ _pack_64 = struct.Struct("!BBQ").pack
 
 # Frames at least this large are written as header and payload separately (Sender.message).
 SPLIT_SIZE = 65536
+#: Whole messages from this size on are sampled before compression (``_incompressible``); below
+#: it the sample's ~3 us would be a noticeable share of deflating text.
+SAMPLE_FROM = 8192
+#: Distinct byte values in a 128-byte sample above which a payload is taken as incompressible.
+#: Measured: random bytes 102 (expected 100.7, deviation ~4.5), base64 57, JSON 28, English
+#: text 31, CJK text in UTF-8 22; deflate at level 1 leaves random bytes at 100% of their size
+#: and base64 at 76%.
+_DISTINCT_LIMIT = 80
 
 # Masks come from a pool filled by one os.urandom call: one syscall per 2048 masks instead of one
 # per frame. The bytes are still from the OS CSPRNG, as RFC 6455 10.3 requires.
@@ -111,6 +119,14 @@ def frame(
     out[start - 4 : start] = mask
     mask_into(data, mask, out, start, length)
     return out
+
+
+def _incompressible(data: Any) -> bool:
+    """Whether ``data`` looks incompressible, judged from 64 bytes at its start and 64 in its
+    middle: random bytes show nearly every byte value there, text and structured data few."""
+    middle = len(data) >> 1
+    sample = bytes(data[:64]) + bytes(data[middle : middle + 64])
+    return len(set(sample)) > _DISTINCT_LIMIT
 
 
 def _byte_buffer(data: Any) -> Any:
@@ -240,6 +256,12 @@ class Sender:
                 use = compress is not False
                 if use and deflate.own_no_context_takeover:
                     use = len(data) >= deflate.threshold
+                if use and compress is None and fin and len(data) >= SAMPLE_FROM:
+                    # Random or already compressed bytes (images, archives, ciphertext) gain
+                    # nothing from deflate and cost it the most time; RFC 7692 6 lets each
+                    # message go uncompressed (RSV1 clear), and the peer's inflate context is
+                    # left as it was. compress=True still compresses.
+                    use = not _incompressible(data)
                 self._compress_fragments = use
                 rsv1 = use
             if self._compress_fragments:
