@@ -783,3 +783,42 @@ def test_pause_mid_batch_resumes_at_the_next_frame(is_server: bool) -> None:
         receiver.feed(b"")
         assert got == payloads
         assert receiver.buffered == 0
+
+
+def test_a_slow_reader_keeps_the_scan_linear(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A read of 8,000 small frames taken 16 at a time (a reader that pauses after each 16, as
+    # a full recv() queue does): every frame is delivered once, in order, and the native
+    # scanner (or the twin standing in for it) parses each frame about once, not the whole
+    # rest of the read after every resume (32 million frames here).
+    import wsfast.receiver as receiver_module
+    from wsfast import buffer_util
+
+    real = buffer_util.scan_frames
+    parsed = [0]
+
+    def counting(data: Any, pos: int, masked: bool, max_payload: int, out: list[Any]) -> int:
+        end = real(data, pos, masked, max_payload, out)
+        parsed[0] += len(out)
+        return end
+
+    monkeypatch.setattr(receiver_module, "scan_frames", counting)
+    monkeypatch.setattr(receiver_module, "NATIVE_SCAN", True)
+    count = 8000
+    payloads = [b"%031d" % i for i in range(count)]
+    wire = b"".join(bytes(frame(p, OP_BINARY, mask=MASK)) for p in payloads)
+    events = Events(is_server=True)
+    receiver = events.receiver
+    got: list[Any] = []
+
+    def on_message(data: Any, is_binary: bool) -> None:
+        got.append(data)
+        if len(got) % 16 == 0:
+            receiver.paused = True
+
+    receiver.on_message = on_message
+    receiver.feed(wire)
+    while receiver.buffered:
+        receiver.paused = False
+        receiver.feed(b"")
+    assert got == payloads
+    assert parsed[0] <= 3 * count, parsed[0]

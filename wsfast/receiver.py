@@ -42,6 +42,9 @@ GET_DATA = 4
 DONE = 5
 
 _from_bytes = int.from_bytes
+# The native scanner's first window over a read, in bytes; it doubles with each call that was
+# delivered whole (_scanned_frames).
+_SCAN_WINDOW = 1024
 # A masked text frame received in pieces is unmasked piece by piece to be validated (fail-fast).
 # The fallback keeps those unmasked pieces and joins them at the end of the frame: its unmasking
 # is the slow part (1 MiB: 4.3 against 5.4 ms). The native path unmasks the frame again (one
@@ -292,27 +295,47 @@ class Receiver:
 
     def _scanned_frames(self, data: bytes, size: int) -> int:
         """``_fast_frames`` with the native scanner: it parses and unmasks the simple frames of
-        ``data`` (and decodes the text ones) in one call; they are delivered here.
+        ``data`` (and decodes the text ones) in windows of ``_SCAN_WINDOW`` bytes, doubling
+        from one call to the next; they are delivered here.
 
         A callback may pause the receiver mid-batch: the frames not delivered then stay raw,
-        as in ``_fast_frames``, from the end of the last one delivered.
+        as in ``_fast_frames``, from the end of the last one delivered. The small first window
+        bounds what a pause throws away: a 256 KiB read of small frames scanned whole, then
+        paused every 16 messages by a slow reader, was scanned again from the rest after each
+        resume (quadratic in the read's frames).
         """
         if self.paused or self.binary_type != "bytes" or self.skip_utf8_validation:
             return 0
-        items: list[Any] = []
-        end = scan_frames(data, 0, self.is_server, self.max_payload, items)
-        on_message = self.on_message
-        delivered = 0
-        for item in items:
-            delivered += 1
-            on_message(item, type(item) is bytes)
-            if self.paused or self.state == DONE:
-                if self.state == DONE:
-                    return size
-                if delivered < len(items):
-                    return _frames_end(data, delivered)
-                break
-        return end
+        pos = 0
+        window = _SCAN_WINDOW
+        while True:
+            stop = pos + window
+            view: Any = data
+            if stop < size:
+                span = _frame_span(data, pos, size)
+                if span > window:
+                    stop = pos + span  # one frame larger than the window: scan it whole
+                if stop < size:
+                    view = memoryview(data)[:stop]
+            items: list[Any] = []
+            end = scan_frames(view, pos, self.is_server, self.max_payload, items)
+            if not items:
+                return pos
+            on_message = self.on_message
+            delivered = 0
+            for item in items:
+                delivered += 1
+                on_message(item, type(item) is bytes)
+                if self.paused or self.state == DONE:
+                    if self.state == DONE:
+                        return size
+                    if delivered < len(items):
+                        return _frames_end(data, pos, delivered)
+                    return end
+            if stop >= size:
+                return end
+            pos = end
+            window <<= 1
 
     def _fast_frames(self, data: bytes, size: int) -> int:
         """Parse whole, unfragmented, uncompressed data frames of < 64 KiB in one pass.
@@ -652,9 +675,24 @@ class Receiver:
             self.on_pong(data)
 
 
-def _frames_end(data: bytes, count: int) -> int:
-    """Where the first ``count`` frames of ``data`` end (frames a scan has already checked)."""
-    pos = 0
+def _frame_span(data: bytes, pos: int, size: int) -> int:
+    """The whole length of the frame at ``pos`` as its header gives it (7- or 16-bit lengths;
+    0 when the header is incomplete or has a 64-bit length, which the scanner leaves alone)."""
+    if size - pos < 4:
+        return 0
+    b1 = data[pos + 1]
+    length = b1 & 0x7F
+    head = 2
+    if length == 126:
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        head = 4
+    elif length == 127:
+        return 0
+    return head + length + (4 if b1 & 0x80 else 0)
+
+
+def _frames_end(data: bytes, pos: int, count: int) -> int:
+    """Where the ``count`` frames from ``pos`` end (frames a scan has already checked)."""
     for _ in range(count):
         b1 = data[pos + 1]
         length = b1 & 0x7F
