@@ -678,12 +678,14 @@ class Receiver:
 def _frame_span(data: bytes, pos: int, size: int) -> int:
     """The whole length of the frame at ``pos`` as its header gives it (7- or 16-bit lengths;
     0 when the header is incomplete or has a 64-bit length, which the scanner leaves alone)."""
-    if size - pos < 4:
+    if size - pos < 2:
         return 0
     b1 = data[pos + 1]
     length = b1 & 0x7F
     head = 2
     if length == 126:
+        if size - pos < 4:
+            return 0
         length = (data[pos + 2] << 8) | data[pos + 3]
         head = 4
     elif length == 127:
@@ -693,12 +695,7 @@ def _frame_span(data: bytes, pos: int, size: int) -> int:
 
 def _frames_end(data: bytes, pos: int, count: int) -> int:
     """Where the ``count`` frames from ``pos`` end (frames a scan has already checked)."""
+    size = len(data)
     for _ in range(count):
-        b1 = data[pos + 1]
-        length = b1 & 0x7F
-        pos += 2
-        if length == 126:
-            length = (data[pos] << 8) | data[pos + 1]
-            pos += 2
-        pos += length + (4 if b1 & 0x80 else 0)
+        pos += _frame_span(data, pos, size)
     return pos
