@@ -6012,7 +6012,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
  *                     memcpy(PyBytes_AS_STRING(payload), src, <size_t>length)
  *                 PyList_Append(out, payload)             # <<<<<<<<<<<<<<
  *             else:
- *                 if masked and length:
+ *                 tmp = NULL
 */
         __pyx_t_3 = PyList_Append(__pyx_v_out, __pyx_v_payload); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 319, __pyx_L5_error)
 
@@ -6030,11 +6030,20 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
       /* "wsfast_bufferutil.pyx":321
  *                 PyList_Append(out, payload)
  *             else:
- *                 if masked and length:             # <<<<<<<<<<<<<<
- *                     if length <= _STACK_TEXT:
- *                         tmp = stack
+ *                 tmp = NULL             # <<<<<<<<<<<<<<
+ *                 if masked and length:
+ *                     # Unmasked into a scratch buffer: the decoder makes the only object.
 */
       /*else*/ {
+        __pyx_v_tmp = NULL;
+
+        /* "wsfast_bufferutil.pyx":322
+ *             else:
+ *                 tmp = NULL
+ *                 if masked and length:             # <<<<<<<<<<<<<<
+ *                     # Unmasked into a scratch buffer: the decoder makes the only object.
+ *                     if length <= _STACK_TEXT:
+*/
         if (__pyx_v_masked) {
         } else {
 
@@ -6050,9 +6059,9 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         if (__pyx_t_2) {
 
 
-          /* "wsfast_bufferutil.pyx":322
- *             else:
+          /* "wsfast_bufferutil.pyx":324
  *                 if masked and length:
+ *                     # Unmasked into a scratch buffer: the decoder makes the only object.
  *                     if length <= _STACK_TEXT:             # <<<<<<<<<<<<<<
  *                         tmp = stack
  *                     else:
@@ -6062,8 +6071,8 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
           if (__pyx_t_2) {
 
 
-            /* "wsfast_bufferutil.pyx":323
- *                 if masked and length:
+            /* "wsfast_bufferutil.pyx":325
+ *                     # Unmasked into a scratch buffer: the decoder makes the only object.
  *                     if length <= _STACK_TEXT:
  *                         tmp = stack             # <<<<<<<<<<<<<<
  *                     else:
@@ -6071,9 +6080,9 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
             __pyx_v_tmp = __pyx_v_stack;
 
-            /* "wsfast_bufferutil.pyx":322
- *             else:
+            /* "wsfast_bufferutil.pyx":324
  *                 if masked and length:
+ *                     # Unmasked into a scratch buffer: the decoder makes the only object.
  *                     if length <= _STACK_TEXT:             # <<<<<<<<<<<<<<
  *                         tmp = stack
  *                     else:
@@ -6081,7 +6090,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
             goto __pyx_L25;
           }
 
-          /* "wsfast_bufferutil.pyx":325
+          /* "wsfast_bufferutil.pyx":327
  *                         tmp = stack
  *                     else:
  *                         tmp = <unsigned char *>PyMem_Malloc(<size_t>length)             # <<<<<<<<<<<<<<
@@ -6091,7 +6100,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
           /*else*/ {
             __pyx_v_tmp = ((unsigned char *)PyMem_Malloc(((size_t)__pyx_v_length)));
 
-            /* "wsfast_bufferutil.pyx":326
+            /* "wsfast_bufferutil.pyx":328
  *                     else:
  *                         tmp = <unsigned char *>PyMem_Malloc(<size_t>length)
  *                         if tmp == NULL:             # <<<<<<<<<<<<<<
@@ -6103,16 +6112,16 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
             if (unlikely(__pyx_t_2)) {
 
 
-              /* "wsfast_bufferutil.pyx":327
+              /* "wsfast_bufferutil.pyx":329
  *                         tmp = <unsigned char *>PyMem_Malloc(<size_t>length)
  *                         if tmp == NULL:
  *                             raise MemoryError()             # <<<<<<<<<<<<<<
  *                     wsf_mask_run(src, tmp, <size_t>length, key)
- *                     try:
+ *                     src = tmp
 */
-              PyErr_NoMemory(); __PYX_ERR(0, 327, __pyx_L5_error)
+              PyErr_NoMemory(); __PYX_ERR(0, 329, __pyx_L5_error)
 
-              /* "wsfast_bufferutil.pyx":326
+              /* "wsfast_bufferutil.pyx":328
  *                     else:
  *                         tmp = <unsigned char *>PyMem_Malloc(<size_t>length)
  *                         if tmp == NULL:             # <<<<<<<<<<<<<<
@@ -6123,299 +6132,243 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
           }
           __pyx_L25:;
 
-          /* "wsfast_bufferutil.pyx":328
+          /* "wsfast_bufferutil.pyx":330
  *                         if tmp == NULL:
  *                             raise MemoryError()
  *                     wsf_mask_run(src, tmp, <size_t>length, key)             # <<<<<<<<<<<<<<
- *                     try:
- *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
+ *                     src = tmp
+ *                 try:
 */
           wsf_mask_run(__pyx_v_src, __pyx_v_tmp, ((size_t)__pyx_v_length), __pyx_v_key);
 
-          /* "wsfast_bufferutil.pyx":329
+          /* "wsfast_bufferutil.pyx":331
  *                             raise MemoryError()
  *                     wsf_mask_run(src, tmp, <size_t>length, key)
- *                     try:             # <<<<<<<<<<<<<<
- *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
- *                     except UnicodeDecodeError:
+ *                     src = tmp             # <<<<<<<<<<<<<<
+ *                 try:
+ *                     text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
 */
-          /*try:*/ {
-            {
-              __Pyx_PyThreadState_declare
-              __Pyx_PyThreadState_assign
-              __Pyx_ExceptionSave(&__pyx_t_9, &__pyx_t_10, &__pyx_t_11);
-              __Pyx_XGOTREF(__pyx_t_9);
-              __Pyx_XGOTREF(__pyx_t_10);
-              __Pyx_XGOTREF(__pyx_t_11);
-              /*try:*/ {
+          __pyx_v_src = __pyx_v_tmp;
 
-                /* "wsfast_bufferutil.pyx":330
- *                     wsf_mask_run(src, tmp, <size_t>length, key)
- *                     try:
- *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)             # <<<<<<<<<<<<<<
- *                     except UnicodeDecodeError:
- *                         text = None
-*/
-                __pyx_t_5 = PyUnicode_DecodeUTF8(((char const *)__pyx_v_tmp), __pyx_v_length, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 330, __pyx_L32_error)
-                __Pyx_GOTREF(__pyx_t_5);
-                __Pyx_XDECREF_SET(__pyx_v_text, __pyx_t_5);
-                __pyx_t_5 = 0;
-
-                /* "wsfast_bufferutil.pyx":329
- *                             raise MemoryError()
- *                     wsf_mask_run(src, tmp, <size_t>length, key)
- *                     try:             # <<<<<<<<<<<<<<
- *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
- *                     except UnicodeDecodeError:
-*/
-              }
-              __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
-              __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
-              __Pyx_XDECREF(__pyx_t_11); __pyx_t_11 = 0;
-              goto __pyx_L39_try_end;
-              __pyx_L32_error:;
-              __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-              __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-
-              /* "wsfast_bufferutil.pyx":331
- *                     try:
- *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
- *                     except UnicodeDecodeError:             # <<<<<<<<<<<<<<
- *                         text = None
- *                     finally:
-*/
-              __pyx_t_3 = __Pyx_PyErr_ExceptionMatches(((PyObject *)(((PyTypeObject*)PyExc_UnicodeDecodeError))));
-              if (__pyx_t_3) {
-                __Pyx_ErrRestore(0,0,0);
-
-                /* "wsfast_bufferutil.pyx":332
- *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
- *                     except UnicodeDecodeError:
- *                         text = None             # <<<<<<<<<<<<<<
- *                     finally:
- *                         if tmp != stack:
-*/
-                __Pyx_INCREF(Py_None);
-                __Pyx_XDECREF_SET(__pyx_v_text, Py_None);
-                goto __pyx_L33_exception_handled;
-              }
-              goto __pyx_L34_except_error;
-
-              /* "wsfast_bufferutil.pyx":329
- *                             raise MemoryError()
- *                     wsf_mask_run(src, tmp, <size_t>length, key)
- *                     try:             # <<<<<<<<<<<<<<
- *                         text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
- *                     except UnicodeDecodeError:
-*/
-              __pyx_L34_except_error:;
-              __Pyx_XGIVEREF(__pyx_t_9);
-              __Pyx_XGIVEREF(__pyx_t_10);
-              __Pyx_XGIVEREF(__pyx_t_11);
-              __Pyx_ExceptionReset(__pyx_t_9, __pyx_t_10, __pyx_t_11);
-              goto __pyx_L30_error;
-              __pyx_L33_exception_handled:;
-              __Pyx_XGIVEREF(__pyx_t_9);
-              __Pyx_XGIVEREF(__pyx_t_10);
-              __Pyx_XGIVEREF(__pyx_t_11);
-              __Pyx_ExceptionReset(__pyx_t_9, __pyx_t_10, __pyx_t_11);
-              __pyx_L39_try_end:;
-            }
-          }
-
-          /* "wsfast_bufferutil.pyx":334
- *                         text = None
- *                     finally:
- *                         if tmp != stack:             # <<<<<<<<<<<<<<
- *                             PyMem_Free(tmp)
- *                 else:
-*/
-          /*finally:*/ {
-            /*normal exit:*/{
-              __pyx_t_2 = (__pyx_v_tmp != __pyx_v_stack);
-
-              if (__pyx_t_2) {
-
-
-                /* "wsfast_bufferutil.pyx":335
- *                     finally:
- *                         if tmp != stack:
- *                             PyMem_Free(tmp)             # <<<<<<<<<<<<<<
- *                 else:
- *                     try:
-*/
-                PyMem_Free(__pyx_v_tmp);
-
-                /* "wsfast_bufferutil.pyx":334
- *                         text = None
- *                     finally:
- *                         if tmp != stack:             # <<<<<<<<<<<<<<
- *                             PyMem_Free(tmp)
- *                 else:
-*/
-              }
-              goto __pyx_L31;
-            }
-            __pyx_L30_error:;
-            /*exception exit:*/{
-              __Pyx_PyThreadState_declare
-              __Pyx_PyThreadState_assign
-              __pyx_t_11 = 0; __pyx_t_10 = 0; __pyx_t_9 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0;
-              __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-              __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-               __Pyx_ExceptionSwap(&__pyx_t_14, &__pyx_t_15, &__pyx_t_16);
-              if ( unlikely(__Pyx_GetException(&__pyx_t_11, &__pyx_t_10, &__pyx_t_9) < 0)) __Pyx_ErrFetch(&__pyx_t_11, &__pyx_t_10, &__pyx_t_9);
-              __Pyx_XGOTREF(__pyx_t_11);
-              __Pyx_XGOTREF(__pyx_t_10);
-              __Pyx_XGOTREF(__pyx_t_9);
-              __Pyx_XGOTREF(__pyx_t_14);
-              __Pyx_XGOTREF(__pyx_t_15);
-              __Pyx_XGOTREF(__pyx_t_16);
-              __pyx_t_3 = __pyx_lineno; __pyx_t_12 = __pyx_clineno; __pyx_t_13 = __pyx_filename;
-              {
-                __pyx_t_2 = (__pyx_v_tmp != __pyx_v_stack);
-
-                if (__pyx_t_2) {
-
-
-                  /* "wsfast_bufferutil.pyx":335
- *                     finally:
- *                         if tmp != stack:
- *                             PyMem_Free(tmp)             # <<<<<<<<<<<<<<
- *                 else:
- *                     try:
-*/
-                  PyMem_Free(__pyx_v_tmp);
-
-                  /* "wsfast_bufferutil.pyx":334
- *                         text = None
- *                     finally:
- *                         if tmp != stack:             # <<<<<<<<<<<<<<
- *                             PyMem_Free(tmp)
- *                 else:
-*/
-                }
-              }
-              __Pyx_XGIVEREF(__pyx_t_14);
-              __Pyx_XGIVEREF(__pyx_t_15);
-              __Pyx_XGIVEREF(__pyx_t_16);
-              __Pyx_ExceptionReset(__pyx_t_14, __pyx_t_15, __pyx_t_16);
-              __Pyx_XGIVEREF(__pyx_t_11);
-              __Pyx_XGIVEREF(__pyx_t_10);
-              __Pyx_XGIVEREF(__pyx_t_9);
-              __Pyx_ErrRestore(__pyx_t_11, __pyx_t_10, __pyx_t_9);
-              __pyx_t_11 = 0; __pyx_t_10 = 0; __pyx_t_9 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0;
-              __pyx_lineno = __pyx_t_3; __pyx_clineno = __pyx_t_12; __pyx_filename = __pyx_t_13;
-              goto __pyx_L5_error;
-            }
-            __pyx_L31:;
-          }
-
-          /* "wsfast_bufferutil.pyx":321
- *                 PyList_Append(out, payload)
+          /* "wsfast_bufferutil.pyx":322
  *             else:
+ *                 tmp = NULL
  *                 if masked and length:             # <<<<<<<<<<<<<<
+ *                     # Unmasked into a scratch buffer: the decoder makes the only object.
  *                     if length <= _STACK_TEXT:
- *                         tmp = stack
 */
-          goto __pyx_L22;
         }
 
-        /* "wsfast_bufferutil.pyx":337
- *                             PyMem_Free(tmp)
- *                 else:
- *                     try:             # <<<<<<<<<<<<<<
- *                         text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
- *                     except UnicodeDecodeError:
+        /* "wsfast_bufferutil.pyx":332
+ *                     wsf_mask_run(src, tmp, <size_t>length, key)
+ *                     src = tmp
+ *                 try:             # <<<<<<<<<<<<<<
+ *                     text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
+ *                 except UnicodeDecodeError:
 */
-        /*else*/ {
+        /*try:*/ {
           {
             __Pyx_PyThreadState_declare
             __Pyx_PyThreadState_assign
-            __Pyx_ExceptionSave(&__pyx_t_16, &__pyx_t_15, &__pyx_t_14);
-            __Pyx_XGOTREF(__pyx_t_16);
-            __Pyx_XGOTREF(__pyx_t_15);
-            __Pyx_XGOTREF(__pyx_t_14);
+            __Pyx_ExceptionSave(&__pyx_t_9, &__pyx_t_10, &__pyx_t_11);
+            __Pyx_XGOTREF(__pyx_t_9);
+            __Pyx_XGOTREF(__pyx_t_10);
+            __Pyx_XGOTREF(__pyx_t_11);
             /*try:*/ {
 
-              /* "wsfast_bufferutil.pyx":338
- *                 else:
- *                     try:
- *                         text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)             # <<<<<<<<<<<<<<
- *                     except UnicodeDecodeError:
- *                         text = None
+              /* "wsfast_bufferutil.pyx":333
+ *                     src = tmp
+ *                 try:
+ *                     text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)             # <<<<<<<<<<<<<<
+ *                 except UnicodeDecodeError:
+ *                     text = None
 */
-              __pyx_t_5 = PyUnicode_DecodeUTF8(((char const *)__pyx_v_src), __pyx_v_length, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 338, __pyx_L48_error)
+              __pyx_t_5 = PyUnicode_DecodeUTF8(((char const *)__pyx_v_src), __pyx_v_length, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 333, __pyx_L32_error)
               __Pyx_GOTREF(__pyx_t_5);
               __Pyx_XDECREF_SET(__pyx_v_text, __pyx_t_5);
               __pyx_t_5 = 0;
 
-              /* "wsfast_bufferutil.pyx":337
- *                             PyMem_Free(tmp)
- *                 else:
- *                     try:             # <<<<<<<<<<<<<<
- *                         text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
- *                     except UnicodeDecodeError:
+              /* "wsfast_bufferutil.pyx":332
+ *                     wsf_mask_run(src, tmp, <size_t>length, key)
+ *                     src = tmp
+ *                 try:             # <<<<<<<<<<<<<<
+ *                     text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
+ *                 except UnicodeDecodeError:
 */
             }
-            __Pyx_XDECREF(__pyx_t_16); __pyx_t_16 = 0;
-            __Pyx_XDECREF(__pyx_t_15); __pyx_t_15 = 0;
-            __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
-            goto __pyx_L55_try_end;
-            __pyx_L48_error:;
+            __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
+            __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
+            __Pyx_XDECREF(__pyx_t_11); __pyx_t_11 = 0;
+            goto __pyx_L39_try_end;
+            __pyx_L32_error:;
             __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
             __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-            /* "wsfast_bufferutil.pyx":339
- *                     try:
- *                         text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
- *                     except UnicodeDecodeError:             # <<<<<<<<<<<<<<
- *                         text = None
- *                 if text is None:
+            /* "wsfast_bufferutil.pyx":334
+ *                 try:
+ *                     text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
+ *                 except UnicodeDecodeError:             # <<<<<<<<<<<<<<
+ *                     text = None
+ *                 finally:
 */
-            __pyx_t_12 = __Pyx_PyErr_ExceptionMatches(((PyObject *)(((PyTypeObject*)PyExc_UnicodeDecodeError))));
-            if (__pyx_t_12) {
+            __pyx_t_3 = __Pyx_PyErr_ExceptionMatches(((PyObject *)(((PyTypeObject*)PyExc_UnicodeDecodeError))));
+            if (__pyx_t_3) {
               __Pyx_ErrRestore(0,0,0);
 
-              /* "wsfast_bufferutil.pyx":340
- *                         text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
- *                     except UnicodeDecodeError:
- *                         text = None             # <<<<<<<<<<<<<<
- *                 if text is None:
- *                     break  # invalid UTF-8: the general parser fails the connection (1007)
+              /* "wsfast_bufferutil.pyx":335
+ *                     text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
+ *                 except UnicodeDecodeError:
+ *                     text = None             # <<<<<<<<<<<<<<
+ *                 finally:
+ *                     if tmp != NULL and tmp != stack:
 */
               __Pyx_INCREF(Py_None);
               __Pyx_XDECREF_SET(__pyx_v_text, Py_None);
-              goto __pyx_L49_exception_handled;
+              goto __pyx_L33_exception_handled;
             }
-            goto __pyx_L50_except_error;
+            goto __pyx_L34_except_error;
 
-            /* "wsfast_bufferutil.pyx":337
- *                             PyMem_Free(tmp)
- *                 else:
- *                     try:             # <<<<<<<<<<<<<<
- *                         text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
- *                     except UnicodeDecodeError:
+            /* "wsfast_bufferutil.pyx":332
+ *                     wsf_mask_run(src, tmp, <size_t>length, key)
+ *                     src = tmp
+ *                 try:             # <<<<<<<<<<<<<<
+ *                     text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
+ *                 except UnicodeDecodeError:
 */
-            __pyx_L50_except_error:;
-            __Pyx_XGIVEREF(__pyx_t_16);
-            __Pyx_XGIVEREF(__pyx_t_15);
-            __Pyx_XGIVEREF(__pyx_t_14);
-            __Pyx_ExceptionReset(__pyx_t_16, __pyx_t_15, __pyx_t_14);
-            goto __pyx_L5_error;
-            __pyx_L49_exception_handled:;
-            __Pyx_XGIVEREF(__pyx_t_16);
-            __Pyx_XGIVEREF(__pyx_t_15);
-            __Pyx_XGIVEREF(__pyx_t_14);
-            __Pyx_ExceptionReset(__pyx_t_16, __pyx_t_15, __pyx_t_14);
-            __pyx_L55_try_end:;
+            __pyx_L34_except_error:;
+            __Pyx_XGIVEREF(__pyx_t_9);
+            __Pyx_XGIVEREF(__pyx_t_10);
+            __Pyx_XGIVEREF(__pyx_t_11);
+            __Pyx_ExceptionReset(__pyx_t_9, __pyx_t_10, __pyx_t_11);
+            goto __pyx_L30_error;
+            __pyx_L33_exception_handled:;
+            __Pyx_XGIVEREF(__pyx_t_9);
+            __Pyx_XGIVEREF(__pyx_t_10);
+            __Pyx_XGIVEREF(__pyx_t_11);
+            __Pyx_ExceptionReset(__pyx_t_9, __pyx_t_10, __pyx_t_11);
+            __pyx_L39_try_end:;
           }
         }
-        __pyx_L22:;
 
-        /* "wsfast_bufferutil.pyx":341
- *                     except UnicodeDecodeError:
- *                         text = None
+        /* "wsfast_bufferutil.pyx":337
+ *                     text = None
+ *                 finally:
+ *                     if tmp != NULL and tmp != stack:             # <<<<<<<<<<<<<<
+ *                         PyMem_Free(tmp)
+ *                 if text is None:
+*/
+        /*finally:*/ {
+          /*normal exit:*/{
+            __pyx_t_8 = (__pyx_v_tmp != NULL);
+
+            if (__pyx_t_8) {
+
+            } else {
+
+              __pyx_t_2 = __pyx_t_8;
+
+              goto __pyx_L43_bool_binop_done;
+            }
+            __pyx_t_8 = (__pyx_v_tmp != __pyx_v_stack);
+
+
+            __pyx_t_2 = __pyx_t_8;
+
+            __pyx_L43_bool_binop_done:;
+            if (__pyx_t_2) {
+
+
+              /* "wsfast_bufferutil.pyx":338
+ *                 finally:
+ *                     if tmp != NULL and tmp != stack:
+ *                         PyMem_Free(tmp)             # <<<<<<<<<<<<<<
+ *                 if text is None:
+ *                     break  # invalid UTF-8: the general parser fails the connection (1007)
+*/
+              PyMem_Free(__pyx_v_tmp);
+
+              /* "wsfast_bufferutil.pyx":337
+ *                     text = None
+ *                 finally:
+ *                     if tmp != NULL and tmp != stack:             # <<<<<<<<<<<<<<
+ *                         PyMem_Free(tmp)
+ *                 if text is None:
+*/
+            }
+            goto __pyx_L31;
+          }
+          __pyx_L30_error:;
+          /*exception exit:*/{
+            __Pyx_PyThreadState_declare
+            __Pyx_PyThreadState_assign
+            __pyx_t_11 = 0; __pyx_t_10 = 0; __pyx_t_9 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0;
+            __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+            __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+             __Pyx_ExceptionSwap(&__pyx_t_14, &__pyx_t_15, &__pyx_t_16);
+            if ( unlikely(__Pyx_GetException(&__pyx_t_11, &__pyx_t_10, &__pyx_t_9) < 0)) __Pyx_ErrFetch(&__pyx_t_11, &__pyx_t_10, &__pyx_t_9);
+            __Pyx_XGOTREF(__pyx_t_11);
+            __Pyx_XGOTREF(__pyx_t_10);
+            __Pyx_XGOTREF(__pyx_t_9);
+            __Pyx_XGOTREF(__pyx_t_14);
+            __Pyx_XGOTREF(__pyx_t_15);
+            __Pyx_XGOTREF(__pyx_t_16);
+            __pyx_t_3 = __pyx_lineno; __pyx_t_12 = __pyx_clineno; __pyx_t_13 = __pyx_filename;
+            {
+              __pyx_t_8 = (__pyx_v_tmp != NULL);
+
+              if (__pyx_t_8) {
+
+              } else {
+
+                __pyx_t_2 = __pyx_t_8;
+
+                goto __pyx_L50_bool_binop_done;
+              }
+              __pyx_t_8 = (__pyx_v_tmp != __pyx_v_stack);
+
+
+              __pyx_t_2 = __pyx_t_8;
+
+              __pyx_L50_bool_binop_done:;
+              if (__pyx_t_2) {
+
+
+                /* "wsfast_bufferutil.pyx":338
+ *                 finally:
+ *                     if tmp != NULL and tmp != stack:
+ *                         PyMem_Free(tmp)             # <<<<<<<<<<<<<<
+ *                 if text is None:
+ *                     break  # invalid UTF-8: the general parser fails the connection (1007)
+*/
+                PyMem_Free(__pyx_v_tmp);
+
+                /* "wsfast_bufferutil.pyx":337
+ *                     text = None
+ *                 finally:
+ *                     if tmp != NULL and tmp != stack:             # <<<<<<<<<<<<<<
+ *                         PyMem_Free(tmp)
+ *                 if text is None:
+*/
+              }
+            }
+            __Pyx_XGIVEREF(__pyx_t_14);
+            __Pyx_XGIVEREF(__pyx_t_15);
+            __Pyx_XGIVEREF(__pyx_t_16);
+            __Pyx_ExceptionReset(__pyx_t_14, __pyx_t_15, __pyx_t_16);
+            __Pyx_XGIVEREF(__pyx_t_11);
+            __Pyx_XGIVEREF(__pyx_t_10);
+            __Pyx_XGIVEREF(__pyx_t_9);
+            __Pyx_ErrRestore(__pyx_t_11, __pyx_t_10, __pyx_t_9);
+            __pyx_t_11 = 0; __pyx_t_10 = 0; __pyx_t_9 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0;
+            __pyx_lineno = __pyx_t_3; __pyx_clineno = __pyx_t_12; __pyx_filename = __pyx_t_13;
+            goto __pyx_L5_error;
+          }
+          __pyx_L31:;
+        }
+
+        /* "wsfast_bufferutil.pyx":339
+ *                     if tmp != NULL and tmp != stack:
+ *                         PyMem_Free(tmp)
  *                 if text is None:             # <<<<<<<<<<<<<<
  *                     break  # invalid UTF-8: the general parser fails the connection (1007)
  *                 PyList_Append(out, text)
@@ -6424,8 +6377,8 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         if (__pyx_t_2) {
 
 
-          /* "wsfast_bufferutil.pyx":342
- *                         text = None
+          /* "wsfast_bufferutil.pyx":340
+ *                         PyMem_Free(tmp)
  *                 if text is None:
  *                     break  # invalid UTF-8: the general parser fails the connection (1007)             # <<<<<<<<<<<<<<
  *                 PyList_Append(out, text)
@@ -6433,28 +6386,28 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
           goto __pyx_L9_break;
 
-          /* "wsfast_bufferutil.pyx":341
- *                     except UnicodeDecodeError:
- *                         text = None
+          /* "wsfast_bufferutil.pyx":339
+ *                     if tmp != NULL and tmp != stack:
+ *                         PyMem_Free(tmp)
  *                 if text is None:             # <<<<<<<<<<<<<<
  *                     break  # invalid UTF-8: the general parser fails the connection (1007)
  *                 PyList_Append(out, text)
 */
         }
 
-        /* "wsfast_bufferutil.pyx":343
+        /* "wsfast_bufferutil.pyx":341
  *                 if text is None:
  *                     break  # invalid UTF-8: the general parser fails the connection (1007)
  *                 PyList_Append(out, text)             # <<<<<<<<<<<<<<
  *             pos = end
  *     finally:
 */
-        __pyx_t_12 = PyList_Append(__pyx_v_out, __pyx_v_text); if (unlikely(__pyx_t_12 == ((int)-1))) __PYX_ERR(0, 343, __pyx_L5_error)
+        __pyx_t_12 = PyList_Append(__pyx_v_out, __pyx_v_text); if (unlikely(__pyx_t_12 == ((int)-1))) __PYX_ERR(0, 341, __pyx_L5_error)
 
       }
       __pyx_L20:;
 
-      /* "wsfast_bufferutil.pyx":344
+      /* "wsfast_bufferutil.pyx":342
  *                     break  # invalid UTF-8: the general parser fails the connection (1007)
  *                 PyList_Append(out, text)
  *             pos = end             # <<<<<<<<<<<<<<
@@ -6466,7 +6419,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
     __pyx_L9_break:;
   }
 
-  /* "wsfast_bufferutil.pyx":346
+  /* "wsfast_bufferutil.pyx":344
  *             pos = end
  *     finally:
  *         if held:             # <<<<<<<<<<<<<<
@@ -6477,7 +6430,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
     /*normal exit:*/{
       if (__pyx_v_held) {
 
-        /* "wsfast_bufferutil.pyx":347
+        /* "wsfast_bufferutil.pyx":345
  *     finally:
  *         if held:
  *             PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -6486,7 +6439,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         PyBuffer_Release((&__pyx_v_view));
 
-        /* "wsfast_bufferutil.pyx":346
+        /* "wsfast_bufferutil.pyx":344
  *             pos = end
  *     finally:
  *         if held:             # <<<<<<<<<<<<<<
@@ -6500,14 +6453,14 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
     /*exception exit:*/{
       __Pyx_PyThreadState_declare
       __Pyx_PyThreadState_assign
-      __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_9 = 0; __pyx_t_10 = 0; __pyx_t_11 = 0;
+      __pyx_t_16 = 0; __pyx_t_15 = 0; __pyx_t_14 = 0; __pyx_t_9 = 0; __pyx_t_10 = 0; __pyx_t_11 = 0;
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
        __Pyx_ExceptionSwap(&__pyx_t_9, &__pyx_t_10, &__pyx_t_11);
-      if ( unlikely(__Pyx_GetException(&__pyx_t_14, &__pyx_t_15, &__pyx_t_16) < 0)) __Pyx_ErrFetch(&__pyx_t_14, &__pyx_t_15, &__pyx_t_16);
-      __Pyx_XGOTREF(__pyx_t_14);
-      __Pyx_XGOTREF(__pyx_t_15);
+      if ( unlikely(__Pyx_GetException(&__pyx_t_16, &__pyx_t_15, &__pyx_t_14) < 0)) __Pyx_ErrFetch(&__pyx_t_16, &__pyx_t_15, &__pyx_t_14);
       __Pyx_XGOTREF(__pyx_t_16);
+      __Pyx_XGOTREF(__pyx_t_15);
+      __Pyx_XGOTREF(__pyx_t_14);
       __Pyx_XGOTREF(__pyx_t_9);
       __Pyx_XGOTREF(__pyx_t_10);
       __Pyx_XGOTREF(__pyx_t_11);
@@ -6515,7 +6468,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
       {
         if (__pyx_v_held) {
 
-          /* "wsfast_bufferutil.pyx":347
+          /* "wsfast_bufferutil.pyx":345
  *     finally:
  *         if held:
  *             PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -6524,7 +6477,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
           PyBuffer_Release((&__pyx_v_view));
 
-          /* "wsfast_bufferutil.pyx":346
+          /* "wsfast_bufferutil.pyx":344
  *             pos = end
  *     finally:
  *         if held:             # <<<<<<<<<<<<<<
@@ -6537,25 +6490,25 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
       __Pyx_XGIVEREF(__pyx_t_10);
       __Pyx_XGIVEREF(__pyx_t_11);
       __Pyx_ExceptionReset(__pyx_t_9, __pyx_t_10, __pyx_t_11);
-      __Pyx_XGIVEREF(__pyx_t_14);
-      __Pyx_XGIVEREF(__pyx_t_15);
       __Pyx_XGIVEREF(__pyx_t_16);
-      __Pyx_ErrRestore(__pyx_t_14, __pyx_t_15, __pyx_t_16);
-      __pyx_t_14 = 0; __pyx_t_15 = 0; __pyx_t_16 = 0; __pyx_t_9 = 0; __pyx_t_10 = 0; __pyx_t_11 = 0;
+      __Pyx_XGIVEREF(__pyx_t_15);
+      __Pyx_XGIVEREF(__pyx_t_14);
+      __Pyx_ErrRestore(__pyx_t_16, __pyx_t_15, __pyx_t_14);
+      __pyx_t_16 = 0; __pyx_t_15 = 0; __pyx_t_14 = 0; __pyx_t_9 = 0; __pyx_t_10 = 0; __pyx_t_11 = 0;
       __pyx_lineno = __pyx_t_12; __pyx_clineno = __pyx_t_3; __pyx_filename = __pyx_t_13;
       goto __pyx_L1_error;
     }
     __pyx_L6:;
   }
 
-  /* "wsfast_bufferutil.pyx":348
+  /* "wsfast_bufferutil.pyx":346
  *         if held:
  *             PyBuffer_Release(&view)
  *     return pos             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_pos); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 348, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_pos); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 346, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   {
     PyObject *__pyx_temp;
@@ -6605,7 +6558,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":351
+/* "wsfast_bufferutil.pyx":349
  * 
  * 
  * def _kernel():             # <<<<<<<<<<<<<<
@@ -6640,15 +6593,15 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_10_kernel(CYTHON_UNUSED PyObject *
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_kernel", 0);
 
-  /* "wsfast_bufferutil.pyx":354
+  /* "wsfast_bufferutil.pyx":352
  *     """Name of the masking kernel in use (``avx2``, ``sse2``, ``neon``, ``words``, or a pinned
  *     ``avx512``); with AVX-512 present, copies of 256 KiB and more use it regardless."""
  *     return wsf_mask_impl_name.decode()             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = __Pyx_ssize_strlen(wsf_mask_impl_name); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 354, __pyx_L1_error)
-  __pyx_t_2 = __Pyx_decode_c_string(wsf_mask_impl_name, 0, __pyx_t_1, NULL, NULL, NULL); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 354, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_ssize_strlen(wsf_mask_impl_name); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 352, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_decode_c_string(wsf_mask_impl_name, 0, __pyx_t_1, NULL, NULL, NULL); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 352, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
   {
@@ -6662,7 +6615,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_10_kernel(CYTHON_UNUSED PyObject *
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":351
+  /* "wsfast_bufferutil.pyx":349
  * 
  * 
  * def _kernel():             # <<<<<<<<<<<<<<
@@ -6681,7 +6634,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_10_kernel(CYTHON_UNUSED PyObject *
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":357
+/* "wsfast_bufferutil.pyx":355
  * 
  * 
  * def _use_kernel(name=None):             # <<<<<<<<<<<<<<
@@ -6729,24 +6682,24 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_name,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 357, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 355, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 357, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 355, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_use_kernel", 0) < (0)) __PYX_ERR(0, 357, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_use_kernel", 0) < (0)) __PYX_ERR(0, 355, __pyx_L3_error)
       if (!values[0]) values[0] = __Pyx_NewRef(((PyObject *)Py_None));
     } else {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 357, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 355, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
@@ -6757,7 +6710,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_use_kernel", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 357, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_use_kernel", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 355, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -6793,7 +6746,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_use_kernel", 0);
 
-  /* "wsfast_bufferutil.pyx":359
+  /* "wsfast_bufferutil.pyx":357
  * def _use_kernel(name=None):
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:             # <<<<<<<<<<<<<<
@@ -6804,7 +6757,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
   if (__pyx_t_1) {
 
 
-    /* "wsfast_bufferutil.pyx":360
+    /* "wsfast_bufferutil.pyx":358
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:
  *         wsf_mask_init(NULL)             # <<<<<<<<<<<<<<
@@ -6813,7 +6766,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
 */
     wsf_mask_init(NULL);
 
-    /* "wsfast_bufferutil.pyx":359
+    /* "wsfast_bufferutil.pyx":357
  * def _use_kernel(name=None):
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:             # <<<<<<<<<<<<<<
@@ -6823,7 +6776,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
     goto __pyx_L3;
   }
 
-  /* "wsfast_bufferutil.pyx":362
+  /* "wsfast_bufferutil.pyx":360
  *         wsf_mask_init(NULL)
  *     else:
  *         b = name.encode()             # <<<<<<<<<<<<<<
@@ -6838,31 +6791,31 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
       PyObject *__pyx_callargs[2] = {__pyx_t_3, NULL};
       __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_encode, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 362, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 360, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __pyx_v_b = __pyx_t_2;
     __pyx_t_2 = 0;
 
-    /* "wsfast_bufferutil.pyx":363
+    /* "wsfast_bufferutil.pyx":361
  *     else:
  *         b = name.encode()
  *         wsf_mask_init(b)             # <<<<<<<<<<<<<<
  *     return _kernel()
 */
-    __pyx_t_5 = __Pyx_PyObject_AsString(__pyx_v_b); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 363, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_AsString(__pyx_v_b); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 361, __pyx_L1_error)
     wsf_mask_init(__pyx_t_5);
 
   }
   __pyx_L3:;
 
-  /* "wsfast_bufferutil.pyx":364
+  /* "wsfast_bufferutil.pyx":362
  *         b = name.encode()
  *         wsf_mask_init(b)
  *     return _kernel()             # <<<<<<<<<<<<<<
 */
   __pyx_t_3 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_kernel); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 364, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_kernel); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 362, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __pyx_t_4 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -6881,7 +6834,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
     __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_6, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 364, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 362, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
   {
@@ -6895,7 +6848,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":357
+  /* "wsfast_bufferutil.pyx":355
  * 
  * 
  * def _use_kernel(name=None):             # <<<<<<<<<<<<<<
@@ -7383,28 +7336,28 @@ __Pyx_RefNannySetupContext("PyInit_wsfast_bufferutil", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_scan_frames, __pyx_t_2) < (0)) __PYX_ERR(0, 252, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":351
+  /* "wsfast_bufferutil.pyx":349
  * 
  * 
  * def _kernel():             # <<<<<<<<<<<<<<
  *     """Name of the masking kernel in use (``avx2``, ``sse2``, ``neon``, ``words``, or a pinned
  *     ``avx512``); with AVX-512 present, copies of 256 KiB and more use it regardless."""
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_11_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 351, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_11_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 349, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 351, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 349, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":357
+  /* "wsfast_bufferutil.pyx":355
  * 
  * 
  * def _use_kernel(name=None):             # <<<<<<<<<<<<<<
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_13_use_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 357, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_13_use_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 355, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_use_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 357, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_use_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 355, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
   /* "wsfast_bufferutil.pyx":1

@@ -318,7 +318,9 @@ def scan_frames(data, Py_ssize_t pos, bint masked, Py_ssize_t max_payload, list 
                     memcpy(PyBytes_AS_STRING(payload), src, <size_t>length)
                 PyList_Append(out, payload)
             else:
+                tmp = NULL
                 if masked and length:
+                    # Unmasked into a scratch buffer: the decoder makes the only object.
                     if length <= _STACK_TEXT:
                         tmp = stack
                     else:
@@ -326,18 +328,14 @@ def scan_frames(data, Py_ssize_t pos, bint masked, Py_ssize_t max_payload, list 
                         if tmp == NULL:
                             raise MemoryError()
                     wsf_mask_run(src, tmp, <size_t>length, key)
-                    try:
-                        text = PyUnicode_DecodeUTF8(<const char *>tmp, length, NULL)
-                    except UnicodeDecodeError:
-                        text = None
-                    finally:
-                        if tmp != stack:
-                            PyMem_Free(tmp)
-                else:
-                    try:
-                        text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
-                    except UnicodeDecodeError:
-                        text = None
+                    src = tmp
+                try:
+                    text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
+                except UnicodeDecodeError:
+                    text = None
+                finally:
+                    if tmp != NULL and tmp != stack:
+                        PyMem_Free(tmp)
                 if text is None:
                     break  # invalid UTF-8: the general parser fails the connection (1007)
                 PyList_Append(out, text)
