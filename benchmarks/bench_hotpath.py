@@ -6,8 +6,14 @@ with a counting fake transport: masked 32 B frames in through ``data_received`` 
 100 per read as a pipelining client sends them), each echoed by a ``'message'`` listener. The
 count of a run with no message is subtracted, so start-up is not charged.
 
+With ``--api asyncio`` the echo is the asyncio API's (a task doing ``async for message in ws:
+await ws.send(message)``), and with ``--api both`` both APIs are counted. Every read is then
+followed by one turn of the event loop (``asyncio.sleep(0)``), in both APIs, so the two
+columns carry the same loop cost and their difference is what the asyncio API adds.
+
     python benchmarks/bench_hotpath.py                         # this checkout
     python benchmarks/bench_hotpath.py /path/to/other/checkout # and another, side by side
+    python benchmarks/bench_hotpath.py --api both              # event API against asyncio API
 
 It complements ``bench_echo.py`` (which measures time through real sockets); it needs
 ``valgrind`` (Debian package).
@@ -32,10 +38,12 @@ class _Transport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.writes = 0
+        self.written = 0
         self.protocol: Any = None
 
     def write(self, data: Any) -> None:
         self.writes += 1
+        self.written += len(data)
 
     def set_protocol(self, protocol: Any) -> None:
         self.protocol = protocol
@@ -59,8 +67,12 @@ class _Transport(asyncio.Transport):
         return True
 
 
-def drive(per_read: int, reads: int) -> None:
-    """Echo ``per_read * reads`` messages through one server-side connection."""
+def drive(per_read: int, reads: int, api: str = "plain") -> None:
+    """Echo ``per_read * reads`` messages through one server-side connection.
+
+    ``api`` is ``"plain"`` (event API, no loop turn), ``"events"`` (event API, a loop turn per
+    read) or ``"asyncio"`` (the asyncio API, a loop turn per read).
+    """
     import wsfast
     from wsfast import websocket
     from wsfast.sender import frame
@@ -73,17 +85,36 @@ def drive(per_read: int, reads: int) -> None:
         else:  # checkouts before the sans-I/O protocol (issue 8)
             ws = wsfast.WebSocket(None)
             ws._setup(transport, b"", "", {}, None)  # type: ignore[attr-defined]
-        ws.on("message", lambda data, is_binary: ws.send(data, binary=is_binary))
+        task = None
+        if api == "asyncio":
+
+            async def echo() -> None:
+                async for message in ws:
+                    await ws.send(message)
+
+            task = asyncio.get_running_loop().create_task(echo())
+            await asyncio.sleep(0)
+        else:
+            ws.on("message", lambda data, is_binary: ws.send(data, binary=is_binary))
         chunk = frame(b"x" * 32, 2, mask=b"\x01\x02\x03\x04") * per_read
+        turn = api != "plain"
         ws.data_received(chunk)  # warm-up: first-use caches
+        if turn:
+            await asyncio.sleep(0)
         for _ in range(reads):
             ws.data_received(chunk)
-        assert transport.writes == reads + 1
+            if turn:
+                await asyncio.sleep(0)
+        for _ in range(3):
+            await asyncio.sleep(0)  # batched answers go out at the next loop turn
+        assert transport.written == (reads + 1) * per_read * 34, transport.written
+        if task is not None:
+            task.cancel()
 
     asyncio.run(run())
 
 
-def count(checkout: str, per_read: int, reads: int) -> int:
+def count(checkout: str, per_read: int, reads: int, api: str = "plain") -> int:
     """Instructions callgrind counts for one ``drive`` in a fresh process on ``checkout``."""
     env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout))
     command = [
@@ -95,6 +126,7 @@ def count(checkout: str, per_read: int, reads: int) -> int:
         "--drive",
         str(per_read),
         str(reads),
+        api,
     ]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stderr
     for line in out.splitlines():
@@ -105,19 +137,26 @@ def count(checkout: str, per_read: int, reads: int) -> int:
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--drive"]:
-        drive(int(argv[1]), int(argv[2]))
+        drive(int(argv[1]), int(argv[2]), argv[3] if len(argv) > 3 else "plain")
         return
+    apis = ["plain"]
+    if argv[:1] == ["--api"]:
+        choice = argv[1]
+        apis = {"events": ["events"], "asyncio": ["asyncio"], "both": ["events", "asyncio"]}[choice]
+        argv = argv[2:]
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     checkouts = [here, *argv]
-    print("| checkout | 1 msg per read (instr/msg) | 100 msgs per read (instr/msg) |")
-    print("| --- | --- | --- |")
+    print("| checkout | API | 1 msg per read (instr/msg) | 100 msgs per read (instr/msg) |")
+    print("| --- | --- | --- | --- |")
     for checkout in checkouts:
-        cells = []
-        for per_read, reads in CASES:
-            base = count(checkout, per_read, 0)
-            total = count(checkout, per_read, reads)
-            cells.append(f"{(total - base) / (per_read * reads):,.0f}")
-        print(f"| {checkout} | {cells[0]} | {cells[1]} |", flush=True)
+        for api in apis:
+            cells = []
+            for per_read, reads in CASES:
+                base = count(checkout, per_read, 0, api)
+                total = count(checkout, per_read, reads, api)
+                cells.append(f"{(total - base) / (per_read * reads):,.0f}")
+            label = "events (no loop turn)" if api == "plain" else api
+            print(f"| {checkout} | {label} | {cells[0]} | {cells[1]} |", flush=True)
 
 
 if __name__ == "__main__":
