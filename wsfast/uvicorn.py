@@ -389,7 +389,8 @@ class WebSocketProtocol(asyncio.Protocol):
         if queue:
             event = queue.popleft()
             self.taken = True
-            if self.queue_paused and len(queue) <= self.options.max_queue >> 1:
+            # Reading resumes at a quarter of max_queue, as WebSocket.recv.
+            if self.queue_paused and len(queue) <= self.options.max_queue >> 2:
                 self._unpause_queue()
             return event
         # The application asks for more than arrived: it is done with what it took.

@@ -177,7 +177,7 @@ class Connection:
                     data = messages.popleft()
                     self._taken = True
                     receiver = proto.receiver
-                    if receiver.paused and len(messages) < (self.options.max_queue >> 1) + 1:
+                    if receiver.paused and len(messages) <= self.options.max_queue >> 2:
                         receiver.paused = False
                         self._unpaused = True
                         cond.notify_all()
