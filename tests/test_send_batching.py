@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from conftest import RawPeer, client_frame, raw_websocket, wait_for
 
 import wsfast
@@ -128,3 +129,46 @@ async def test_buffered_amount_counts_the_batch_and_a_large_batch_is_written_at_
     (amount1, writes1), (amount2, writes2) = seen
     assert amount1 == 3 and writes1 == 0  # a 1-byte text frame: 2-byte header + payload
     assert writes2 >= 1
+
+
+@pytest.mark.parametrize("api", ["asyncio", "events"])
+async def test_a_burst_past_the_batch_limit_is_written_in_groups(raw_peer: Any, api: str) -> None:
+    """80 answers of 1 KiB (82 KB, past the 64 KiB batch limit) go out joined in groups of up
+    to the limit, for the asyncio API and for a 'message' listener. The server reads the
+    burst in one read (it is paused until the burst is in its socket); past the limit, the
+    batch was written one frame per write() (80 writes)."""
+    count = 80
+    writes: list[list[int]] = []
+    paused = asyncio.Event()
+    go = asyncio.Event()
+
+    async def handler(ws: wsfast.WebSocket, request: Any) -> None:
+        writes.append(count_writes(ws))
+        if api == "events":
+            ws.on("message", lambda data, is_binary: ws.send(data, binary=is_binary))
+        ws.pause()
+        paused.set()
+        await go.wait()
+        ws.resume()
+        if api == "events":
+            await ws.wait_closed()
+            return
+        async for message in ws:
+            await ws.send(message)
+
+    async with wsfast.serve(handler, "127.0.0.1", 0, ping_interval=None) as server:
+        peer = await raw_websocket(raw_peer, server)
+        await wait_for(paused.wait())
+        payloads = [bytes([i]) * 1024 for i in range(count)]
+        peer.write(b"".join(client_frame(p, 0x2) for p in payloads))
+        await asyncio.sleep(0.2)  # the whole burst reaches the server's socket
+        go.set()
+        echoed = []
+        for _ in range(count):
+            b0, opcode, payload = await peer.read_frame()
+            echoed.append(payload)
+        peer.close()
+    assert echoed == payloads, api
+    sizes = writes[0]
+    assert sum(sizes) == count * 1028, api
+    assert len(sizes) <= 4 and max(sizes) <= 65536, (api, sizes)

@@ -17,7 +17,7 @@ from conftest import MASK
 from wsfast import WebSocketError, generate_mask, sender
 from wsfast.constants import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT
 from wsfast.receiver import Receiver
-from wsfast.sender import Sender, close_payload, frame, frame_header
+from wsfast.sender import Sender, close_payload, coalesce, frame, frame_header
 
 # (id, payload, opcode, fin, mask, wire bytes)
 FRAMES = [
@@ -352,3 +352,24 @@ def test_incompressible_messages_go_uncompressed(size: int) -> None:
     for out in receiver_msgs:
         receiver.feed(bytes(out))
     assert got == [case[0] for case in cases]
+
+
+def test_coalesce_joins_runs_of_small_frames_up_to_the_limit() -> None:
+    frames = [bytes([i]) * 1028 for i in range(80)]
+    writes = coalesce(frames, 65536)
+    assert b"".join(writes) == b"".join(frames)
+    assert [len(w) for w in writes] == [63 * 1028, 17 * 1028]
+
+
+def test_coalesce_writes_a_large_frame_alone_without_copying_it() -> None:
+    big = b"b" * 70000
+    view = memoryview(b"v" * 65536)
+    writes = coalesce([b"a", b"c", big, b"d", view, b"e"], 65536)
+    assert writes[0] == b"ac"
+    assert writes[1] is big
+    assert writes[2] == b"d"
+    assert writes[3] is view
+    assert writes[4] == b"e"
+    assert coalesce([], 65536) == []
+    single = b"s" * 10
+    assert coalesce([single], 65536)[0] is single

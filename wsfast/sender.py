@@ -24,6 +24,7 @@ __all__ = [
     "frame",
     "frame_header",
     "close_payload",
+    "coalesce",
     "generate_mask",
     "Sender",
     "PreparedMessage",
@@ -75,6 +76,29 @@ def generate_mask() -> bytes:
         masks: Callable[[], bytes] = iter(_split(os.urandom(_POOL_SIZE))).__next__
         _next_mask = masks
         return masks()
+
+
+def coalesce(chunks: list[Any], limit: int = SPLIT_SIZE) -> list[Any]:
+    """Group the frames of a batch into writes: each run of frames joined up to ``limit``
+    bytes, and a frame of ``limit`` bytes or more written alone, never copied.
+
+    The front ends wrote a batch past ``limit`` frame by frame: a pipelined read of 80
+    frames of 1 KiB was answered with 80 ``write()`` calls, where this makes 2.
+    """
+    writes: list[Any] = []
+    group: list[Any] = []
+    size = 0
+    for chunk in chunks:
+        length = len(chunk)
+        if group and size + length > limit:
+            writes.append(group[0] if len(group) == 1 else b"".join(group))
+            group = []
+            size = 0
+        group.append(chunk)
+        size += length
+    if group:
+        writes.append(group[0] if len(group) == 1 else b"".join(group))
+    return writes
 
 
 def frame_header(length: int, opcode: int, fin: bool, rsv1: bool, masked: bool) -> bytes:

@@ -45,6 +45,7 @@ from .handshake import (
 )
 from .options import ConnectionOptions, ServerOptions
 from .protocol import CLOSED, OPEN, Protocol
+from .sender import coalesce
 
 if TYPE_CHECKING:
     from uvicorn._types import WebSocketScope
@@ -597,8 +598,14 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _write(self, data: Any) -> None:
         out = self.out
+        length = len(data)
+        if out and length < _FLUSH_AT and self.out_size + length > _FLUSH_AT:
+            # This frame would take the batch past the limit: write the batch (one write of
+            # at most the limit) and start the next one with the frame.
+            self._flush()
+            out = self.out
         out.append(data)
-        self.out_size += len(data)
+        self.out_size += length
         if self.out_size > _FLUSH_AT:
             self._flush()
         elif not self.flush_scheduled:
@@ -624,7 +631,9 @@ class WebSocketProtocol(asyncio.Protocol):
         elif size <= _FLUSH_AT:
             transport.write(b"".join(out))
         else:
-            for chunk in out:
+            for chunk in coalesce(out, _FLUSH_AT):
+                if transport.is_closing():
+                    return
                 transport.write(chunk)
 
     def _apply(self, proto: Protocol) -> None:

@@ -46,7 +46,7 @@ from .protocol import CLOSED as STATE_CLOSED
 from .protocol import OPEN as STATE_OPEN
 from .protocol import Protocol
 from .receiver import DONE
-from .sender import PreparedMessage
+from .sender import PreparedMessage, coalesce
 from .url import parse_url
 
 if TYPE_CHECKING:
@@ -619,8 +619,17 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             return
         batch = self._batch
         if batch is not None:
+            length = len(data)
+            if batch and length < _BATCH_LIMIT and self._batch_bytes + length > _BATCH_LIMIT:
+                # This frame would take the batch past the limit: write the batch (one write
+                # of at most the limit) and start the next one with the frame.
+                self._batch = None
+                self._write_all(batch)
+                self._batch = [data]
+                self._batch_bytes = length
+                return
             batch.append(data)
-            self._batch_bytes += len(data)
+            self._batch_bytes += length
             if self._batch_bytes >= _BATCH_LIMIT:
                 self._flush_batch()
             return
@@ -660,7 +669,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if sum(map(len, chunks)) <= _BATCH_LIMIT:
             transport.write(b"".join(chunks))
             return
-        for chunk in chunks:
+        for chunk in coalesce(chunks, _BATCH_LIMIT):
             if transport.is_closing():
                 # A write failed (reset): the transport is closed. Writing on would only make
                 # asyncio warn "socket.send() raised exception." for each chunk left.
