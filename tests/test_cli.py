@@ -124,6 +124,30 @@ def test_info_says_a_speedup_was_switched_off() -> None:
     )
 
 
+def test_info_names_the_zlib_in_use() -> None:
+    from wsfast.permessage_deflate import ZLIB_BACKEND
+
+    result = run_cli("info")
+    assert result.returncode == 0, result.stderr
+    assert f"permessage-deflate: {ZLIB_BACKEND} " in result.stdout
+    off = run_cli("info", WSFAST_NO_ZLIB_NG="1")
+    assert re.search(r"^permessage-deflate: zlib \d", off.stdout, re.M), off.stdout
+
+
+def test_zlib_ng_is_used_when_installed() -> None:
+    # wsfast[speedups] brings zlib-ng; the switch keeps the standard module.
+    import importlib.util
+
+    from wsfast import permessage_deflate
+
+    installed = importlib.util.find_spec("zlib_ng") is not None
+    switched_off = bool(os.environ.get("WSFAST_NO_ZLIB_NG"))
+    expected = "zlib-ng " if installed and not switched_off else "zlib "
+    assert permessage_deflate.ZLIB_BACKEND.startswith(expected)
+    if os.environ.get("WSFAST_EXPECT_SPEEDUPS") == "1" and not switched_off:
+        assert installed, "WSFAST_EXPECT_SPEEDUPS=1 but zlib-ng (wsfast[speedups]) is missing"
+
+
 def test_help_and_missing_command() -> None:
     assert run_cli("--help").returncode == 0
     result = run_cli()

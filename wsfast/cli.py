@@ -347,6 +347,9 @@ def _info() -> int:
             f"warning: {', '.join(broken)} installed without the native module: see above "
             "(wsfast works, on its slower pure-Python fallback)"
         )
+    from .permessage_deflate import ZLIB_BACKEND
+
+    print(f"permessage-deflate: {ZLIB_BACKEND} (zlib-ng when installed, unless WSFAST_NO_ZLIB_NG)")
     try:
         uvloop = importlib.import_module("uvloop")
         print(f"uvloop {getattr(uvloop, '__version__', '?')}: available")
