@@ -598,15 +598,16 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _write(self, data: Any) -> None:
         out = self.out
-        length = len(data)
-        if out and length < _FLUSH_AT and self.out_size + length > _FLUSH_AT:
+        size = self.out_size + len(data)
+        if size > _FLUSH_AT and out and len(data) < _FLUSH_AT:
             # This frame would take the batch past the limit: write the batch (one write of
             # at most the limit) and start the next one with the frame.
             self._flush()
             out = self.out
+            size = len(data)
         out.append(data)
-        self.out_size += length
-        if self.out_size > _FLUSH_AT:
+        self.out_size = size
+        if size > _FLUSH_AT:
             self._flush()
         elif not self.flush_scheduled:
             self.flush_scheduled = True

@@ -619,19 +619,12 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             return
         batch = self._batch
         if batch is not None:
-            length = len(data)
-            if batch and length < _BATCH_LIMIT and self._batch_bytes + length > _BATCH_LIMIT:
-                # This frame would take the batch past the limit: write the batch (one write
-                # of at most the limit) and start the next one with the frame.
-                self._batch = None
-                self._write_all(batch)
-                self._batch = [data]
-                self._batch_bytes = length
-                return
-            batch.append(data)
-            self._batch_bytes += length
-            if self._batch_bytes >= _BATCH_LIMIT:
-                self._flush_batch()
+            size = self._batch_bytes + len(data)
+            if size < _BATCH_LIMIT:
+                batch.append(data)
+                self._batch_bytes = size
+            else:
+                self._batch_full(batch, data, size)
             return
         transport = self._transport
         assert transport is not None
@@ -647,6 +640,20 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             self._loop.call_soon(self._flush_batch)
             return
         transport.write(data)
+
+    def _batch_full(self, batch: list[Any], data: Any, size: int) -> None:
+        """``data`` takes the batch to its limit (``size`` bytes with it) or past it."""
+        if size > _BATCH_LIMIT and batch and len(data) < _BATCH_LIMIT:
+            # Write the batch (one write of at most the limit) and start the next one with
+            # the frame.
+            self._batch = None
+            self._write_all(batch)
+            self._batch = [data]
+            self._batch_bytes = len(data)
+            return
+        batch.append(data)
+        self._batch_bytes = size
+        self._flush_batch()
 
     def _flush_batch(self) -> None:
         batch = self._batch
