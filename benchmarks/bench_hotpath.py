@@ -14,6 +14,7 @@ columns carry the same loop cost and their difference is what the asyncio API ad
     python benchmarks/bench_hotpath.py                         # this checkout
     python benchmarks/bench_hotpath.py /path/to/other/checkout # and another, side by side
     python benchmarks/bench_hotpath.py --api both              # event API against asyncio API
+    python benchmarks/bench_hotpath.py --size 1024             # 1 KiB messages instead of 32 B
 
 It complements ``bench_echo.py`` (which measures time through real sockets); it needs
 ``valgrind`` (Debian package).
@@ -67,7 +68,7 @@ class _Transport(asyncio.Transport):
         return True
 
 
-def drive(per_read: int, reads: int, api: str = "plain") -> None:
+def drive(per_read: int, reads: int, api: str = "plain", size: int = 32) -> None:
     """Echo ``per_read * reads`` messages through one server-side connection.
 
     ``api`` is ``"plain"`` (event API, no loop turn), ``"events"`` (event API, a loop turn per
@@ -96,7 +97,7 @@ def drive(per_read: int, reads: int, api: str = "plain") -> None:
             await asyncio.sleep(0)
         else:
             ws.on("message", lambda data, is_binary: ws.send(data, binary=is_binary))
-        chunk = frame(b"x" * 32, 2, mask=b"\x01\x02\x03\x04") * per_read
+        chunk = frame(b"x" * size, 2, mask=b"\x01\x02\x03\x04") * per_read
         turn = api != "plain"
         ws.data_received(chunk)  # warm-up: first-use caches
         if turn:
@@ -107,14 +108,15 @@ def drive(per_read: int, reads: int, api: str = "plain") -> None:
                 await asyncio.sleep(0)
         for _ in range(3):
             await asyncio.sleep(0)  # batched answers go out at the next loop turn
-        assert transport.written == (reads + 1) * per_read * 34, transport.written
+        framed = size + (2 if size < 126 else 4)
+        assert transport.written == (reads + 1) * per_read * framed, transport.written
         if task is not None:
             task.cancel()
 
     asyncio.run(run())
 
 
-def count(checkout: str, per_read: int, reads: int, api: str = "plain") -> int:
+def count(checkout: str, per_read: int, reads: int, api: str = "plain", size: int = 32) -> int:
     """Instructions callgrind counts for one ``drive`` in a fresh process on ``checkout``."""
     env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout))
     command = [
@@ -127,6 +129,7 @@ def count(checkout: str, per_read: int, reads: int, api: str = "plain") -> int:
         str(per_read),
         str(reads),
         api,
+        str(size),
     ]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stderr
     for line in out.splitlines():
@@ -137,23 +140,28 @@ def count(checkout: str, per_read: int, reads: int, api: str = "plain") -> int:
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--drive"]:
-        drive(int(argv[1]), int(argv[2]), argv[3] if len(argv) > 3 else "plain")
+        drive(int(argv[1]), int(argv[2]), argv[3], int(argv[4]))
         return
     apis = ["plain"]
-    if argv[:1] == ["--api"]:
-        choice = argv[1]
-        apis = {"events": ["events"], "asyncio": ["asyncio"], "both": ["events", "asyncio"]}[choice]
+    size = 32
+    while argv[:1] in (["--api"], ["--size"]):
+        if argv[0] == "--api":
+            choice = {"events": ["events"], "asyncio": ["asyncio"], "both": ["events", "asyncio"]}
+            apis = choice[argv[1]]
+        else:
+            size = int(argv[1])
         argv = argv[2:]
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     checkouts = [here, *argv]
+    print(f"{size} B messages")
     print("| checkout | API | 1 msg per read (instr/msg) | 100 msgs per read (instr/msg) |")
     print("| --- | --- | --- | --- |")
     for checkout in checkouts:
         for api in apis:
             cells = []
             for per_read, reads in CASES:
-                base = count(checkout, per_read, 0, api)
-                total = count(checkout, per_read, reads, api)
+                base = count(checkout, per_read, 0, api, size)
+                total = count(checkout, per_read, reads, api, size)
                 cells.append(f"{(total - base) / (per_read * reads):,.0f}")
             label = "events (no loop turn)" if api == "plain" else api
             print(f"| {checkout} | {label} | {cells[0]} | {cells[1]} |", flush=True)
