@@ -892,3 +892,31 @@ def test_a_callback_ending_the_receiver_stops_the_held_messages() -> None:
     receiver.feed(b"")
     assert got == [b"0", b"1"]
     assert receiver.buffered == 0 and receiver.state == DONE
+
+
+def test_a_listener_that_pauses_and_resumes_from_inside_gets_each_message_once() -> None:
+    # WebSocket.pause() then resume() in a listener feeds the receiver again from inside the
+    # delivery of held messages: the nested call must go on from the next message.
+    events = Events(is_server=True)
+    receiver = events.receiver
+    got: list[Any] = []
+    nested = [0]
+
+    def on_message(data: Any, is_binary: bool) -> None:
+        got.append(data)
+        if len(got) == 1:
+            receiver.paused = True  # pause: the rest of the window is held
+        elif len(got) % 3 == 0 and nested[0] < 5:
+            nested[0] += 1
+            receiver.paused = True
+            receiver.paused = False  # resume, and feed what is buffered, as resume() does
+            if receiver.buffered:
+                receiver.feed(b"")
+
+    receiver.on_message = on_message
+    payloads = [b"%02d" % i for i in range(20)]
+    receiver.feed(b"".join(bytes(frame(p, OP_BINARY, mask=MASK)) for p in payloads))
+    receiver.paused = False
+    receiver.feed(b"")
+    assert got == payloads
+    assert receiver.buffered == 0

@@ -369,24 +369,29 @@ class Receiver:
             window <<= 1
 
     def _deliver_held(self) -> None:
-        """Deliver the messages a pause held back (_scanned_frames), until the next pause."""
-        held = self._held
-        assert held is not None
+        """Deliver the messages a pause held back (_scanned_frames), until the next pause.
+
+        The position is stored before each callback: a listener may resume the receiver and
+        feed it again from inside (``pause()`` then ``resume()``), and that nested call goes on
+        from the next message, not from where this loop started.
+        """
         on_message = self.on_message
-        at = self._held_at
-        count = len(held)
-        while at < count:
+        while True:
+            held = self._held
+            if held is None:
+                return
+            at = self._held_at
             item = held[at]
             at += 1
-            self._held_size -= len(item)
+            if at < len(held):
+                self._held_at = at
+                self._held_size -= len(item)
+            else:
+                self._held = None
+                self._held_size = 0
             on_message(item, type(item) is bytes)
             if self.paused or self.state == DONE:
-                break
-        if at < count and self.state != DONE:
-            self._held_at = at  # an index, not a slice: a long list paused often stays linear
-            return
-        self._held = None
-        self._held_size = 0
+                return
 
     def _fast_frames(self, data: bytes, size: int) -> int:
         """Parse whole, unfragmented, uncompressed data frames of < 64 KiB in one pass.
