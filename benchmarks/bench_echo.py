@@ -67,15 +67,23 @@ def measure_rate(
 
 
 def idle_memory(
-    server: str, deflate: bool = False, count: int = IDLE_CONNECTIONS, use_uvloop: bool = True
+    server: str,
+    deflate: bool = False,
+    count: int = IDLE_CONNECTIONS,
+    use_uvloop: bool = True,
+    used: bool = False,
 ) -> tuple[float, float, int]:
     """(KiB per idle connection, handshakes/s, connections that negotiated deflate).
 
     A fresh server process; 20 connections opened and closed first so that lazily imported
     code and first-use caches are not charged to the connections; then ``count`` idle ones.
+    With ``used`` (and ``deflate``), each connection then echoes one compressed 4 KiB text
+    message before the memory is read: permessage-deflate in use, both zlib contexts made.
     """
     with peers.ServerProcess(server, deflate=deflate, use_uvloop=use_uvloop) as proc:
         warm, _ = peers.open_idle(proc.port, 20, deflate)
+        if used:
+            peers.use_deflate(warm)
         for sock in warm:
             sock.close()
         time.sleep(0.5)
@@ -83,6 +91,8 @@ def idle_memory(
         start = time.perf_counter()
         sockets, negotiated = peers.open_idle(proc.port, count, deflate)
         elapsed = time.perf_counter() - start
+        if used:
+            peers.use_deflate(sockets)
         time.sleep(0.5)
         after = proc.rss_kib()
         for sock in sockets:
@@ -193,7 +203,7 @@ def memory_table(servers: Sequence[str], rounds: int, use_uvloop: bool = True) -
     for server in servers:
         if server == "raw" or not peers.available(server):
             continue
-        plain, shakes, deflated = [], [], []
+        plain, shakes, deflated, used = [], [], [], []
         for _ in range(rounds):
             kib, rate, _ = idle_memory(server, False, use_uvloop=use_uvloop)
             plain.append(kib)
@@ -201,21 +211,28 @@ def memory_table(servers: Sequence[str], rounds: int, use_uvloop: bool = True) -
             if server in peers.DEFLATE_SERVERS:
                 kib, _, negotiated = idle_memory(server, True, use_uvloop=use_uvloop)
                 deflated.append(kib if negotiated == IDLE_CONNECTIONS else float("nan"))
+                kib, _, negotiated = idle_memory(server, True, use_uvloop=use_uvloop, used=True)
+                used.append(kib if negotiated == IDLE_CONNECTIONS else float("nan"))
         rows[server] = [
             statistics.median(plain),
             statistics.median(deflated) if deflated else None,
+            statistics.median(used) if used else None,
             statistics.median(shakes),
         ]
     lines = [
         f"### Server memory per idle connection ({IDLE_CONNECTIONS} connections, RSS delta; "
         "medians) and sequential handshakes/s",
         "",
-        "| server | KiB per idle conn | KiB, deflate negotiated | handshakes/s |",
-        "| --- | --- | --- | --- |",
+        "In use: after one compressed 4 KiB text message echoed on each connection.",
+        "",
+        "| server | KiB per idle conn | KiB, deflate negotiated | KiB, deflate in use | "
+        "handshakes/s |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    for name, (plain_kib, deflate_kib, rate) in rows.items():
+    for name, (plain_kib, deflate_kib, used_kib, rate) in rows.items():
         d = "n/a" if deflate_kib is None else f"{deflate_kib:.1f}"
-        lines.append(f"| {name} | {plain_kib:.1f} | {d} | {rate:,.0f} |")
+        u = "n/a" if used_kib is None else f"{used_kib:.1f}"
+        lines.append(f"| {name} | {plain_kib:.1f} | {d} | {u} | {rate:,.0f} |")
     return "\n".join(lines)
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "close_all",
     "open_client",
     "open_idle",
+    "use_deflate",
     "rss_kib",
 ]
 
@@ -706,6 +707,62 @@ def open_idle(
         if time.monotonic() > deadline:
             raise TimeoutError("opening idle connections took too long")
     return sockets, negotiated
+
+
+def _compressed_text_frame(size: int) -> bytes:
+    """One masked text frame with a ``size``-byte message deflated (RFC 7692: RSV1, the sync
+    flush's ``00 00 ff ff`` removed), the same bytes for every connection and server."""
+    import random
+    import zlib
+
+    rng = random.Random(7)
+    words = [b"socket", b"frame", b"deflate", b"message", b"window", b"42", b"{}", b"echo"]
+    text = b" ".join(rng.choice(words) for _ in range(size))[:size]
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+    payload = (deflate.compress(text) + deflate.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+    assert len(payload) < 65536
+    length = (
+        bytes((0x80 | len(payload),))
+        if len(payload) < 126
+        else b"\xfe" + len(payload).to_bytes(2, "big")
+    )
+    return b"\xc1" + length + mask + masked
+
+
+def _read_frame(sock: socket.socket) -> None:
+    """Read one whole unmasked frame from ``sock`` (the server's reply)."""
+    buffer = b""
+
+    def need(n: int) -> bytes:
+        nonlocal buffer
+        while len(buffer) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("server closed before its reply")
+            buffer += chunk
+        out, buffer = buffer[:n], buffer[n:]
+        return out
+
+    head = need(2)
+    length = head[1] & 0x7F
+    if length == 126:
+        length = int.from_bytes(need(2), "big")
+    elif length == 127:
+        length = int.from_bytes(need(8), "big")
+    need(length)
+
+
+def use_deflate(sockets: Sequence[socket.socket], size: int = 4096) -> None:
+    """Send one compressed ``size``-byte text message on each connection (opened with
+    ``open_idle(..., deflate=True)``) and read the echo: each server has then inflated one
+    message and compressed one, so its zlib contexts exist and are in use."""
+    data = _compressed_text_frame(size)
+    for sock in sockets:
+        sock.sendall(data)
+    for sock in sockets:
+        _read_frame(sock)
 
 
 if __name__ == "__main__":
