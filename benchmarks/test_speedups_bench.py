@@ -8,7 +8,9 @@ and the peers' native masks (``websockets.speedups.apply_mask``, aiohttp's Cytho
 installed. Sizes: 16 B, 125 B, 1 KiB, 64 KiB, 1 MiB, 16 MiB; inputs: ASCII, mixed multi-byte
 text, and mixed text whose last byte is invalid. ``python -m wsfast bench`` prints the same
 comparison in a few seconds. ``test_scan_frames``: the frame scanner (one read of 100 masked
-frames into payloads), native against its pure-Python twin.
+frames into payloads), native against its pure-Python twin. ``test_permessage_deflate_zlib``:
+deflating and inflating one text message with zlib-ng (``wsfast[speedups]``) against the
+standard ``zlib`` module.
 """
 
 from __future__ import annotations
@@ -142,6 +144,55 @@ def test_scan_frames(benchmark: Any, impl: str, kind: str, size: int) -> None:
 
     result = benchmark(run)
     assert len(result) == 100
+
+
+def _deflate_modules() -> dict[str, Any]:
+    import zlib
+
+    modules: dict[str, Any] = {"zlib": zlib}
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        pass
+    else:
+        modules["zlib-ng"] = zlib_ng
+    return modules
+
+
+_TEXT_WORDS = [b"socket", b"frame", b"deflate", b"message", b"window", b"42", b"{}", b"echo"]
+
+
+@pytest.mark.parametrize("size", [1024, 64 * 1024, 1024 * 1024], ids=_size_id)
+@pytest.mark.parametrize("step", ["deflate", "inflate"])
+@pytest.mark.parametrize("impl", ["zlib-ng", "zlib"])
+def test_permessage_deflate_zlib(benchmark: Any, impl: str, step: str, size: int) -> None:
+    # permessage-deflate's work on one text message, as wsfast does it (raw deflate, 15-bit
+    # window, level 6, memLevel 8, sync flush) with fresh contexts, as without context
+    # takeover: zlib-ng (wsfast[speedups]) against the standard module (WSFAST_NO_ZLIB_NG=1).
+    # The text has few distinct words; zlib-ng's deflate gains more on varied text.
+    module = _deflate_modules().get(impl)
+    if module is None:
+        pytest.skip("zlib-ng is not installed")
+    rng = random.Random(size)
+    text = b" ".join(rng.choice(_TEXT_WORDS) for _ in range(size))[:size]
+    benchmark.group = f"permessage-deflate {step} {_size_id(size)} of text"
+    deflate = module.compressobj(6, module.DEFLATED, -15, 8)
+    compressed = deflate.compress(text) + deflate.flush(module.Z_SYNC_FLUSH)
+    if step == "deflate":
+
+        def run() -> bytes:
+            fresh = module.compressobj(6, module.DEFLATED, -15, 8)
+            out: bytes = fresh.compress(text) + fresh.flush(module.Z_SYNC_FLUSH)
+            return out
+
+        assert module.decompressobj(-15).decompress(benchmark(run)) == text
+    else:
+
+        def run() -> bytes:
+            out: bytes = module.decompressobj(-15).decompress(compressed)
+            return out
+
+        assert benchmark(run) == text
 
 
 def _decode(data: bytes) -> bool:
