@@ -18,6 +18,7 @@ __all__ = [
     "concat_unmasked",
     "concat",
     "scan_frames",
+    "payload_buffer",
     "NATIVE",
     "NATIVE_SCAN",
     "NATIVE_VERSION",
@@ -27,6 +28,7 @@ __all__ = [
     "py_unmasked",
     "py_concat_unmasked",
     "py_scan_frames",
+    "PyPayloadBuffer",
 ]
 
 
@@ -282,6 +284,23 @@ scan_frames: Callable[[Any, int, bool, int, list[Any]], int] = (
     getattr(_native, "scan_frames", None) or py_scan_frames
 )
 NATIVE_SCAN: bool = scan_frames is not py_scan_frames
+
+
+class PyPayloadBuffer(bytearray):
+    """The fallback's ``PayloadBuffer``: a zero-filled ``bytearray`` of the payload's size;
+    :meth:`take` returns a ``bytes`` copy, as the native one returns ``bytes``."""
+
+    __slots__ = ()
+
+    def take(self) -> bytes:
+        return bytes(self)
+
+
+#: ``payload_buffer(size)``: a writable buffer of ``size`` bytes for one received payload, read
+#: into in place (``recv_into``, ``BufferedProtocol``); its ``take()`` returns the payload. The
+#: native one is a ``bytes`` that is not zero-filled, so the payload is never copied after the
+#: socket wrote it.
+payload_buffer: Callable[[int], Any] = getattr(_native, "PayloadBuffer", None) or PyPayloadBuffer
 
 
 def concat(chunks: Sequence[bytes | bytearray | memoryview], total: int | None = None) -> bytes:

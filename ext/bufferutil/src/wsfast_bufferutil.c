@@ -1648,8 +1648,9 @@ static const char* const __pyx_f[] = {
 /* #### Code section: type_declarations ### */
 
 /*--- Type declarations ---*/
+struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer;
 
-/* "wsfast_bufferutil.pyx":248
+/* "wsfast_bufferutil.pyx":299
  * 
  * #: Text payloads up to this size are unmasked on the stack before decoding.
  * cdef enum:             # <<<<<<<<<<<<<<
@@ -1659,6 +1660,20 @@ static const char* const __pyx_f[] = {
 enum  {
   __pyx_e_17wsfast_bufferutil__STACK_TEXT = 0x400
 };
+
+/* "wsfast_bufferutil.pyx":258
+ * 
+ * 
+ * @cython.auto_pickle(False)             # <<<<<<<<<<<<<<
+ * cdef class PayloadBuffer:
+ *     """A new ``bytes`` of ``size`` bytes, written in place before anyone else sees it.
+*/
+struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer {
+  PyObject_HEAD
+  PyObject *_data;
+  int _taken;
+};
+
 /* #### Code section: utility_code_proto ### */
 
 /* --- Runtime support code (head) --- */
@@ -2188,6 +2203,9 @@ static CYTHON_INLINE PyObject *__Pyx__GetModuleGlobalName(PyObject *name);
 /* PyOverflowError_Check.proto */
 #define __Pyx_PyExc_OverflowError_Check(obj)  __Pyx_TypeCheck(obj, PyExc_OverflowError)
 
+/* RejectKeywords.export */
+static void __Pyx_RejectKeywords(const char* function_name, PyObject *kwds);
+
 /* ArgTypeTestError.export */
 static void __Pyx_ArgTypeError(PyObject *obj, PyTypeObject *type, const char *name, int exact);
 
@@ -2223,6 +2241,66 @@ static CYTHON_INLINE PyObject* __Pyx_decode_c_string(
 #else
 static PyObject *__Pyx_PyObject_FastCallMethod(PyObject *name, PyObject *const *args, size_t nargsf);
 #endif
+
+/* AllocateExtensionType.proto */
+static PyObject *__Pyx_AllocateExtensionType(PyTypeObject *t, int is_final);
+
+/* CallSlotAsVectorcall.proto */
+#if CYTHON_VECTORCALL_TPNEW
+typedef PyObject * (*__Pyx_tpnewvectorcallfunc)(PyTypeObject* o, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+static PyObject * __Pyx_CallTpnewAsVectorcall(__Pyx_tpnewvectorcallfunc f, PyTypeObject* o, PyObject *a, PyObject *k);
+#endif
+
+/* FormatTypeName.proto (used by RaiseErrorWithObjectType) */
+#if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX >= 0x030d0000
+typedef PyObject *__Pyx_TypeName;
+#define __Pyx_FMT_TYPENAME "%N"
+#define __Pyx_PyType_GetFullyQualifiedName(tp) Py_NewRef((PyObject*)tp)
+#define __Pyx_DECREF_TypeName(obj) Py_DECREF(obj)
+#elif CYTHON_COMPILING_IN_LIMITED_API
+typedef PyObject *__Pyx_TypeName;
+#define __Pyx_FMT_TYPENAME "%U"
+#define __Pyx_DECREF_TypeName(obj) Py_XDECREF(obj)
+static __Pyx_TypeName __Pyx_PyType_GetFullyQualifiedName(PyTypeObject* tp);
+#else  // !LIMITED_API
+typedef const char *__Pyx_TypeName;
+#define __Pyx_FMT_TYPENAME "%.200s"
+#define __Pyx_PyType_GetFullyQualifiedName(tp) ((tp)->tp_name)
+#define __Pyx_DECREF_TypeName(obj)
+#endif
+
+/* RaiseErrorWithObjectType.proto (used by CallNewInitFromVectorcall) */
+#define __Pyx_RaiseTypeErrorWithObjectType(message, obj)  __Pyx_RaiseErrorWithObjectType(PyExc_TypeError, message, obj)
+#define __Pyx_RaiseErrorWithObjectType(exc_type, message, obj)  __Pyx_RaiseErrorWithType(exc_type, message, Py_TYPE(obj))
+CYTHON_UNUSED
+static void __Pyx_RaiseErrorWithType(PyObject* exc_type, const char* message, PyTypeObject *type_obj);
+
+/* CallNewInitFromVectorcall.proto */
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__Pyx_CallNewInitFromVectorcall(PyTypeObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames);
+#endif
+
+/* PyObjectCallMethod0.proto (used by PyType_Ready) */
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod0(PyObject* obj, PyObject* method_name);
+
+/* GetTypeDictOffset.proto (used by ValidateBasesTuple) */
+#if !CYTHON_USE_TYPE_SLOTS
+CYTHON_UNUSED static Py_ssize_t __Pyx_GetTypeDictOffset(PyObject *tp, int require_cython_valid_result);
+#endif
+
+/* RaiseErrorWithObjectType1.proto (used by ValidateBasesTuple) */
+#define __Pyx_RaiseTypeErrorWithObjectType1(message, arg, obj) __Pyx_RaiseErrorWithObjectType1(PyExc_TypeError, message, arg, obj)
+#define __Pyx_RaiseErrorWithObjectType1(exc_type, message, arg, obj) __Pyx_RaiseErrorWithType1(exc_type, message, arg, Py_TYPE(obj))
+CYTHON_UNUSED
+static void __Pyx_RaiseErrorWithType1(PyObject* exc_type, const char* message, const char *arg, PyTypeObject *type_obj);
+
+/* ValidateBasesTuple.proto (used by PyType_Ready) */
+#if CYTHON_COMPILING_IN_CPYTHON || CYTHON_COMPILING_IN_LIMITED_API || CYTHON_USE_TYPE_SPECS
+static int __Pyx_validate_bases_tuple(const char *type_name, int has_dictoffset, PyObject *bases);
+#endif
+
+/* PyType_Ready.export */
+CYTHON_UNUSED static int __Pyx_PyType_Ready(PyTypeObject *t);
 
 /* TypeImport.proto */
 #ifndef __PYX_HAVE_RT_ImportType_proto_3_3_1
@@ -2286,28 +2364,13 @@ static void __pyx_insert_code_object(int code_line, __Pyx_CachedCodeObjectType* 
 static void __Pyx_AddTraceback(const char *funcname, int c_line,
                                int py_line, const char *filename);
 
-/* FormatTypeName.proto */
-#if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX >= 0x030d0000
-typedef PyObject *__Pyx_TypeName;
-#define __Pyx_FMT_TYPENAME "%N"
-#define __Pyx_PyType_GetFullyQualifiedName(tp) Py_NewRef((PyObject*)tp)
-#define __Pyx_DECREF_TypeName(obj) Py_DECREF(obj)
-#elif CYTHON_COMPILING_IN_LIMITED_API
-typedef PyObject *__Pyx_TypeName;
-#define __Pyx_FMT_TYPENAME "%U"
-#define __Pyx_DECREF_TypeName(obj) Py_XDECREF(obj)
-static __Pyx_TypeName __Pyx_PyType_GetFullyQualifiedName(PyTypeObject* tp);
-#else  // !LIMITED_API
-typedef const char *__Pyx_TypeName;
-#define __Pyx_FMT_TYPENAME "%.200s"
-#define __Pyx_PyType_GetFullyQualifiedName(tp) ((tp)->tp_name)
-#define __Pyx_DECREF_TypeName(obj)
-#endif
-
-/* GCCDiagnostics.proto (used by CIntToPy) */
+/* GCCDiagnostics.proto */
 #if !defined(__INTEL_COMPILER) && defined(__GNUC__) && (__GNUC__ > 4 || (__GNUC__ == 4 && __GNUC_MINOR__ >= 6))
 #define __Pyx_HAS_GCC_DIAGNOSTIC
 #endif
+
+/* CIntFromPy.proto */
+static CYTHON_INLINE int __Pyx_PyLong_As_int(PyObject *);
 
 /* PyObjectVectorcallKwds.proto (used by PyObjectVectorcallMethodKwds) */
 #if CYTHON_VECTORCALL
@@ -2331,9 +2394,6 @@ static CYTHON_INLINE PyObject* __Pyx_PyLong_From_long(long value);
 
 /* CIntFromPy.proto */
 static CYTHON_INLINE long __Pyx_PyLong_As_long(PyObject *);
-
-/* CIntFromPy.proto */
-static CYTHON_INLINE int __Pyx_PyLong_As_int(PyObject *);
 
 /* GetRuntimeVersion.proto */
 #if __PYX_LIMITED_VERSION_HEX < 0x030b0000
@@ -2431,6 +2491,8 @@ static int __Pyx_State_RemoveModule(void*);
 #define __PYX_TYPE_MODULE_PREFIX __PYX_ABI_MODULE_NAME "."
 
 
+/* Module declarations from "cython" */
+
 /* Module declarations from "libc.string" */
 
 /* Module declarations from "libc.stdio" */
@@ -2469,9 +2531,37 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_buffer, PyObject *__pyx_v_mask); /* proto */
 static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_data, PyObject *__pyx_v_mask); /* proto */
 static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_chunks, PyObject *__pyx_v_mask); /* proto */
+static int __pyx_pf_17wsfast_bufferutil_13PayloadBuffer___cinit__(struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *__pyx_v_self, Py_ssize_t __pyx_v_size); /* proto */
+static Py_ssize_t __pyx_pf_17wsfast_bufferutil_13PayloadBuffer_2__len__(struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *__pyx_v_self); /* proto */
+static int __pyx_pf_17wsfast_bufferutil_13PayloadBuffer_4__getbuffer__(struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *__pyx_v_self, Py_buffer *__pyx_v_view, int __pyx_v_flags); /* proto */
+static void __pyx_pf_17wsfast_bufferutil_13PayloadBuffer_6__releasebuffer__(CYTHON_UNUSED struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *__pyx_v_self, CYTHON_UNUSED Py_buffer *__pyx_v_view); /* proto */
+static PyObject *__pyx_pf_17wsfast_bufferutil_13PayloadBuffer_8take(struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_data, Py_ssize_t __pyx_v_pos, int __pyx_v_masked, Py_ssize_t __pyx_v_max_payload, PyObject *__pyx_v_out); /* proto */
 static PyObject *__pyx_pf_17wsfast_bufferutil_10_kernel(CYTHON_UNUSED PyObject *__pyx_self); /* proto */
 static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_name); /* proto */
+static PyObject *__pyx_tp_new__initialisation_17wsfast_bufferutil_PayloadBuffer(PyObject *o, 
+#if CYTHON_VECTORCALL_TPNEW
+    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
+#else
+    PyObject *a, PyObject *k
+#endif
+); /*proto*/
+static PyObject *__pyx_tp_new_vectorcall_17wsfast_bufferutil_PayloadBuffer(PyTypeObject *t, 
+#if CYTHON_VECTORCALL_TPNEW
+    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
+#else
+    PyObject *a, PyObject *k
+#endif
+); /*proto*/
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_new_17wsfast_bufferutil_PayloadBuffer(PyTypeObject *t, PyObject *a, PyObject *k); /*proto*/
+#endif
+#if !CYTHON_VECTORCALL_TPNEW
+#define __pyx_tp_new_17wsfast_bufferutil_PayloadBuffer __pyx_tp_new_vectorcall_17wsfast_bufferutil_PayloadBuffer
+#endif
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_vectorcall_17wsfast_bufferutil_PayloadBuffer(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames); /*proto*/
+#endif
 /* #### Code section: late_includes ### */
 /* #### Code section: module_state ### */
 /* SmallCodeConfig */
@@ -2496,10 +2586,12 @@ namespace {
     PyObject *__pyx_empty_bytes;
     PyObject *__pyx_empty_unicode;
     PyTypeObject *__pyx_ptype_7cpython_4type_type;
+    PyObject *__pyx_type_17wsfast_bufferutil_PayloadBuffer;
+    PyTypeObject *__pyx_ptype_17wsfast_bufferutil_PayloadBuffer;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_items;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_pop;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
-    PyObject *__pyx_string_tab[47];
+    PyObject *__pyx_string_tab[55];
 /* #### Code section: module_state_contents ### */
 /* CodeObjectCache.module_state_decls */
 struct __Pyx_CodeObjectCache __pyx_code_cache;
@@ -2540,45 +2632,53 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[5]
 #define __pyx_kp_u_add_note __pyx_string_tab[6]
 #define __pyx_kp_u_chunks_too_large __pyx_string_tab[7]
-#define __pyx_kp_u_length_exceeds_source __pyx_string_tab[8]
-#define __pyx_kp_u_mask_must_be_4_bytes_long __pyx_string_tab[9]
-#define __pyx_kp_u_offset_length_out_of_range_of_ou __pyx_string_tab[10]
-#define __pyx_kp_u_pos_must_not_be_negative __pyx_string_tab[11]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[12]
-#define __pyx_n_u_all __pyx_string_tab[13]
-#define __pyx_n_u_main __pyx_string_tab[14]
-#define __pyx_n_u_module __pyx_string_tab[15]
-#define __pyx_n_u_name_2 __pyx_string_tab[16]
-#define __pyx_n_u_qualname __pyx_string_tab[17]
-#define __pyx_n_u_test __pyx_string_tab[18]
-#define __pyx_n_u_version __pyx_string_tab[19]
-#define __pyx_n_u_kernel __pyx_string_tab[20]
-#define __pyx_n_u_use_kernel __pyx_string_tab[21]
-#define __pyx_n_u_buffer __pyx_string_tab[22]
-#define __pyx_n_u_chunk __pyx_string_tab[23]
-#define __pyx_n_u_chunks __pyx_string_tab[24]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[25]
-#define __pyx_n_u_concat_unmasked __pyx_string_tab[26]
-#define __pyx_n_u_data __pyx_string_tab[27]
-#define __pyx_n_u_encode __pyx_string_tab[28]
-#define __pyx_n_u_items __pyx_string_tab[29]
-#define __pyx_n_u_length __pyx_string_tab[30]
-#define __pyx_n_u_mask __pyx_string_tab[31]
-#define __pyx_n_u_masked __pyx_string_tab[32]
-#define __pyx_n_u_max_payload __pyx_string_tab[33]
-#define __pyx_n_u_name __pyx_string_tab[34]
-#define __pyx_n_u_offset __pyx_string_tab[35]
-#define __pyx_n_u_out __pyx_string_tab[36]
-#define __pyx_n_u_output __pyx_string_tab[37]
-#define __pyx_n_u_pop __pyx_string_tab[38]
-#define __pyx_n_u_pos __pyx_string_tab[39]
-#define __pyx_n_u_scan_frames __pyx_string_tab[40]
-#define __pyx_n_u_setdefault __pyx_string_tab[41]
-#define __pyx_n_u_source __pyx_string_tab[42]
-#define __pyx_n_u_unmask __pyx_string_tab[43]
-#define __pyx_n_u_unmasked __pyx_string_tab[44]
-#define __pyx_n_u_values __pyx_string_tab[45]
-#define __pyx_n_u_wsfast_bufferutil __pyx_string_tab[46]
+#define __pyx_kp_u_disable __pyx_string_tab[8]
+#define __pyx_kp_u_enable __pyx_string_tab[9]
+#define __pyx_kp_u_gc __pyx_string_tab[10]
+#define __pyx_kp_u_isenabled __pyx_string_tab[11]
+#define __pyx_kp_u_length_exceeds_source __pyx_string_tab[12]
+#define __pyx_kp_u_mask_must_be_4_bytes_long __pyx_string_tab[13]
+#define __pyx_kp_u_offset_length_out_of_range_of_ou __pyx_string_tab[14]
+#define __pyx_kp_u_pos_must_not_be_negative __pyx_string_tab[15]
+#define __pyx_kp_u_size_must_not_be_negative __pyx_string_tab[16]
+#define __pyx_kp_u_the_payload_was_taken __pyx_string_tab[17]
+#define __pyx_n_u_PayloadBuffer __pyx_string_tab[18]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[19]
+#define __pyx_n_u_all __pyx_string_tab[20]
+#define __pyx_n_u_main __pyx_string_tab[21]
+#define __pyx_n_u_module __pyx_string_tab[22]
+#define __pyx_n_u_name_2 __pyx_string_tab[23]
+#define __pyx_n_u_qualname __pyx_string_tab[24]
+#define __pyx_n_u_test __pyx_string_tab[25]
+#define __pyx_n_u_version __pyx_string_tab[26]
+#define __pyx_n_u_kernel __pyx_string_tab[27]
+#define __pyx_n_u_use_kernel __pyx_string_tab[28]
+#define __pyx_n_u_buffer __pyx_string_tab[29]
+#define __pyx_n_u_chunk __pyx_string_tab[30]
+#define __pyx_n_u_chunks __pyx_string_tab[31]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[32]
+#define __pyx_n_u_concat_unmasked __pyx_string_tab[33]
+#define __pyx_n_u_data __pyx_string_tab[34]
+#define __pyx_n_u_encode __pyx_string_tab[35]
+#define __pyx_n_u_items __pyx_string_tab[36]
+#define __pyx_n_u_length __pyx_string_tab[37]
+#define __pyx_n_u_mask __pyx_string_tab[38]
+#define __pyx_n_u_masked __pyx_string_tab[39]
+#define __pyx_n_u_max_payload __pyx_string_tab[40]
+#define __pyx_n_u_name __pyx_string_tab[41]
+#define __pyx_n_u_offset __pyx_string_tab[42]
+#define __pyx_n_u_out __pyx_string_tab[43]
+#define __pyx_n_u_output __pyx_string_tab[44]
+#define __pyx_n_u_pop __pyx_string_tab[45]
+#define __pyx_n_u_pos __pyx_string_tab[46]
+#define __pyx_n_u_scan_frames __pyx_string_tab[47]
+#define __pyx_n_u_setdefault __pyx_string_tab[48]
+#define __pyx_n_u_size __pyx_string_tab[49]
+#define __pyx_n_u_source __pyx_string_tab[50]
+#define __pyx_n_u_unmask __pyx_string_tab[51]
+#define __pyx_n_u_unmasked __pyx_string_tab[52]
+#define __pyx_n_u_values __pyx_string_tab[53]
+#define __pyx_n_u_wsfast_bufferutil __pyx_string_tab[54]
 /* #### Code section: module_state_clear ### */
 #if CYTHON_USE_MODULE_STATE
 static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
@@ -2594,10 +2694,12 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   __Pyx_State_RemoveModule(NULL);
   #endif
   Py_CLEAR(clear_module_state->__pyx_ptype_7cpython_4type_type);
+  Py_CLEAR(clear_module_state->__pyx_ptype_17wsfast_bufferutil_PayloadBuffer);
+  Py_CLEAR(clear_module_state->__pyx_type_17wsfast_bufferutil_PayloadBuffer);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_items.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_pop.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
-  for (int i=0; i<47; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<55; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* #### Code section: module_state_clear_end ### */
 return 0;
@@ -2615,10 +2717,12 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   __Pyx_VISIT_CONST(traverse_module_state->__pyx_empty_bytes);
   __Pyx_VISIT_CONST(traverse_module_state->__pyx_empty_unicode);
   Py_VISIT(traverse_module_state->__pyx_ptype_7cpython_4type_type);
+  Py_VISIT(traverse_module_state->__pyx_ptype_17wsfast_bufferutil_PayloadBuffer);
+  Py_VISIT(traverse_module_state->__pyx_type_17wsfast_bufferutil_PayloadBuffer);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_items.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_pop.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
-  for (int i=0; i<47; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<55; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* #### Code section: module_state_traverse_end ### */
 return 0;
@@ -2626,7 +2730,7 @@ return 0;
 #endif
 /* #### Code section: module_code ### */
 
-/* "wsfast_bufferutil.pyx":56
+/* "wsfast_bufferutil.pyx":67
  * 
  * 
  * cdef int _acquire(object obj, Py_buffer *view, int flags, str what) except -1:             # <<<<<<<<<<<<<<
@@ -2648,7 +2752,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_acquire", 0);
 
-  /* "wsfast_bufferutil.pyx":57
+  /* "wsfast_bufferutil.pyx":68
  * 
  * cdef int _acquire(object obj, Py_buffer *view, int flags, str what) except -1:
  *     if _get_buffer(obj, view, flags) < 0:             # <<<<<<<<<<<<<<
@@ -2660,7 +2764,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
   if (__pyx_t_1) {
 
 
-    /* "wsfast_bufferutil.pyx":60
+    /* "wsfast_bufferutil.pyx":71
  *         # A read-only or non-contiguous buffer raises BufferError from the buffer protocol;
  *         # the pure-Python twin raises TypeError for both (memoryview.readonly, cast("B")).
  *         if PyErr_ExceptionMatches(BufferError):             # <<<<<<<<<<<<<<
@@ -2672,7 +2776,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
     if (__pyx_t_1) {
 
 
-      /* "wsfast_bufferutil.pyx":61
+      /* "wsfast_bufferutil.pyx":72
  *         # the pure-Python twin raises TypeError for both (memoryview.readonly, cast("B")).
  *         if PyErr_ExceptionMatches(BufferError):
  *             PyErr_Clear()             # <<<<<<<<<<<<<<
@@ -2681,7 +2785,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
 */
       PyErr_Clear();
 
-      /* "wsfast_bufferutil.pyx":62
+      /* "wsfast_bufferutil.pyx":73
  *         if PyErr_ExceptionMatches(BufferError):
  *             PyErr_Clear()
  *             if flags & PyBUF_WRITABLE:             # <<<<<<<<<<<<<<
@@ -2693,7 +2797,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
       if (unlikely(__pyx_t_1)) {
 
 
-        /* "wsfast_bufferutil.pyx":63
+        /* "wsfast_bufferutil.pyx":74
  *             PyErr_Clear()
  *             if flags & PyBUF_WRITABLE:
  *                 raise TypeError(f"{what} must be a writable, contiguous buffer")             # <<<<<<<<<<<<<<
@@ -2701,9 +2805,9 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
  *         return -1  # the buffer protocol's own exception (TypeError) stays set
 */
         __pyx_t_3 = NULL;
-        __pyx_t_4 = __Pyx_PyUnicode_Unicode(__pyx_v_what); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 63, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyUnicode_Unicode(__pyx_v_what); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 74, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_5 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_must_be_a_writable_contiguous_b); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 63, __pyx_L1_error)
+        __pyx_t_5 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_must_be_a_writable_contiguous_b); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 74, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         __pyx_t_6 = 1;
@@ -2712,14 +2816,14 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
           __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_TypeError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
           __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
           __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-          if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 63, __pyx_L1_error)
+          if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 74, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_2);
         }
         __Pyx_Raise(__pyx_t_2, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        __PYX_ERR(0, 63, __pyx_L1_error)
+        __PYX_ERR(0, 74, __pyx_L1_error)
 
-        /* "wsfast_bufferutil.pyx":62
+        /* "wsfast_bufferutil.pyx":73
  *         if PyErr_ExceptionMatches(BufferError):
  *             PyErr_Clear()
  *             if flags & PyBUF_WRITABLE:             # <<<<<<<<<<<<<<
@@ -2728,7 +2832,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
 */
       }
 
-      /* "wsfast_bufferutil.pyx":64
+      /* "wsfast_bufferutil.pyx":75
  *             if flags & PyBUF_WRITABLE:
  *                 raise TypeError(f"{what} must be a writable, contiguous buffer")
  *             raise TypeError(f"{what} must be a contiguous buffer")             # <<<<<<<<<<<<<<
@@ -2736,9 +2840,9 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
  *     return 0
 */
       __pyx_t_5 = NULL;
-      __pyx_t_3 = __Pyx_PyUnicode_Unicode(__pyx_v_what); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 64, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyUnicode_Unicode(__pyx_v_what); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 75, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
-      __pyx_t_4 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_must_be_a_contiguous_buffer); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 64, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_must_be_a_contiguous_buffer); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 75, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
       __pyx_t_6 = 1;
@@ -2747,14 +2851,14 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
         __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_TypeError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 64, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 75, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_Raise(__pyx_t_2, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(0, 64, __pyx_L1_error)
+      __PYX_ERR(0, 75, __pyx_L1_error)
 
-      /* "wsfast_bufferutil.pyx":60
+      /* "wsfast_bufferutil.pyx":71
  *         # A read-only or non-contiguous buffer raises BufferError from the buffer protocol;
  *         # the pure-Python twin raises TypeError for both (memoryview.readonly, cast("B")).
  *         if PyErr_ExceptionMatches(BufferError):             # <<<<<<<<<<<<<<
@@ -2763,7 +2867,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
 */
     }
 
-    /* "wsfast_bufferutil.pyx":65
+    /* "wsfast_bufferutil.pyx":76
  *                 raise TypeError(f"{what} must be a writable, contiguous buffer")
  *             raise TypeError(f"{what} must be a contiguous buffer")
  *         return -1  # the buffer protocol's own exception (TypeError) stays set             # <<<<<<<<<<<<<<
@@ -2776,7 +2880,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
     }
     goto __pyx_L0;
 
-    /* "wsfast_bufferutil.pyx":57
+    /* "wsfast_bufferutil.pyx":68
  * 
  * cdef int _acquire(object obj, Py_buffer *view, int flags, str what) except -1:
  *     if _get_buffer(obj, view, flags) < 0:             # <<<<<<<<<<<<<<
@@ -2785,7 +2889,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
 */
   }
 
-  /* "wsfast_bufferutil.pyx":66
+  /* "wsfast_bufferutil.pyx":77
  *             raise TypeError(f"{what} must be a contiguous buffer")
  *         return -1  # the buffer protocol's own exception (TypeError) stays set
  *     return 0             # <<<<<<<<<<<<<<
@@ -2798,7 +2902,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
   }
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":56
+  /* "wsfast_bufferutil.pyx":67
  * 
  * 
  * cdef int _acquire(object obj, Py_buffer *view, int flags, str what) except -1:             # <<<<<<<<<<<<<<
@@ -2820,7 +2924,7 @@ static int __pyx_f_17wsfast_bufferutil__acquire(PyObject *__pyx_v_obj, Py_buffer
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":69
+/* "wsfast_bufferutil.pyx":80
  * 
  * 
  * cdef int _read_key(object key_obj, uint32_t *key) except -1:             # <<<<<<<<<<<<<<
@@ -2843,7 +2947,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_read_key", 0);
 
-  /* "wsfast_bufferutil.pyx":71
+  /* "wsfast_bufferutil.pyx":82
  * cdef int _read_key(object key_obj, uint32_t *key) except -1:
  *     cdef Py_buffer view
  *     if PyBytes_CheckExact(key_obj) and PyBytes_GET_SIZE(key_obj) >= 4:             # <<<<<<<<<<<<<<
@@ -2869,7 +2973,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   if (__pyx_t_1) {
 
 
-    /* "wsfast_bufferutil.pyx":72
+    /* "wsfast_bufferutil.pyx":83
  *     cdef Py_buffer view
  *     if PyBytes_CheckExact(key_obj) and PyBytes_GET_SIZE(key_obj) >= 4:
  *         memcpy(key, PyBytes_AS_STRING(key_obj), 4)             # <<<<<<<<<<<<<<
@@ -2878,7 +2982,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
     (void)(memcpy(__pyx_v_key, PyBytes_AS_STRING(__pyx_v_key_obj), 4));
 
-    /* "wsfast_bufferutil.pyx":73
+    /* "wsfast_bufferutil.pyx":84
  *     if PyBytes_CheckExact(key_obj) and PyBytes_GET_SIZE(key_obj) >= 4:
  *         memcpy(key, PyBytes_AS_STRING(key_obj), 4)
  *         return 0             # <<<<<<<<<<<<<<
@@ -2891,7 +2995,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
     }
     goto __pyx_L0;
 
-    /* "wsfast_bufferutil.pyx":71
+    /* "wsfast_bufferutil.pyx":82
  * cdef int _read_key(object key_obj, uint32_t *key) except -1:
  *     cdef Py_buffer view
  *     if PyBytes_CheckExact(key_obj) and PyBytes_GET_SIZE(key_obj) >= 4:             # <<<<<<<<<<<<<<
@@ -2900,17 +3004,17 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
   }
 
-  /* "wsfast_bufferutil.pyx":74
+  /* "wsfast_bufferutil.pyx":85
  *         memcpy(key, PyBytes_AS_STRING(key_obj), 4)
  *         return 0
  *     _acquire(key_obj, &view, PyBUF_SIMPLE, "mask")             # <<<<<<<<<<<<<<
  *     if view.len < 4:
  *         PyBuffer_Release(&view)
 */
-  __pyx_t_3 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_key_obj, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_mask); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 74, __pyx_L1_error)
+  __pyx_t_3 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_key_obj, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_mask); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 85, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":75
+  /* "wsfast_bufferutil.pyx":86
  *         return 0
  *     _acquire(key_obj, &view, PyBUF_SIMPLE, "mask")
  *     if view.len < 4:             # <<<<<<<<<<<<<<
@@ -2922,7 +3026,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "wsfast_bufferutil.pyx":76
+    /* "wsfast_bufferutil.pyx":87
  *     _acquire(key_obj, &view, PyBUF_SIMPLE, "mask")
  *     if view.len < 4:
  *         PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -2931,7 +3035,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
     PyBuffer_Release((&__pyx_v_view));
 
-    /* "wsfast_bufferutil.pyx":77
+    /* "wsfast_bufferutil.pyx":88
  *     if view.len < 4:
  *         PyBuffer_Release(&view)
  *         raise ValueError("mask must be 4 bytes long")             # <<<<<<<<<<<<<<
@@ -2944,14 +3048,14 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_mask_must_be_4_bytes_long};
       __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 77, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 88, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __Pyx_Raise(__pyx_t_4, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(0, 77, __pyx_L1_error)
+    __PYX_ERR(0, 88, __pyx_L1_error)
 
-    /* "wsfast_bufferutil.pyx":75
+    /* "wsfast_bufferutil.pyx":86
  *         return 0
  *     _acquire(key_obj, &view, PyBUF_SIMPLE, "mask")
  *     if view.len < 4:             # <<<<<<<<<<<<<<
@@ -2960,7 +3064,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
   }
 
-  /* "wsfast_bufferutil.pyx":78
+  /* "wsfast_bufferutil.pyx":89
  *         PyBuffer_Release(&view)
  *         raise ValueError("mask must be 4 bytes long")
  *     memcpy(key, view.buf, 4)             # <<<<<<<<<<<<<<
@@ -2969,7 +3073,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
   (void)(memcpy(__pyx_v_key, __pyx_v_view.buf, 4));
 
-  /* "wsfast_bufferutil.pyx":79
+  /* "wsfast_bufferutil.pyx":90
  *         raise ValueError("mask must be 4 bytes long")
  *     memcpy(key, view.buf, 4)
  *     PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -2978,7 +3082,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
 */
   PyBuffer_Release((&__pyx_v_view));
 
-  /* "wsfast_bufferutil.pyx":80
+  /* "wsfast_bufferutil.pyx":91
  *     memcpy(key, view.buf, 4)
  *     PyBuffer_Release(&view)
  *     return 0             # <<<<<<<<<<<<<<
@@ -2991,7 +3095,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   }
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":69
+  /* "wsfast_bufferutil.pyx":80
  * 
  * 
  * cdef int _read_key(object key_obj, uint32_t *key) except -1:             # <<<<<<<<<<<<<<
@@ -3012,7 +3116,7 @@ static int __pyx_f_17wsfast_bufferutil__read_key(PyObject *__pyx_v_key_obj, uint
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":83
+/* "wsfast_bufferutil.pyx":94
  * 
  * 
  * def mask(source, mask, output, offset, length):             # <<<<<<<<<<<<<<
@@ -3064,50 +3168,50 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_source,&__pyx_mstate_global->__pyx_n_u_mask,&__pyx_mstate_global->__pyx_n_u_output,&__pyx_mstate_global->__pyx_n_u_offset,&__pyx_mstate_global->__pyx_n_u_length,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 83, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 94, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 83, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 94, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 83, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 94, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 83, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 94, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 83, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 94, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 83, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 94, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "mask", 0) < (0)) __PYX_ERR(0, 83, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "mask", 0) < (0)) __PYX_ERR(0, 94, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 5; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("mask", 1, 5, 5, i); __PYX_ERR(0, 83, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("mask", 1, 5, 5, i); __PYX_ERR(0, 94, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 5)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 83, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 94, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 83, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 94, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 83, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 94, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 83, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 94, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 83, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 94, __pyx_L3_error)
     }
     __pyx_v_source = values[0];
     __pyx_v_mask = values[1];
@@ -3117,7 +3221,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("mask", 1, 5, 5, __pyx_nargs); __PYX_ERR(0, 83, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("mask", 1, 5, 5, __pyx_nargs); __PYX_ERR(0, 94, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -3173,7 +3277,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("mask", 0);
 
-  /* "wsfast_bufferutil.pyx":92
+  /* "wsfast_bufferutil.pyx":103
  *     cdef Py_buffer oview
  *     cdef Py_buffer sview
  *     cdef bint ohold = False             # <<<<<<<<<<<<<<
@@ -3182,7 +3286,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
   __pyx_v_ohold = 0;
 
-  /* "wsfast_bufferutil.pyx":93
+  /* "wsfast_bufferutil.pyx":104
  *     cdef Py_buffer sview
  *     cdef bint ohold = False
  *     cdef bint shold = False             # <<<<<<<<<<<<<<
@@ -3191,17 +3295,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
   __pyx_v_shold = 0;
 
-  /* "wsfast_bufferutil.pyx":99
+  /* "wsfast_bufferutil.pyx":110
  *     cdef unsigned char *tmp
  * 
  *     _read_key(mask, &key)             # <<<<<<<<<<<<<<
  *     if not PyByteArray_CheckExact(output):
  *         _acquire(output, &oview, PyBUF_WRITABLE, "output")
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 99, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 110, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":100
+  /* "wsfast_bufferutil.pyx":111
  * 
  *     _read_key(mask, &key)
  *     if not PyByteArray_CheckExact(output):             # <<<<<<<<<<<<<<
@@ -3213,17 +3317,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
   if (__pyx_t_2) {
 
 
-    /* "wsfast_bufferutil.pyx":101
+    /* "wsfast_bufferutil.pyx":112
  *     _read_key(mask, &key)
  *     if not PyByteArray_CheckExact(output):
  *         _acquire(output, &oview, PyBUF_WRITABLE, "output")             # <<<<<<<<<<<<<<
  *         ohold = True
  *     try:
 */
-    __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_output, (&__pyx_v_oview), PyBUF_WRITABLE, __pyx_mstate_global->__pyx_n_u_output); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 101, __pyx_L1_error)
+    __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_output, (&__pyx_v_oview), PyBUF_WRITABLE, __pyx_mstate_global->__pyx_n_u_output); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 112, __pyx_L1_error)
 
 
-    /* "wsfast_bufferutil.pyx":102
+    /* "wsfast_bufferutil.pyx":113
  *     if not PyByteArray_CheckExact(output):
  *         _acquire(output, &oview, PyBUF_WRITABLE, "output")
  *         ohold = True             # <<<<<<<<<<<<<<
@@ -3232,7 +3336,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     __pyx_v_ohold = 1;
 
-    /* "wsfast_bufferutil.pyx":100
+    /* "wsfast_bufferutil.pyx":111
  * 
  *     _read_key(mask, &key)
  *     if not PyByteArray_CheckExact(output):             # <<<<<<<<<<<<<<
@@ -3241,7 +3345,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
   }
 
-  /* "wsfast_bufferutil.pyx":103
+  /* "wsfast_bufferutil.pyx":114
  *         _acquire(output, &oview, PyBUF_WRITABLE, "output")
  *         ohold = True
  *     try:             # <<<<<<<<<<<<<<
@@ -3250,27 +3354,27 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
   /*try:*/ {
 
-    /* "wsfast_bufferutil.pyx":104
+    /* "wsfast_bufferutil.pyx":115
  *         ohold = True
  *     try:
  *         off = PyNumber_AsSsize_t(offset, ValueError)             # <<<<<<<<<<<<<<
  *         n = PyNumber_AsSsize_t(length, ValueError)
  *         # Pointers are read only now: __index__ above may have run Python code.
 */
-    __pyx_t_3 = PyNumber_AsSsize_t(__pyx_v_offset, ((PyObject *)(((PyTypeObject*)PyExc_ValueError)))); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1L) && PyErr_Occurred())) __PYX_ERR(0, 104, __pyx_L5_error)
+    __pyx_t_3 = PyNumber_AsSsize_t(__pyx_v_offset, ((PyObject *)(((PyTypeObject*)PyExc_ValueError)))); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1L) && PyErr_Occurred())) __PYX_ERR(0, 115, __pyx_L5_error)
     __pyx_v_off = __pyx_t_3;
 
-    /* "wsfast_bufferutil.pyx":105
+    /* "wsfast_bufferutil.pyx":116
  *     try:
  *         off = PyNumber_AsSsize_t(offset, ValueError)
  *         n = PyNumber_AsSsize_t(length, ValueError)             # <<<<<<<<<<<<<<
  *         # Pointers are read only now: __index__ above may have run Python code.
  *         if ohold:
 */
-    __pyx_t_3 = PyNumber_AsSsize_t(__pyx_v_length, ((PyObject *)(((PyTypeObject*)PyExc_ValueError)))); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1L) && PyErr_Occurred())) __PYX_ERR(0, 105, __pyx_L5_error)
+    __pyx_t_3 = PyNumber_AsSsize_t(__pyx_v_length, ((PyObject *)(((PyTypeObject*)PyExc_ValueError)))); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1L) && PyErr_Occurred())) __PYX_ERR(0, 116, __pyx_L5_error)
     __pyx_v_n = __pyx_t_3;
 
-    /* "wsfast_bufferutil.pyx":107
+    /* "wsfast_bufferutil.pyx":118
  *         n = PyNumber_AsSsize_t(length, ValueError)
  *         # Pointers are read only now: __index__ above may have run Python code.
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3279,7 +3383,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     if (__pyx_v_ohold) {
 
-      /* "wsfast_bufferutil.pyx":108
+      /* "wsfast_bufferutil.pyx":119
  *         # Pointers are read only now: __index__ above may have run Python code.
  *         if ohold:
  *             optr = <unsigned char *>oview.buf             # <<<<<<<<<<<<<<
@@ -3288,7 +3392,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_optr = ((unsigned char *)__pyx_v_oview.buf);
 
-      /* "wsfast_bufferutil.pyx":109
+      /* "wsfast_bufferutil.pyx":120
  *         if ohold:
  *             optr = <unsigned char *>oview.buf
  *             olen = oview.len             # <<<<<<<<<<<<<<
@@ -3299,7 +3403,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 
       __pyx_v_olen = __pyx_t_3;
 
-      /* "wsfast_bufferutil.pyx":107
+      /* "wsfast_bufferutil.pyx":118
  *         n = PyNumber_AsSsize_t(length, ValueError)
  *         # Pointers are read only now: __index__ above may have run Python code.
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3309,7 +3413,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       goto __pyx_L7;
     }
 
-    /* "wsfast_bufferutil.pyx":111
+    /* "wsfast_bufferutil.pyx":122
  *             olen = oview.len
  *         else:
  *             optr = <unsigned char *>PyByteArray_AS_STRING(output)             # <<<<<<<<<<<<<<
@@ -3319,7 +3423,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     /*else*/ {
       __pyx_v_optr = ((unsigned char *)PyByteArray_AS_STRING(__pyx_v_output));
 
-      /* "wsfast_bufferutil.pyx":112
+      /* "wsfast_bufferutil.pyx":123
  *         else:
  *             optr = <unsigned char *>PyByteArray_AS_STRING(output)
  *             olen = PyByteArray_GET_SIZE(output)             # <<<<<<<<<<<<<<
@@ -3330,7 +3434,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     }
     __pyx_L7:;
 
-    /* "wsfast_bufferutil.pyx":113
+    /* "wsfast_bufferutil.pyx":124
  *             optr = <unsigned char *>PyByteArray_AS_STRING(output)
  *             olen = PyByteArray_GET_SIZE(output)
  *         if off < 0 or n < 0 or off > olen - n:             # <<<<<<<<<<<<<<
@@ -3366,7 +3470,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "wsfast_bufferutil.pyx":114
+      /* "wsfast_bufferutil.pyx":125
  *             olen = PyByteArray_GET_SIZE(output)
  *         if off < 0 or n < 0 or off > olen - n:
  *             raise ValueError("offset/length out of range of output")             # <<<<<<<<<<<<<<
@@ -3379,14 +3483,14 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
         PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_offset_length_out_of_range_of_ou};
         __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 114, __pyx_L5_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 125, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       __Pyx_Raise(__pyx_t_5, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __PYX_ERR(0, 114, __pyx_L5_error)
+      __PYX_ERR(0, 125, __pyx_L5_error)
 
-      /* "wsfast_bufferutil.pyx":113
+      /* "wsfast_bufferutil.pyx":124
  *             optr = <unsigned char *>PyByteArray_AS_STRING(output)
  *             olen = PyByteArray_GET_SIZE(output)
  *         if off < 0 or n < 0 or off > olen - n:             # <<<<<<<<<<<<<<
@@ -3395,7 +3499,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     }
 
-    /* "wsfast_bufferutil.pyx":115
+    /* "wsfast_bufferutil.pyx":126
  *         if off < 0 or n < 0 or off > olen - n:
  *             raise ValueError("offset/length out of range of output")
  *         if PyBytes_CheckExact(source):             # <<<<<<<<<<<<<<
@@ -3407,7 +3511,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (__pyx_t_2) {
 
 
-      /* "wsfast_bufferutil.pyx":116
+      /* "wsfast_bufferutil.pyx":127
  *             raise ValueError("offset/length out of range of output")
  *         if PyBytes_CheckExact(source):
  *             sptr = <const unsigned char *>PyBytes_AS_STRING(source)             # <<<<<<<<<<<<<<
@@ -3416,7 +3520,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_sptr = ((unsigned char const *)PyBytes_AS_STRING(__pyx_v_source));
 
-      /* "wsfast_bufferutil.pyx":117
+      /* "wsfast_bufferutil.pyx":128
  *         if PyBytes_CheckExact(source):
  *             sptr = <const unsigned char *>PyBytes_AS_STRING(source)
  *             slen = PyBytes_GET_SIZE(source)             # <<<<<<<<<<<<<<
@@ -3425,7 +3529,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_slen = PyBytes_GET_SIZE(__pyx_v_source);
 
-      /* "wsfast_bufferutil.pyx":115
+      /* "wsfast_bufferutil.pyx":126
  *         if off < 0 or n < 0 or off > olen - n:
  *             raise ValueError("offset/length out of range of output")
  *         if PyBytes_CheckExact(source):             # <<<<<<<<<<<<<<
@@ -3435,7 +3539,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       goto __pyx_L12;
     }
 
-    /* "wsfast_bufferutil.pyx":118
+    /* "wsfast_bufferutil.pyx":129
  *             sptr = <const unsigned char *>PyBytes_AS_STRING(source)
  *             slen = PyBytes_GET_SIZE(source)
  *         elif PyByteArray_CheckExact(source):             # <<<<<<<<<<<<<<
@@ -3447,7 +3551,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (__pyx_t_2) {
 
 
-      /* "wsfast_bufferutil.pyx":119
+      /* "wsfast_bufferutil.pyx":130
  *             slen = PyBytes_GET_SIZE(source)
  *         elif PyByteArray_CheckExact(source):
  *             sptr = <const unsigned char *>PyByteArray_AS_STRING(source)             # <<<<<<<<<<<<<<
@@ -3456,7 +3560,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_sptr = ((unsigned char const *)PyByteArray_AS_STRING(__pyx_v_source));
 
-      /* "wsfast_bufferutil.pyx":120
+      /* "wsfast_bufferutil.pyx":131
  *         elif PyByteArray_CheckExact(source):
  *             sptr = <const unsigned char *>PyByteArray_AS_STRING(source)
  *             slen = PyByteArray_GET_SIZE(source)             # <<<<<<<<<<<<<<
@@ -3465,7 +3569,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_slen = PyByteArray_GET_SIZE(__pyx_v_source);
 
-      /* "wsfast_bufferutil.pyx":118
+      /* "wsfast_bufferutil.pyx":129
  *             sptr = <const unsigned char *>PyBytes_AS_STRING(source)
  *             slen = PyBytes_GET_SIZE(source)
  *         elif PyByteArray_CheckExact(source):             # <<<<<<<<<<<<<<
@@ -3475,7 +3579,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       goto __pyx_L12;
     }
 
-    /* "wsfast_bufferutil.pyx":122
+    /* "wsfast_bufferutil.pyx":133
  *             slen = PyByteArray_GET_SIZE(source)
  *         else:
  *             _acquire(source, &sview, PyBUF_SIMPLE, "source")             # <<<<<<<<<<<<<<
@@ -3483,10 +3587,10 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
  *             sptr = <const unsigned char *>sview.buf
 */
     /*else*/ {
-      __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_source, (&__pyx_v_sview), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_source); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 122, __pyx_L5_error)
+      __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_source, (&__pyx_v_sview), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_source); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 133, __pyx_L5_error)
 
 
-      /* "wsfast_bufferutil.pyx":123
+      /* "wsfast_bufferutil.pyx":134
  *         else:
  *             _acquire(source, &sview, PyBUF_SIMPLE, "source")
  *             shold = True             # <<<<<<<<<<<<<<
@@ -3495,7 +3599,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_shold = 1;
 
-      /* "wsfast_bufferutil.pyx":124
+      /* "wsfast_bufferutil.pyx":135
  *             _acquire(source, &sview, PyBUF_SIMPLE, "source")
  *             shold = True
  *             sptr = <const unsigned char *>sview.buf             # <<<<<<<<<<<<<<
@@ -3504,7 +3608,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_sptr = ((unsigned char const *)__pyx_v_sview.buf);
 
-      /* "wsfast_bufferutil.pyx":125
+      /* "wsfast_bufferutil.pyx":136
  *             shold = True
  *             sptr = <const unsigned char *>sview.buf
  *             slen = sview.len             # <<<<<<<<<<<<<<
@@ -3517,7 +3621,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     }
     __pyx_L12:;
 
-    /* "wsfast_bufferutil.pyx":126
+    /* "wsfast_bufferutil.pyx":137
  *             sptr = <const unsigned char *>sview.buf
  *             slen = sview.len
  *         if n > slen:             # <<<<<<<<<<<<<<
@@ -3529,7 +3633,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "wsfast_bufferutil.pyx":127
+      /* "wsfast_bufferutil.pyx":138
  *             slen = sview.len
  *         if n > slen:
  *             raise ValueError("length exceeds source")             # <<<<<<<<<<<<<<
@@ -3542,14 +3646,14 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
         PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_length_exceeds_source};
         __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 127, __pyx_L5_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 138, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       __Pyx_Raise(__pyx_t_5, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __PYX_ERR(0, 127, __pyx_L5_error)
+      __PYX_ERR(0, 138, __pyx_L5_error)
 
-      /* "wsfast_bufferutil.pyx":126
+      /* "wsfast_bufferutil.pyx":137
  *             sptr = <const unsigned char *>sview.buf
  *             slen = sview.len
  *         if n > slen:             # <<<<<<<<<<<<<<
@@ -3558,7 +3662,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     }
 
-    /* "wsfast_bufferutil.pyx":128
+    /* "wsfast_bufferutil.pyx":139
  *         if n > slen:
  *             raise ValueError("length exceeds source")
  *         optr += off             # <<<<<<<<<<<<<<
@@ -3567,7 +3671,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
     __pyx_v_optr = (__pyx_v_optr + __pyx_v_off);
 
-    /* "wsfast_bufferutil.pyx":129
+    /* "wsfast_bufferutil.pyx":140
  *             raise ValueError("length exceeds source")
  *         optr += off
  *         if optr > sptr and optr < sptr + n:             # <<<<<<<<<<<<<<
@@ -3593,7 +3697,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     if (__pyx_t_2) {
 
 
-      /* "wsfast_bufferutil.pyx":132
+      /* "wsfast_bufferutil.pyx":143
  *             # Output starts inside the source: a forward pass would read bytes it has already
  *             # overwritten. The fallback computes the whole result first; do the same.
  *             tmp = <unsigned char *>PyMem_Malloc(<size_t>n)             # <<<<<<<<<<<<<<
@@ -3602,7 +3706,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       __pyx_v_tmp = ((unsigned char *)PyMem_Malloc(((size_t)__pyx_v_n)));
 
-      /* "wsfast_bufferutil.pyx":133
+      /* "wsfast_bufferutil.pyx":144
  *             # overwritten. The fallback computes the whole result first; do the same.
  *             tmp = <unsigned char *>PyMem_Malloc(<size_t>n)
  *             if tmp == NULL:             # <<<<<<<<<<<<<<
@@ -3614,16 +3718,16 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       if (unlikely(__pyx_t_2)) {
 
 
-        /* "wsfast_bufferutil.pyx":134
+        /* "wsfast_bufferutil.pyx":145
  *             tmp = <unsigned char *>PyMem_Malloc(<size_t>n)
  *             if tmp == NULL:
  *                 raise MemoryError()             # <<<<<<<<<<<<<<
  *             wsf_mask_run(sptr, tmp, <size_t>n, key)
  *             memcpy(optr, tmp, <size_t>n)
 */
-        PyErr_NoMemory(); __PYX_ERR(0, 134, __pyx_L5_error)
+        PyErr_NoMemory(); __PYX_ERR(0, 145, __pyx_L5_error)
 
-        /* "wsfast_bufferutil.pyx":133
+        /* "wsfast_bufferutil.pyx":144
  *             # overwritten. The fallback computes the whole result first; do the same.
  *             tmp = <unsigned char *>PyMem_Malloc(<size_t>n)
  *             if tmp == NULL:             # <<<<<<<<<<<<<<
@@ -3632,7 +3736,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       }
 
-      /* "wsfast_bufferutil.pyx":135
+      /* "wsfast_bufferutil.pyx":146
  *             if tmp == NULL:
  *                 raise MemoryError()
  *             wsf_mask_run(sptr, tmp, <size_t>n, key)             # <<<<<<<<<<<<<<
@@ -3641,7 +3745,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       wsf_mask_run(__pyx_v_sptr, __pyx_v_tmp, ((size_t)__pyx_v_n), __pyx_v_key);
 
-      /* "wsfast_bufferutil.pyx":136
+      /* "wsfast_bufferutil.pyx":147
  *                 raise MemoryError()
  *             wsf_mask_run(sptr, tmp, <size_t>n, key)
  *             memcpy(optr, tmp, <size_t>n)             # <<<<<<<<<<<<<<
@@ -3650,7 +3754,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       (void)(memcpy(__pyx_v_optr, __pyx_v_tmp, ((size_t)__pyx_v_n)));
 
-      /* "wsfast_bufferutil.pyx":137
+      /* "wsfast_bufferutil.pyx":148
  *             wsf_mask_run(sptr, tmp, <size_t>n, key)
  *             memcpy(optr, tmp, <size_t>n)
  *             PyMem_Free(tmp)             # <<<<<<<<<<<<<<
@@ -3659,7 +3763,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       PyMem_Free(__pyx_v_tmp);
 
-      /* "wsfast_bufferutil.pyx":129
+      /* "wsfast_bufferutil.pyx":140
  *             raise ValueError("length exceeds source")
  *         optr += off
  *         if optr > sptr and optr < sptr + n:             # <<<<<<<<<<<<<<
@@ -3669,7 +3773,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       goto __pyx_L14;
     }
 
-    /* "wsfast_bufferutil.pyx":139
+    /* "wsfast_bufferutil.pyx":150
  *             PyMem_Free(tmp)
  *         else:
  *             wsf_mask_run(sptr, optr, <size_t>n, key)             # <<<<<<<<<<<<<<
@@ -3682,7 +3786,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     __pyx_L14:;
   }
 
-  /* "wsfast_bufferutil.pyx":141
+  /* "wsfast_bufferutil.pyx":152
  *             wsf_mask_run(sptr, optr, <size_t>n, key)
  *     finally:
  *         if shold:             # <<<<<<<<<<<<<<
@@ -3693,7 +3797,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     /*normal exit:*/{
       if (__pyx_v_shold) {
 
-        /* "wsfast_bufferutil.pyx":142
+        /* "wsfast_bufferutil.pyx":153
  *     finally:
  *         if shold:
  *             PyBuffer_Release(&sview)             # <<<<<<<<<<<<<<
@@ -3702,7 +3806,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         PyBuffer_Release((&__pyx_v_sview));
 
-        /* "wsfast_bufferutil.pyx":141
+        /* "wsfast_bufferutil.pyx":152
  *             wsf_mask_run(sptr, optr, <size_t>n, key)
  *     finally:
  *         if shold:             # <<<<<<<<<<<<<<
@@ -3711,7 +3815,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       }
 
-      /* "wsfast_bufferutil.pyx":143
+      /* "wsfast_bufferutil.pyx":154
  *         if shold:
  *             PyBuffer_Release(&sview)
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3720,7 +3824,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
       if (__pyx_v_ohold) {
 
-        /* "wsfast_bufferutil.pyx":144
+        /* "wsfast_bufferutil.pyx":155
  *             PyBuffer_Release(&sview)
  *         if ohold:
  *             PyBuffer_Release(&oview)             # <<<<<<<<<<<<<<
@@ -3729,7 +3833,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         PyBuffer_Release((&__pyx_v_oview));
 
-        /* "wsfast_bufferutil.pyx":143
+        /* "wsfast_bufferutil.pyx":154
  *         if shold:
  *             PyBuffer_Release(&sview)
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3757,7 +3861,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
       __pyx_t_1 = __pyx_lineno; __pyx_t_8 = __pyx_clineno; __pyx_t_9 = __pyx_filename;
       {
 
-        /* "wsfast_bufferutil.pyx":141
+        /* "wsfast_bufferutil.pyx":152
  *             wsf_mask_run(sptr, optr, <size_t>n, key)
  *     finally:
  *         if shold:             # <<<<<<<<<<<<<<
@@ -3766,7 +3870,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         if (__pyx_v_shold) {
 
-          /* "wsfast_bufferutil.pyx":142
+          /* "wsfast_bufferutil.pyx":153
  *     finally:
  *         if shold:
  *             PyBuffer_Release(&sview)             # <<<<<<<<<<<<<<
@@ -3775,7 +3879,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
           PyBuffer_Release((&__pyx_v_sview));
 
-          /* "wsfast_bufferutil.pyx":141
+          /* "wsfast_bufferutil.pyx":152
  *             wsf_mask_run(sptr, optr, <size_t>n, key)
  *     finally:
  *         if shold:             # <<<<<<<<<<<<<<
@@ -3784,7 +3888,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         }
 
-        /* "wsfast_bufferutil.pyx":143
+        /* "wsfast_bufferutil.pyx":154
  *         if shold:
  *             PyBuffer_Release(&sview)
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3793,7 +3897,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
         if (__pyx_v_ohold) {
 
-          /* "wsfast_bufferutil.pyx":144
+          /* "wsfast_bufferutil.pyx":155
  *             PyBuffer_Release(&sview)
  *         if ohold:
  *             PyBuffer_Release(&oview)             # <<<<<<<<<<<<<<
@@ -3802,7 +3906,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
 */
           PyBuffer_Release((&__pyx_v_oview));
 
-          /* "wsfast_bufferutil.pyx":143
+          /* "wsfast_bufferutil.pyx":154
  *         if shold:
  *             PyBuffer_Release(&sview)
  *         if ohold:             # <<<<<<<<<<<<<<
@@ -3826,7 +3930,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
     __pyx_L6:;
   }
 
-  /* "wsfast_bufferutil.pyx":83
+  /* "wsfast_bufferutil.pyx":94
  * 
  * 
  * def mask(source, mask, output, offset, length):             # <<<<<<<<<<<<<<
@@ -3860,7 +3964,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_mask(CYTHON_UNUSED PyObject *__pyx
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":147
+/* "wsfast_bufferutil.pyx":158
  * 
  * 
  * def unmask(buffer, mask):             # <<<<<<<<<<<<<<
@@ -3909,39 +4013,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_buffer,&__pyx_mstate_global->__pyx_n_u_mask,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 147, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 158, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 147, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 158, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 147, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 158, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unmask", 0) < (0)) __PYX_ERR(0, 147, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unmask", 0) < (0)) __PYX_ERR(0, 158, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unmask", 1, 2, 2, i); __PYX_ERR(0, 147, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unmask", 1, 2, 2, i); __PYX_ERR(0, 158, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 147, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 158, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 147, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 158, __pyx_L3_error)
     }
     __pyx_v_buffer = values[0];
     __pyx_v_mask = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("unmask", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 147, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("unmask", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 158, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -3974,17 +4078,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("unmask", 0);
 
-  /* "wsfast_bufferutil.pyx":151
+  /* "wsfast_bufferutil.pyx":162
  *     cdef uint32_t key
  *     cdef Py_buffer view
  *     _read_key(mask, &key)             # <<<<<<<<<<<<<<
  *     if PyByteArray_CheckExact(buffer):
  *         wsf_mask_run(<const unsigned char *>PyByteArray_AS_STRING(buffer),
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 151, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 162, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":152
+  /* "wsfast_bufferutil.pyx":163
  *     cdef Py_buffer view
  *     _read_key(mask, &key)
  *     if PyByteArray_CheckExact(buffer):             # <<<<<<<<<<<<<<
@@ -3996,7 +4100,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
   if (__pyx_t_2) {
 
 
-    /* "wsfast_bufferutil.pyx":153
+    /* "wsfast_bufferutil.pyx":164
  *     _read_key(mask, &key)
  *     if PyByteArray_CheckExact(buffer):
  *         wsf_mask_run(<const unsigned char *>PyByteArray_AS_STRING(buffer),             # <<<<<<<<<<<<<<
@@ -4005,7 +4109,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
 */
     wsf_mask_run(((unsigned char const *)PyByteArray_AS_STRING(__pyx_v_buffer)), ((unsigned char *)PyByteArray_AS_STRING(__pyx_v_buffer)), ((size_t)PyByteArray_GET_SIZE(__pyx_v_buffer)), __pyx_v_key);
 
-    /* "wsfast_bufferutil.pyx":156
+    /* "wsfast_bufferutil.pyx":167
  *                       <unsigned char *>PyByteArray_AS_STRING(buffer),
  *                       <size_t>PyByteArray_GET_SIZE(buffer), key)
  *         return             # <<<<<<<<<<<<<<
@@ -4022,7 +4126,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
     }
     goto __pyx_L0;
 
-    /* "wsfast_bufferutil.pyx":152
+    /* "wsfast_bufferutil.pyx":163
  *     cdef Py_buffer view
  *     _read_key(mask, &key)
  *     if PyByteArray_CheckExact(buffer):             # <<<<<<<<<<<<<<
@@ -4031,17 +4135,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
 */
   }
 
-  /* "wsfast_bufferutil.pyx":157
+  /* "wsfast_bufferutil.pyx":168
  *                       <size_t>PyByteArray_GET_SIZE(buffer), key)
  *         return
  *     _acquire(buffer, &view, PyBUF_WRITABLE, "buffer")             # <<<<<<<<<<<<<<
  *     wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>view.buf,
  *                   <size_t>view.len, key)
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_buffer, (&__pyx_v_view), PyBUF_WRITABLE, __pyx_mstate_global->__pyx_n_u_buffer); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 157, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_buffer, (&__pyx_v_view), PyBUF_WRITABLE, __pyx_mstate_global->__pyx_n_u_buffer); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 168, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":158
+  /* "wsfast_bufferutil.pyx":169
  *         return
  *     _acquire(buffer, &view, PyBUF_WRITABLE, "buffer")
  *     wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>view.buf,             # <<<<<<<<<<<<<<
@@ -4050,7 +4154,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
 */
   wsf_mask_run(((unsigned char const *)__pyx_v_view.buf), ((unsigned char *)__pyx_v_view.buf), ((size_t)__pyx_v_view.len), __pyx_v_key);
 
-  /* "wsfast_bufferutil.pyx":160
+  /* "wsfast_bufferutil.pyx":171
  *     wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>view.buf,
  *                   <size_t>view.len, key)
  *     PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -4059,7 +4163,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
 */
   PyBuffer_Release((&__pyx_v_view));
 
-  /* "wsfast_bufferutil.pyx":147
+  /* "wsfast_bufferutil.pyx":158
  * 
  * 
  * def unmask(buffer, mask):             # <<<<<<<<<<<<<<
@@ -4081,7 +4185,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_2unmask(CYTHON_UNUSED PyObject *__
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":163
+/* "wsfast_bufferutil.pyx":174
  * 
  * 
  * def unmasked(data, mask):             # <<<<<<<<<<<<<<
@@ -4130,39 +4234,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_data,&__pyx_mstate_global->__pyx_n_u_mask,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 163, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 174, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 174, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 163, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 174, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unmasked", 0) < (0)) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "unmasked", 0) < (0)) __PYX_ERR(0, 174, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unmasked", 1, 2, 2, i); __PYX_ERR(0, 163, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("unmasked", 1, 2, 2, i); __PYX_ERR(0, 174, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 174, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 163, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 174, __pyx_L3_error)
     }
     __pyx_v_data = values[0];
     __pyx_v_mask = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("unmasked", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 163, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("unmasked", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 174, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -4209,17 +4313,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("unmasked", 0);
 
-  /* "wsfast_bufferutil.pyx":173
+  /* "wsfast_bufferutil.pyx":184
  *     cdef bytes out
  *     cdef Py_ssize_t n
  *     _read_key(mask, &key)             # <<<<<<<<<<<<<<
  *     if PyBytes_CheckExact(data) or PyByteArray_CheckExact(data):
  *         # No Python code runs between reading the pointer and the copy.
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 173, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 184, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":174
+  /* "wsfast_bufferutil.pyx":185
  *     cdef Py_ssize_t n
  *     _read_key(mask, &key)
  *     if PyBytes_CheckExact(data) or PyByteArray_CheckExact(data):             # <<<<<<<<<<<<<<
@@ -4245,7 +4349,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
   if (__pyx_t_2) {
 
 
-    /* "wsfast_bufferutil.pyx":176
+    /* "wsfast_bufferutil.pyx":187
  *     if PyBytes_CheckExact(data) or PyByteArray_CheckExact(data):
  *         # No Python code runs between reading the pointer and the copy.
  *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)             # <<<<<<<<<<<<<<
@@ -4264,19 +4368,19 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
 
     __pyx_v_n = __pyx_t_4;
 
-    /* "wsfast_bufferutil.pyx":177
+    /* "wsfast_bufferutil.pyx":188
  *         # No Python code runs between reading the pointer and the copy.
  *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)
  *         out = PyBytes_FromStringAndSize(NULL, n)             # <<<<<<<<<<<<<<
  *         wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)
  *                                              else PyByteArray_AS_STRING(data)),
 */
-    __pyx_t_5 = PyBytes_FromStringAndSize(NULL, __pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 177, __pyx_L1_error)
+    __pyx_t_5 = PyBytes_FromStringAndSize(NULL, __pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 188, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_v_out = ((PyObject*)__pyx_t_5);
     __pyx_t_5 = 0;
 
-    /* "wsfast_bufferutil.pyx":178
+    /* "wsfast_bufferutil.pyx":189
  *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)
  *         out = PyBytes_FromStringAndSize(NULL, n)
  *         wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)             # <<<<<<<<<<<<<<
@@ -4290,7 +4394,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
       __pyx_t_6 = PyBytes_AS_STRING(__pyx_v_data);
     } else {
 
-      /* "wsfast_bufferutil.pyx":179
+      /* "wsfast_bufferutil.pyx":190
  *         out = PyBytes_FromStringAndSize(NULL, n)
  *         wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)
  *                                              else PyByteArray_AS_STRING(data)),             # <<<<<<<<<<<<<<
@@ -4302,7 +4406,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
     }
 
 
-    /* "wsfast_bufferutil.pyx":178
+    /* "wsfast_bufferutil.pyx":189
  *         n = PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data) else PyByteArray_GET_SIZE(data)
  *         out = PyBytes_FromStringAndSize(NULL, n)
  *         wsf_mask_run(<const unsigned char *>(PyBytes_AS_STRING(data) if PyBytes_CheckExact(data)             # <<<<<<<<<<<<<<
@@ -4312,7 +4416,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
     wsf_mask_run(((unsigned char const *)__pyx_t_6), ((unsigned char *)PyBytes_AS_STRING(__pyx_v_out)), ((size_t)__pyx_v_n), __pyx_v_key);
 
 
-    /* "wsfast_bufferutil.pyx":181
+    /* "wsfast_bufferutil.pyx":192
  *                                              else PyByteArray_AS_STRING(data)),
  *                      <unsigned char *>PyBytes_AS_STRING(out), <size_t>n, key)
  *         return out             # <<<<<<<<<<<<<<
@@ -4330,7 +4434,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
     }
     goto __pyx_L0;
 
-    /* "wsfast_bufferutil.pyx":174
+    /* "wsfast_bufferutil.pyx":185
  *     cdef Py_ssize_t n
  *     _read_key(mask, &key)
  *     if PyBytes_CheckExact(data) or PyByteArray_CheckExact(data):             # <<<<<<<<<<<<<<
@@ -4339,17 +4443,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
 */
   }
 
-  /* "wsfast_bufferutil.pyx":182
+  /* "wsfast_bufferutil.pyx":193
  *                      <unsigned char *>PyBytes_AS_STRING(out), <size_t>n, key)
  *         return out
  *     _acquire(data, &view, PyBUF_SIMPLE, "data")             # <<<<<<<<<<<<<<
  *     try:
  *         out = PyBytes_FromStringAndSize(NULL, view.len)
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_data, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_data); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 182, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_data, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_data); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 193, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":183
+  /* "wsfast_bufferutil.pyx":194
  *         return out
  *     _acquire(data, &view, PyBUF_SIMPLE, "data")
  *     try:             # <<<<<<<<<<<<<<
@@ -4358,19 +4462,19 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
 */
   /*try:*/ {
 
-    /* "wsfast_bufferutil.pyx":184
+    /* "wsfast_bufferutil.pyx":195
  *     _acquire(data, &view, PyBUF_SIMPLE, "data")
  *     try:
  *         out = PyBytes_FromStringAndSize(NULL, view.len)             # <<<<<<<<<<<<<<
  *         wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>PyBytes_AS_STRING(out),
  *                      <size_t>view.len, key)
 */
-    __pyx_t_5 = PyBytes_FromStringAndSize(NULL, __pyx_v_view.len); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 184, __pyx_L7_error)
+    __pyx_t_5 = PyBytes_FromStringAndSize(NULL, __pyx_v_view.len); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 195, __pyx_L7_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_v_out = ((PyObject*)__pyx_t_5);
     __pyx_t_5 = 0;
 
-    /* "wsfast_bufferutil.pyx":185
+    /* "wsfast_bufferutil.pyx":196
  *     try:
  *         out = PyBytes_FromStringAndSize(NULL, view.len)
  *         wsf_mask_run(<const unsigned char *>view.buf, <unsigned char *>PyBytes_AS_STRING(out),             # <<<<<<<<<<<<<<
@@ -4380,7 +4484,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
     wsf_mask_run(((unsigned char const *)__pyx_v_view.buf), ((unsigned char *)PyBytes_AS_STRING(__pyx_v_out)), ((size_t)__pyx_v_view.len), __pyx_v_key);
   }
 
-  /* "wsfast_bufferutil.pyx":188
+  /* "wsfast_bufferutil.pyx":199
  *                      <size_t>view.len, key)
  *     finally:
  *         PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -4425,7 +4529,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
     __pyx_L8:;
   }
 
-  /* "wsfast_bufferutil.pyx":189
+  /* "wsfast_bufferutil.pyx":200
  *     finally:
  *         PyBuffer_Release(&view)
  *     return out             # <<<<<<<<<<<<<<
@@ -4443,7 +4547,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
   }
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":163
+  /* "wsfast_bufferutil.pyx":174
  * 
  * 
  * def unmasked(data, mask):             # <<<<<<<<<<<<<<
@@ -4466,7 +4570,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_4unmasked(CYTHON_UNUSED PyObject *
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":192
+/* "wsfast_bufferutil.pyx":203
  * 
  * 
  * def concat_unmasked(chunks, mask):             # <<<<<<<<<<<<<<
@@ -4515,39 +4619,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_chunks,&__pyx_mstate_global->__pyx_n_u_mask,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 192, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 203, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 192, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 203, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 192, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 203, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "concat_unmasked", 0) < (0)) __PYX_ERR(0, 192, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "concat_unmasked", 0) < (0)) __PYX_ERR(0, 203, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("concat_unmasked", 1, 2, 2, i); __PYX_ERR(0, 192, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("concat_unmasked", 1, 2, 2, i); __PYX_ERR(0, 203, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 192, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 203, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 192, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 203, __pyx_L3_error)
     }
     __pyx_v_chunks = values[0];
     __pyx_v_mask = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("concat_unmasked", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 192, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("concat_unmasked", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 203, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -4607,7 +4711,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("concat_unmasked", 0);
 
-  /* "wsfast_bufferutil.pyx":200
+  /* "wsfast_bufferutil.pyx":211
  *     """
  *     cdef uint32_t key
  *     cdef Py_ssize_t count, i, held = 0             # <<<<<<<<<<<<<<
@@ -4616,7 +4720,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_held = 0;
 
-  /* "wsfast_bufferutil.pyx":201
+  /* "wsfast_bufferutil.pyx":212
  *     cdef uint32_t key
  *     cdef Py_ssize_t count, i, held = 0
  *     cdef size_t total = 0             # <<<<<<<<<<<<<<
@@ -4625,7 +4729,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_total = 0;
 
-  /* "wsfast_bufferutil.pyx":203
+  /* "wsfast_bufferutil.pyx":214
  *     cdef size_t total = 0
  *     cdef PyObject **items
  *     cdef Py_buffer *views = NULL             # <<<<<<<<<<<<<<
@@ -4634,7 +4738,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_views = NULL;
 
-  /* "wsfast_bufferutil.pyx":204
+  /* "wsfast_bufferutil.pyx":215
  *     cdef PyObject **items
  *     cdef Py_buffer *views = NULL
  *     cdef const unsigned char **ptrs = NULL             # <<<<<<<<<<<<<<
@@ -4643,7 +4747,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_ptrs = NULL;
 
-  /* "wsfast_bufferutil.pyx":205
+  /* "wsfast_bufferutil.pyx":216
  *     cdef Py_buffer *views = NULL
  *     cdef const unsigned char **ptrs = NULL
  *     cdef size_t *lens = NULL             # <<<<<<<<<<<<<<
@@ -4652,29 +4756,29 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_lens = NULL;
 
-  /* "wsfast_bufferutil.pyx":208
+  /* "wsfast_bufferutil.pyx":219
  *     cdef object item
  *     cdef bytes out
  *     _read_key(mask, &key)             # <<<<<<<<<<<<<<
  *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")
  *     count = PySequence_Fast_GET_SIZE(seq)
 */
-  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 208, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_17wsfast_bufferutil__read_key(__pyx_v_mask, (&__pyx_v_key)); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 219, __pyx_L1_error)
 
 
-  /* "wsfast_bufferutil.pyx":209
+  /* "wsfast_bufferutil.pyx":220
  *     cdef bytes out
  *     _read_key(mask, &key)
  *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")             # <<<<<<<<<<<<<<
  *     count = PySequence_Fast_GET_SIZE(seq)
  *     if count == 1:
 */
-  __pyx_t_2 = PySequence_Fast(__pyx_v_chunks, ((char *)"chunks must be an iterable of buffers")); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 209, __pyx_L1_error)
+  __pyx_t_2 = PySequence_Fast(__pyx_v_chunks, ((char *)"chunks must be an iterable of buffers")); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 220, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __pyx_v_seq = __pyx_t_2;
   __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":210
+  /* "wsfast_bufferutil.pyx":221
  *     _read_key(mask, &key)
  *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")
  *     count = PySequence_Fast_GET_SIZE(seq)             # <<<<<<<<<<<<<<
@@ -4683,7 +4787,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_count = PySequence_Fast_GET_SIZE(__pyx_v_seq);
 
-  /* "wsfast_bufferutil.pyx":211
+  /* "wsfast_bufferutil.pyx":222
  *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")
  *     count = PySequence_Fast_GET_SIZE(seq)
  *     if count == 1:             # <<<<<<<<<<<<<<
@@ -4695,7 +4799,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
   if (__pyx_t_3) {
 
 
-    /* "wsfast_bufferutil.pyx":212
+    /* "wsfast_bufferutil.pyx":223
  *     count = PySequence_Fast_GET_SIZE(seq)
  *     if count == 1:
  *         return unmasked(<object>PySequence_Fast_ITEMS(seq)[0], mask)             # <<<<<<<<<<<<<<
@@ -4703,7 +4807,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
  *     ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))
 */
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_unmasked); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 212, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_unmasked); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 223, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_6 = (PySequence_Fast_ITEMS(__pyx_v_seq)[0]);
 
@@ -4725,7 +4829,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
 
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 212, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 223, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     {
@@ -4739,7 +4843,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     __pyx_t_2 = 0;
     goto __pyx_L0;
 
-    /* "wsfast_bufferutil.pyx":211
+    /* "wsfast_bufferutil.pyx":222
  *     seq = PySequence_Fast(chunks, "chunks must be an iterable of buffers")
  *     count = PySequence_Fast_GET_SIZE(seq)
  *     if count == 1:             # <<<<<<<<<<<<<<
@@ -4748,7 +4852,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   }
 
-  /* "wsfast_bufferutil.pyx":213
+  /* "wsfast_bufferutil.pyx":224
  *     if count == 1:
  *         return unmasked(<object>PySequence_Fast_ITEMS(seq)[0], mask)
  *     views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))             # <<<<<<<<<<<<<<
@@ -4757,7 +4861,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_views = ((Py_buffer *)PyMem_Malloc((((size_t)(__pyx_v_count + 1)) * (sizeof(Py_buffer)))));
 
-  /* "wsfast_bufferutil.pyx":214
+  /* "wsfast_bufferutil.pyx":225
  *         return unmasked(<object>PySequence_Fast_ITEMS(seq)[0], mask)
  *     views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))
  *     ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))             # <<<<<<<<<<<<<<
@@ -4766,7 +4870,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_ptrs = ((unsigned char const **)PyMem_Malloc((((size_t)(__pyx_v_count + 1)) * (sizeof(void *)))));
 
-  /* "wsfast_bufferutil.pyx":215
+  /* "wsfast_bufferutil.pyx":226
  *     views = <Py_buffer *>PyMem_Malloc(<size_t>(count + 1) * sizeof(Py_buffer))
  *     ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))
  *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))             # <<<<<<<<<<<<<<
@@ -4775,7 +4879,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   __pyx_v_lens = ((size_t *)PyMem_Malloc((((size_t)(__pyx_v_count + 1)) * (sizeof(size_t)))));
 
-  /* "wsfast_bufferutil.pyx":216
+  /* "wsfast_bufferutil.pyx":227
  *     ptrs = <const unsigned char **>PyMem_Malloc(<size_t>(count + 1) * sizeof(void *))
  *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))
  *     try:             # <<<<<<<<<<<<<<
@@ -4784,7 +4888,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
   /*try:*/ {
 
-    /* "wsfast_bufferutil.pyx":217
+    /* "wsfast_bufferutil.pyx":228
  *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))
  *     try:
  *         if views == NULL or ptrs == NULL or lens == NULL:             # <<<<<<<<<<<<<<
@@ -4820,16 +4924,16 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     if (unlikely(__pyx_t_3)) {
 
 
-      /* "wsfast_bufferutil.pyx":218
+      /* "wsfast_bufferutil.pyx":229
  *     try:
  *         if views == NULL or ptrs == NULL or lens == NULL:
  *             raise MemoryError()             # <<<<<<<<<<<<<<
  *         items = PySequence_Fast_ITEMS(seq)
  *         for i in range(count):
 */
-      PyErr_NoMemory(); __PYX_ERR(0, 218, __pyx_L5_error)
+      PyErr_NoMemory(); __PYX_ERR(0, 229, __pyx_L5_error)
 
-      /* "wsfast_bufferutil.pyx":217
+      /* "wsfast_bufferutil.pyx":228
  *     lens = <size_t *>PyMem_Malloc(<size_t>(count + 1) * sizeof(size_t))
  *     try:
  *         if views == NULL or ptrs == NULL or lens == NULL:             # <<<<<<<<<<<<<<
@@ -4838,7 +4942,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
     }
 
-    /* "wsfast_bufferutil.pyx":219
+    /* "wsfast_bufferutil.pyx":230
  *         if views == NULL or ptrs == NULL or lens == NULL:
  *             raise MemoryError()
  *         items = PySequence_Fast_ITEMS(seq)             # <<<<<<<<<<<<<<
@@ -4847,7 +4951,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
     __pyx_v_items = PySequence_Fast_ITEMS(__pyx_v_seq);
 
-    /* "wsfast_bufferutil.pyx":220
+    /* "wsfast_bufferutil.pyx":231
  *             raise MemoryError()
  *         items = PySequence_Fast_ITEMS(seq)
  *         for i in range(count):             # <<<<<<<<<<<<<<
@@ -4861,7 +4965,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
       __pyx_v_i = __pyx_t_11;
 
-      /* "wsfast_bufferutil.pyx":221
+      /* "wsfast_bufferutil.pyx":232
  *         items = PySequence_Fast_ITEMS(seq)
  *         for i in range(count):
  *             item = <object>items[i]             # <<<<<<<<<<<<<<
@@ -4873,7 +4977,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       __Pyx_XDECREF_SET(__pyx_v_item, __pyx_t_2);
       __pyx_t_2 = 0;
 
-      /* "wsfast_bufferutil.pyx":222
+      /* "wsfast_bufferutil.pyx":233
  *         for i in range(count):
  *             item = <object>items[i]
  *             if PyBytes_CheckExact(item):             # <<<<<<<<<<<<<<
@@ -4885,7 +4989,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       if (__pyx_t_3) {
 
 
-        /* "wsfast_bufferutil.pyx":224
+        /* "wsfast_bufferutil.pyx":235
  *             if PyBytes_CheckExact(item):
  *                 # Immutable, and kept alive by seq: no view needed.
  *                 ptrs[i] = <const unsigned char *>PyBytes_AS_STRING(item)             # <<<<<<<<<<<<<<
@@ -4894,7 +4998,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
         (__pyx_v_ptrs[__pyx_v_i]) = ((unsigned char const *)PyBytes_AS_STRING(__pyx_v_item));
 
-        /* "wsfast_bufferutil.pyx":225
+        /* "wsfast_bufferutil.pyx":236
  *                 # Immutable, and kept alive by seq: no view needed.
  *                 ptrs[i] = <const unsigned char *>PyBytes_AS_STRING(item)
  *                 lens[i] = <size_t>PyBytes_GET_SIZE(item)             # <<<<<<<<<<<<<<
@@ -4903,7 +5007,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
         (__pyx_v_lens[__pyx_v_i]) = ((size_t)PyBytes_GET_SIZE(__pyx_v_item));
 
-        /* "wsfast_bufferutil.pyx":222
+        /* "wsfast_bufferutil.pyx":233
  *         for i in range(count):
  *             item = <object>items[i]
  *             if PyBytes_CheckExact(item):             # <<<<<<<<<<<<<<
@@ -4913,7 +5017,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
         goto __pyx_L13;
       }
 
-      /* "wsfast_bufferutil.pyx":229
+      /* "wsfast_bufferutil.pyx":240
  *                 # Every other buffer (bytearray included) is held until the copy is done, so
  *                 # that it can neither move nor be resized meanwhile.
  *                 _acquire(item, &views[held], PyBUF_SIMPLE, "chunk")             # <<<<<<<<<<<<<<
@@ -4921,10 +5025,10 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
  *                 lens[i] = <size_t>views[held].len
 */
       /*else*/ {
-        __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_item, (&(__pyx_v_views[__pyx_v_held])), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_chunk); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 229, __pyx_L5_error)
+        __pyx_t_1 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_item, (&(__pyx_v_views[__pyx_v_held])), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_chunk); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 240, __pyx_L5_error)
 
 
-        /* "wsfast_bufferutil.pyx":230
+        /* "wsfast_bufferutil.pyx":241
  *                 # that it can neither move nor be resized meanwhile.
  *                 _acquire(item, &views[held], PyBUF_SIMPLE, "chunk")
  *                 ptrs[i] = <const unsigned char *>views[held].buf             # <<<<<<<<<<<<<<
@@ -4933,7 +5037,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
         (__pyx_v_ptrs[__pyx_v_i]) = ((unsigned char const *)(__pyx_v_views[__pyx_v_held]).buf);
 
-        /* "wsfast_bufferutil.pyx":231
+        /* "wsfast_bufferutil.pyx":242
  *                 _acquire(item, &views[held], PyBUF_SIMPLE, "chunk")
  *                 ptrs[i] = <const unsigned char *>views[held].buf
  *                 lens[i] = <size_t>views[held].len             # <<<<<<<<<<<<<<
@@ -4942,7 +5046,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
         (__pyx_v_lens[__pyx_v_i]) = ((size_t)(__pyx_v_views[__pyx_v_held]).len);
 
-        /* "wsfast_bufferutil.pyx":232
+        /* "wsfast_bufferutil.pyx":243
  *                 ptrs[i] = <const unsigned char *>views[held].buf
  *                 lens[i] = <size_t>views[held].len
  *                 held += 1             # <<<<<<<<<<<<<<
@@ -4953,7 +5057,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       }
       __pyx_L13:;
 
-      /* "wsfast_bufferutil.pyx":233
+      /* "wsfast_bufferutil.pyx":244
  *                 lens[i] = <size_t>views[held].len
  *                 held += 1
  *             total += lens[i]             # <<<<<<<<<<<<<<
@@ -4964,7 +5068,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     }
 
 
-    /* "wsfast_bufferutil.pyx":234
+    /* "wsfast_bufferutil.pyx":245
  *                 held += 1
  *             total += lens[i]
  *         if total > <size_t>PY_SSIZE_T_MAX:             # <<<<<<<<<<<<<<
@@ -4976,7 +5080,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     if (unlikely(__pyx_t_3)) {
 
 
-      /* "wsfast_bufferutil.pyx":235
+      /* "wsfast_bufferutil.pyx":246
  *             total += lens[i]
  *         if total > <size_t>PY_SSIZE_T_MAX:
  *             raise OverflowError("chunks too large")             # <<<<<<<<<<<<<<
@@ -4989,14 +5093,14 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
         PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_chunks_too_large};
         __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_OverflowError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 235, __pyx_L5_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 246, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_Raise(__pyx_t_2, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(0, 235, __pyx_L5_error)
+      __PYX_ERR(0, 246, __pyx_L5_error)
 
-      /* "wsfast_bufferutil.pyx":234
+      /* "wsfast_bufferutil.pyx":245
  *                 held += 1
  *             total += lens[i]
  *         if total > <size_t>PY_SSIZE_T_MAX:             # <<<<<<<<<<<<<<
@@ -5005,19 +5109,19 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
     }
 
-    /* "wsfast_bufferutil.pyx":236
+    /* "wsfast_bufferutil.pyx":247
  *         if total > <size_t>PY_SSIZE_T_MAX:
  *             raise OverflowError("chunks too large")
  *         out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>total)             # <<<<<<<<<<<<<<
  *         wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)
  *     finally:
 */
-    __pyx_t_2 = PyBytes_FromStringAndSize(NULL, ((Py_ssize_t)__pyx_v_total)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 236, __pyx_L5_error)
+    __pyx_t_2 = PyBytes_FromStringAndSize(NULL, ((Py_ssize_t)__pyx_v_total)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 247, __pyx_L5_error)
     __Pyx_GOTREF(__pyx_t_2);
     __pyx_v_out = ((PyObject*)__pyx_t_2);
     __pyx_t_2 = 0;
 
-    /* "wsfast_bufferutil.pyx":237
+    /* "wsfast_bufferutil.pyx":248
  *             raise OverflowError("chunks too large")
  *         out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>total)
  *         wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)             # <<<<<<<<<<<<<<
@@ -5027,7 +5131,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     wsf_mask_pieces(__pyx_v_ptrs, __pyx_v_lens, ((size_t)__pyx_v_count), ((unsigned char *)PyBytes_AS_STRING(__pyx_v_out)), __pyx_v_key);
   }
 
-  /* "wsfast_bufferutil.pyx":239
+  /* "wsfast_bufferutil.pyx":250
  *         wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)
  *     finally:
  *         for i in range(held):             # <<<<<<<<<<<<<<
@@ -5043,7 +5147,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
         __pyx_v_i = __pyx_t_11;
 
-        /* "wsfast_bufferutil.pyx":240
+        /* "wsfast_bufferutil.pyx":251
  *     finally:
  *         for i in range(held):
  *             PyBuffer_Release(&views[i])             # <<<<<<<<<<<<<<
@@ -5054,7 +5158,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       }
 
 
-      /* "wsfast_bufferutil.pyx":241
+      /* "wsfast_bufferutil.pyx":252
  *         for i in range(held):
  *             PyBuffer_Release(&views[i])
  *         PyMem_Free(views)             # <<<<<<<<<<<<<<
@@ -5063,7 +5167,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
       PyMem_Free(__pyx_v_views);
 
-      /* "wsfast_bufferutil.pyx":242
+      /* "wsfast_bufferutil.pyx":253
  *             PyBuffer_Release(&views[i])
  *         PyMem_Free(views)
  *         PyMem_Free(ptrs)             # <<<<<<<<<<<<<<
@@ -5072,7 +5176,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
       PyMem_Free(__pyx_v_ptrs);
 
-      /* "wsfast_bufferutil.pyx":243
+      /* "wsfast_bufferutil.pyx":254
  *         PyMem_Free(views)
  *         PyMem_Free(ptrs)
  *         PyMem_Free(lens)             # <<<<<<<<<<<<<<
@@ -5101,7 +5205,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
       __pyx_t_1 = __pyx_lineno; __pyx_t_12 = __pyx_clineno; __pyx_t_13 = __pyx_filename;
       {
 
-        /* "wsfast_bufferutil.pyx":239
+        /* "wsfast_bufferutil.pyx":250
  *         wsf_mask_pieces(ptrs, lens, <size_t>count, <unsigned char *>PyBytes_AS_STRING(out), key)
  *     finally:
  *         for i in range(held):             # <<<<<<<<<<<<<<
@@ -5115,7 +5219,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
         for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
           __pyx_v_i = __pyx_t_11;
 
-          /* "wsfast_bufferutil.pyx":240
+          /* "wsfast_bufferutil.pyx":251
  *     finally:
  *         for i in range(held):
  *             PyBuffer_Release(&views[i])             # <<<<<<<<<<<<<<
@@ -5126,7 +5230,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
         }
 
 
-        /* "wsfast_bufferutil.pyx":241
+        /* "wsfast_bufferutil.pyx":252
  *         for i in range(held):
  *             PyBuffer_Release(&views[i])
  *         PyMem_Free(views)             # <<<<<<<<<<<<<<
@@ -5135,7 +5239,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
         PyMem_Free(__pyx_v_views);
 
-        /* "wsfast_bufferutil.pyx":242
+        /* "wsfast_bufferutil.pyx":253
  *             PyBuffer_Release(&views[i])
  *         PyMem_Free(views)
  *         PyMem_Free(ptrs)             # <<<<<<<<<<<<<<
@@ -5144,7 +5248,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
 */
         PyMem_Free(__pyx_v_ptrs);
 
-        /* "wsfast_bufferutil.pyx":243
+        /* "wsfast_bufferutil.pyx":254
  *         PyMem_Free(views)
  *         PyMem_Free(ptrs)
  *         PyMem_Free(lens)             # <<<<<<<<<<<<<<
@@ -5168,7 +5272,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
     __pyx_L6:;
   }
 
-  /* "wsfast_bufferutil.pyx":244
+  /* "wsfast_bufferutil.pyx":255
  *         PyMem_Free(ptrs)
  *         PyMem_Free(lens)
  *     return out             # <<<<<<<<<<<<<<
@@ -5186,7 +5290,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
   }
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":192
+  /* "wsfast_bufferutil.pyx":203
  * 
  * 
  * def concat_unmasked(chunks, mask):             # <<<<<<<<<<<<<<
@@ -5219,7 +5323,528 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_6concat_unmasked(CYTHON_UNUSED PyO
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":252
+/* "wsfast_bufferutil.pyx":274
+ *     cdef bint _taken
+ * 
+ *     def __cinit__(self, Py_ssize_t size):             # <<<<<<<<<<<<<<
+ *         if size < 0:
+ *             raise ValueError("size must not be negative")
+*/
+
+/* Python wrapper */
+static int __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_1__cinit__(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL_TPNEW
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+static int __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_1__cinit__(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL_TPNEW
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  Py_ssize_t __pyx_v_size;
+  #if !CYTHON_VECTORCALL_TPNEW
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject* values[1] = {0};
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  int __pyx_r;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("__cinit__ (wrapper)", 0);
+  #if !CYTHON_VECTORCALL_TPNEW
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return -1;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL_TPNEW(__pyx_args, __pyx_nargs);
+  {
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_size,0};
+    const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 274, __pyx_L3_error)
+    if (__pyx_kwds_len > 0) {
+      switch (__pyx_nargs) {
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 274, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  0: break;
+        default: goto __pyx_L5_argtuple_error;
+      }
+      const Py_ssize_t kwd_pos_args = __pyx_nargs;
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(0, 274, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, i); __PYX_ERR(0, 274, __pyx_L3_error) }
+      }
+    } else if (unlikely(__pyx_nargs != 1)) {
+      goto __pyx_L5_argtuple_error;
+    } else {
+      values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 274, __pyx_L3_error)
+    }
+    __pyx_v_size = __Pyx_PyIndex_AsSsize_t(values[0]); if (unlikely((__pyx_v_size == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 274, __pyx_L3_error)
+  }
+  goto __pyx_L6_skip;
+  __pyx_L5_argtuple_error:;
+  __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 274, __pyx_L3_error)
+  __pyx_L6_skip:;
+  goto __pyx_L4_argument_unpacking_done;
+  __pyx_L3_error:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_AddTraceback("wsfast_bufferutil.PayloadBuffer.__cinit__", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __Pyx_RefNannyFinishContext();
+  return -1;
+  __pyx_L4_argument_unpacking_done:;
+  __pyx_r = __pyx_pf_17wsfast_bufferutil_13PayloadBuffer___cinit__(((struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *)__pyx_v_self), __pyx_v_size);
+
+  /* function exit code */
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static int __pyx_pf_17wsfast_bufferutil_13PayloadBuffer___cinit__(struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *__pyx_v_self, Py_ssize_t __pyx_v_size) {
+  int __pyx_r;
+  __Pyx_RefNannyDeclarations
+  int __pyx_t_1;
+  PyObject *__pyx_t_2 = NULL;
+  PyObject *__pyx_t_3 = NULL;
+  size_t __pyx_t_4;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("__cinit__", 0);
+
+  /* "wsfast_bufferutil.pyx":275
+ * 
+ *     def __cinit__(self, Py_ssize_t size):
+ *         if size < 0:             # <<<<<<<<<<<<<<
+ *             raise ValueError("size must not be negative")
+ *         self._data = PyBytes_FromStringAndSize(NULL, size)
+*/
+  __pyx_t_1 = (__pyx_v_size < 0);
+
+  if (unlikely(__pyx_t_1)) {
+
+
+    /* "wsfast_bufferutil.pyx":276
+ *     def __cinit__(self, Py_ssize_t size):
+ *         if size < 0:
+ *             raise ValueError("size must not be negative")             # <<<<<<<<<<<<<<
+ *         self._data = PyBytes_FromStringAndSize(NULL, size)
+ *         self._taken = False
+*/
+    __pyx_t_3 = NULL;
+    __pyx_t_4 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_size_must_not_be_negative};
+      __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_4, (2-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 276, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+    }
+    __Pyx_Raise(__pyx_t_2, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __PYX_ERR(0, 276, __pyx_L1_error)
+
+    /* "wsfast_bufferutil.pyx":275
+ * 
+ *     def __cinit__(self, Py_ssize_t size):
+ *         if size < 0:             # <<<<<<<<<<<<<<
+ *             raise ValueError("size must not be negative")
+ *         self._data = PyBytes_FromStringAndSize(NULL, size)
+*/
+  }
+
+  /* "wsfast_bufferutil.pyx":277
+ *         if size < 0:
+ *             raise ValueError("size must not be negative")
+ *         self._data = PyBytes_FromStringAndSize(NULL, size)             # <<<<<<<<<<<<<<
+ *         self._taken = False
+ * 
+*/
+  __pyx_t_2 = PyBytes_FromStringAndSize(NULL, __pyx_v_size); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 277, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __Pyx_GIVEREF(__pyx_t_2);
+  __Pyx_GOTREF(__pyx_v_self->_data);
+  __Pyx_DECREF_SET(__pyx_v_self->_data, ((PyObject*)__pyx_t_2));
+  __pyx_t_2 = 0;
+
+  /* "wsfast_bufferutil.pyx":278
+ *             raise ValueError("size must not be negative")
+ *         self._data = PyBytes_FromStringAndSize(NULL, size)
+ *         self._taken = False             # <<<<<<<<<<<<<<
+ * 
+ *     def __len__(self):
+*/
+  __pyx_v_self->_taken = 0;
+
+  /* "wsfast_bufferutil.pyx":274
+ *     cdef bint _taken
+ * 
+ *     def __cinit__(self, Py_ssize_t size):             # <<<<<<<<<<<<<<
+ *         if size < 0:
+ *             raise ValueError("size must not be negative")
+*/
+
+  /* function exit code */
+  __pyx_r = 0;
+  goto __pyx_L0;
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_XDECREF(__pyx_t_3);
+  __Pyx_AddTraceback("wsfast_bufferutil.PayloadBuffer.__cinit__", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = -1;
+  __pyx_L0:;
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "wsfast_bufferutil.pyx":280
+ *         self._taken = False
+ * 
+ *     def __len__(self):             # <<<<<<<<<<<<<<
+ *         return PyBytes_GET_SIZE(self._data)
+ * 
+*/
+
+/* Python wrapper */
+static Py_ssize_t __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_3__len__(PyObject *__pyx_v_self); /*proto*/
+static Py_ssize_t __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_3__len__(PyObject *__pyx_v_self) {
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  Py_ssize_t __pyx_r;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("__len__ (wrapper)", 0);
+  __pyx_kwvalues = __Pyx_KwValues_VARARGS(__pyx_args, __pyx_nargs);
+  __pyx_r = __pyx_pf_17wsfast_bufferutil_13PayloadBuffer_2__len__(((struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *)__pyx_v_self));
+
+  /* function exit code */
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static Py_ssize_t __pyx_pf_17wsfast_bufferutil_13PayloadBuffer_2__len__(struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *__pyx_v_self) {
+  Py_ssize_t __pyx_r;
+  __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  __Pyx_RefNannySetupContext("__len__", 0);
+
+  /* "wsfast_bufferutil.pyx":281
+ * 
+ *     def __len__(self):
+ *         return PyBytes_GET_SIZE(self._data)             # <<<<<<<<<<<<<<
+ * 
+ *     def __getbuffer__(self, Py_buffer *view, int flags):
+*/
+  __pyx_t_1 = __pyx_v_self->_data;
+  __Pyx_INCREF(__pyx_t_1);
+  {
+
+    __pyx_r = PyBytes_GET_SIZE(__pyx_t_1);
+  }
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  goto __pyx_L0;
+
+  /* "wsfast_bufferutil.pyx":280
+ *         self._taken = False
+ * 
+ *     def __len__(self):             # <<<<<<<<<<<<<<
+ *         return PyBytes_GET_SIZE(self._data)
+ * 
+*/
+
+  /* function exit code */
+  __pyx_L0:;
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "wsfast_bufferutil.pyx":283
+ *         return PyBytes_GET_SIZE(self._data)
+ * 
+ *     def __getbuffer__(self, Py_buffer *view, int flags):             # <<<<<<<<<<<<<<
+ *         if self._taken:
+ *             raise BufferError("the payload was taken")
+*/
+
+/* Python wrapper */
+CYTHON_UNUSED static int __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_5__getbuffer__(PyObject *__pyx_v_self, Py_buffer *__pyx_v_view, int __pyx_v_flags); /*proto*/
+CYTHON_UNUSED static int __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_5__getbuffer__(PyObject *__pyx_v_self, Py_buffer *__pyx_v_view, int __pyx_v_flags) {
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  int __pyx_r;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("__getbuffer__ (wrapper)", 0);
+  __pyx_kwvalues = __Pyx_KwValues_VARARGS(__pyx_args, __pyx_nargs);
+  __pyx_r = __pyx_pf_17wsfast_bufferutil_13PayloadBuffer_4__getbuffer__(((struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *)__pyx_v_self), ((Py_buffer *)__pyx_v_view), ((int)__pyx_v_flags));
+
+  /* function exit code */
+
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static int __pyx_pf_17wsfast_bufferutil_13PayloadBuffer_4__getbuffer__(struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *__pyx_v_self, Py_buffer *__pyx_v_view, int __pyx_v_flags) {
+  int __pyx_r;
+  __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  PyObject *__pyx_t_2 = NULL;
+  size_t __pyx_t_3;
+  int __pyx_t_4;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  if (unlikely(__pyx_v_view == NULL)) {
+    PyErr_SetString(PyExc_BufferError, "PyObject_GetBuffer: view==NULL argument is obsolete");
+    return -1;
+  }
+  __Pyx_RefNannySetupContext("__getbuffer__", 0);
+  __pyx_v_view->obj = Py_None; __Pyx_INCREF(Py_None);
+  __Pyx_GIVEREF(__pyx_v_view->obj);
+
+  /* "wsfast_bufferutil.pyx":284
+ * 
+ *     def __getbuffer__(self, Py_buffer *view, int flags):
+ *         if self._taken:             # <<<<<<<<<<<<<<
+ *             raise BufferError("the payload was taken")
+ *         PyBuffer_FillInfo(view, self, PyBytes_AS_STRING(self._data),
+*/
+  if (unlikely(__pyx_v_self->_taken)) {
+
+    /* "wsfast_bufferutil.pyx":285
+ *     def __getbuffer__(self, Py_buffer *view, int flags):
+ *         if self._taken:
+ *             raise BufferError("the payload was taken")             # <<<<<<<<<<<<<<
+ *         PyBuffer_FillInfo(view, self, PyBytes_AS_STRING(self._data),
+ *                           PyBytes_GET_SIZE(self._data), 0, flags)
+*/
+    __pyx_t_2 = NULL;
+    __pyx_t_3 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_mstate_global->__pyx_kp_u_the_payload_was_taken};
+      __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_BufferError)), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 285, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_1);
+    }
+    __Pyx_Raise(__pyx_t_1, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+    __PYX_ERR(0, 285, __pyx_L1_error)
+
+    /* "wsfast_bufferutil.pyx":284
+ * 
+ *     def __getbuffer__(self, Py_buffer *view, int flags):
+ *         if self._taken:             # <<<<<<<<<<<<<<
+ *             raise BufferError("the payload was taken")
+ *         PyBuffer_FillInfo(view, self, PyBytes_AS_STRING(self._data),
+*/
+  }
+
+  /* "wsfast_bufferutil.pyx":286
+ *         if self._taken:
+ *             raise BufferError("the payload was taken")
+ *         PyBuffer_FillInfo(view, self, PyBytes_AS_STRING(self._data),             # <<<<<<<<<<<<<<
+ *                           PyBytes_GET_SIZE(self._data), 0, flags)
+ * 
+*/
+  __pyx_t_1 = __pyx_v_self->_data;
+  __Pyx_INCREF(__pyx_t_1);
+
+  /* "wsfast_bufferutil.pyx":287
+ *             raise BufferError("the payload was taken")
+ *         PyBuffer_FillInfo(view, self, PyBytes_AS_STRING(self._data),
+ *                           PyBytes_GET_SIZE(self._data), 0, flags)             # <<<<<<<<<<<<<<
+ * 
+ *     def __releasebuffer__(self, Py_buffer *view):
+*/
+  __pyx_t_2 = __pyx_v_self->_data;
+  __Pyx_INCREF(__pyx_t_2);
+
+  /* "wsfast_bufferutil.pyx":286
+ *         if self._taken:
+ *             raise BufferError("the payload was taken")
+ *         PyBuffer_FillInfo(view, self, PyBytes_AS_STRING(self._data),             # <<<<<<<<<<<<<<
+ *                           PyBytes_GET_SIZE(self._data), 0, flags)
+ * 
+*/
+  __pyx_t_4 = PyBuffer_FillInfo(__pyx_v_view, ((PyObject *)__pyx_v_self), PyBytes_AS_STRING(__pyx_t_1), PyBytes_GET_SIZE(__pyx_t_2), 0, __pyx_v_flags); if (unlikely(__pyx_t_4 == ((int)-1))) __PYX_ERR(0, 286, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+
+
+  /* "wsfast_bufferutil.pyx":283
+ *         return PyBytes_GET_SIZE(self._data)
+ * 
+ *     def __getbuffer__(self, Py_buffer *view, int flags):             # <<<<<<<<<<<<<<
+ *         if self._taken:
+ *             raise BufferError("the payload was taken")
+*/
+
+  /* function exit code */
+  __pyx_r = 0;
+  goto __pyx_L0;
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_1);
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_AddTraceback("wsfast_bufferutil.PayloadBuffer.__getbuffer__", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = -1;
+  if (__pyx_v_view->obj != NULL) {
+    __Pyx_GOTREF(__pyx_v_view->obj);
+    __Pyx_DECREF(__pyx_v_view->obj); __pyx_v_view->obj = 0;
+  }
+  goto __pyx_L2;
+  __pyx_L0:;
+  if (__pyx_v_view->obj == Py_None) {
+    __Pyx_GOTREF(__pyx_v_view->obj);
+    __Pyx_DECREF(__pyx_v_view->obj); __pyx_v_view->obj = 0;
+  }
+  __pyx_L2:;
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "wsfast_bufferutil.pyx":289
+ *                           PyBytes_GET_SIZE(self._data), 0, flags)
+ * 
+ *     def __releasebuffer__(self, Py_buffer *view):             # <<<<<<<<<<<<<<
+ *         pass
+ * 
+*/
+
+/* Python wrapper */
+CYTHON_UNUSED static void __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_7__releasebuffer__(PyObject *__pyx_v_self, Py_buffer *__pyx_v_view); /*proto*/
+CYTHON_UNUSED static void __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_7__releasebuffer__(PyObject *__pyx_v_self, Py_buffer *__pyx_v_view) {
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("__releasebuffer__ (wrapper)", 0);
+  __pyx_kwvalues = __Pyx_KwValues_VARARGS(__pyx_args, __pyx_nargs);
+  __pyx_pf_17wsfast_bufferutil_13PayloadBuffer_6__releasebuffer__(((struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *)__pyx_v_self), ((Py_buffer *)__pyx_v_view));
+
+  /* function exit code */
+
+  __Pyx_RefNannyFinishContext();
+}
+
+static void __pyx_pf_17wsfast_bufferutil_13PayloadBuffer_6__releasebuffer__(CYTHON_UNUSED struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *__pyx_v_self, CYTHON_UNUSED Py_buffer *__pyx_v_view) {
+
+  /* function exit code */
+
+}
+
+/* "wsfast_bufferutil.pyx":292
+ *         pass
+ * 
+ *     def take(self):             # <<<<<<<<<<<<<<
+ *         """The ``bytes``, filled; the buffer exports no more views."""
+ *         self._taken = True
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_17wsfast_bufferutil_13PayloadBuffer_9take(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_17wsfast_bufferutil_13PayloadBuffer_8take, "PayloadBuffer.take(self)\n\nThe ``bytes``, filled; the buffer exports no more views.");
+static PyObject *__pyx_pw_17wsfast_bufferutil_13PayloadBuffer_9take(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("take (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  if (unlikely(__pyx_nargs > 0)) { __Pyx_RaiseArgtupleInvalid("take", 1, 0, 0, __pyx_nargs); return NULL; }
+  const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+  if (unlikely(__pyx_kwds_len < 0)) return NULL;
+  if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("take", __pyx_kwds); return NULL;}
+  __pyx_r = __pyx_pf_17wsfast_bufferutil_13PayloadBuffer_8take(((struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *)__pyx_v_self));
+
+  /* function exit code */
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_17wsfast_bufferutil_13PayloadBuffer_8take(struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *__pyx_v_self) {
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("take", 0);
+
+  /* "wsfast_bufferutil.pyx":294
+ *     def take(self):
+ *         """The ``bytes``, filled; the buffer exports no more views."""
+ *         self._taken = True             # <<<<<<<<<<<<<<
+ *         return self._data
+ * 
+*/
+  __pyx_v_self->_taken = 1;
+
+  /* "wsfast_bufferutil.pyx":295
+ *         """The ``bytes``, filled; the buffer exports no more views."""
+ *         self._taken = True
+ *         return self._data             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  {
+    PyObject *__pyx_temp;
+    {
+      __pyx_temp = __pyx_r;
+      __Pyx_INCREF(__pyx_v_self->_data);
+      __pyx_r = __pyx_v_self->_data;
+    }
+    __Pyx_XDECREF(__pyx_temp);
+  }
+  goto __pyx_L0;
+
+  /* "wsfast_bufferutil.pyx":292
+ *         pass
+ * 
+ *     def take(self):             # <<<<<<<<<<<<<<
+ *         """The ``bytes``, filled; the buffer exports no more views."""
+ *         self._taken = True
+*/
+
+  /* function exit code */
+  __pyx_L0:;
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "wsfast_bufferutil.pyx":303
  * 
  * 
  * def scan_frames(data, Py_ssize_t pos, bint masked, Py_ssize_t max_payload, list out):             # <<<<<<<<<<<<<<
@@ -5271,60 +5896,60 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_data,&__pyx_mstate_global->__pyx_n_u_pos,&__pyx_mstate_global->__pyx_n_u_masked,&__pyx_mstate_global->__pyx_n_u_max_payload,&__pyx_mstate_global->__pyx_n_u_out,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 252, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 303, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 252, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 303, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 252, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 303, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 252, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 303, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 252, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 303, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 252, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 303, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "scan_frames", 0) < (0)) __PYX_ERR(0, 252, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "scan_frames", 0) < (0)) __PYX_ERR(0, 303, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 5; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("scan_frames", 1, 5, 5, i); __PYX_ERR(0, 252, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("scan_frames", 1, 5, 5, i); __PYX_ERR(0, 303, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 5)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 252, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 303, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 252, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 303, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 252, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 303, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 252, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 303, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 252, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 303, __pyx_L3_error)
     }
     __pyx_v_data = values[0];
-    __pyx_v_pos = __Pyx_PyIndex_AsSsize_t(values[1]); if (unlikely((__pyx_v_pos == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 252, __pyx_L3_error)
-    __pyx_v_masked = __Pyx_PyObject_IsTrue(values[2]); if (unlikely((__pyx_v_masked == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 252, __pyx_L3_error)
-    __pyx_v_max_payload = __Pyx_PyIndex_AsSsize_t(values[3]); if (unlikely((__pyx_v_max_payload == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 252, __pyx_L3_error)
+    __pyx_v_pos = __Pyx_PyIndex_AsSsize_t(values[1]); if (unlikely((__pyx_v_pos == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 303, __pyx_L3_error)
+    __pyx_v_masked = __Pyx_PyObject_IsTrue(values[2]); if (unlikely((__pyx_v_masked == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 303, __pyx_L3_error)
+    __pyx_v_max_payload = __Pyx_PyIndex_AsSsize_t(values[3]); if (unlikely((__pyx_v_max_payload == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 303, __pyx_L3_error)
     __pyx_v_out = ((PyObject*)values[4]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("scan_frames", 1, 5, 5, __pyx_nargs); __PYX_ERR(0, 252, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("scan_frames", 1, 5, 5, __pyx_nargs); __PYX_ERR(0, 303, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -5335,7 +5960,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_out), (&PyList_Type), 1, "out", 1))) __PYX_ERR(0, 252, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_out), (&PyList_Type), 1, "out", 1))) __PYX_ERR(0, 303, __pyx_L1_error)
   __pyx_r = __pyx_pf_17wsfast_bufferutil_8scan_frames(__pyx_self, __pyx_v_data, __pyx_v_pos, __pyx_v_masked, __pyx_v_max_payload, __pyx_v_out);
 
   /* function exit code */
@@ -5399,7 +6024,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
   __Pyx_RefNannySetupContext("scan_frames", 0);
 
 
-  /* "wsfast_bufferutil.pyx":263
+  /* "wsfast_bufferutil.pyx":314
  *     """
  *     cdef Py_buffer view
  *     cdef bint held = False             # <<<<<<<<<<<<<<
@@ -5408,7 +6033,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
   __pyx_v_held = 0;
 
-  /* "wsfast_bufferutil.pyx":270
+  /* "wsfast_bufferutil.pyx":321
  *     cdef Py_ssize_t size, length, start, end
  *     cdef unsigned char b0, b1
  *     cdef unsigned char mask_bit = 0x80 if masked else 0             # <<<<<<<<<<<<<<
@@ -5424,7 +6049,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
   }
   __pyx_v_mask_bit = __pyx_t_1;
 
-  /* "wsfast_bufferutil.pyx":271
+  /* "wsfast_bufferutil.pyx":322
  *     cdef unsigned char b0, b1
  *     cdef unsigned char mask_bit = 0x80 if masked else 0
  *     cdef uint32_t key = 0             # <<<<<<<<<<<<<<
@@ -5433,7 +6058,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
   __pyx_v_key = 0;
 
-  /* "wsfast_bufferutil.pyx":274
+  /* "wsfast_bufferutil.pyx":325
  *     cdef bytes payload
  *     cdef object text
  *     if PyBytes_CheckExact(data):             # <<<<<<<<<<<<<<
@@ -5445,7 +6070,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
   if (__pyx_t_2) {
 
 
-    /* "wsfast_bufferutil.pyx":275
+    /* "wsfast_bufferutil.pyx":326
  *     cdef object text
  *     if PyBytes_CheckExact(data):
  *         p = <const unsigned char *>PyBytes_AS_STRING(data)             # <<<<<<<<<<<<<<
@@ -5454,7 +6079,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
     __pyx_v_p = ((unsigned char const *)PyBytes_AS_STRING(__pyx_v_data));
 
-    /* "wsfast_bufferutil.pyx":276
+    /* "wsfast_bufferutil.pyx":327
  *     if PyBytes_CheckExact(data):
  *         p = <const unsigned char *>PyBytes_AS_STRING(data)
  *         size = PyBytes_GET_SIZE(data)             # <<<<<<<<<<<<<<
@@ -5463,7 +6088,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
     __pyx_v_size = PyBytes_GET_SIZE(__pyx_v_data);
 
-    /* "wsfast_bufferutil.pyx":274
+    /* "wsfast_bufferutil.pyx":325
  *     cdef bytes payload
  *     cdef object text
  *     if PyBytes_CheckExact(data):             # <<<<<<<<<<<<<<
@@ -5473,7 +6098,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
     goto __pyx_L3;
   }
 
-  /* "wsfast_bufferutil.pyx":278
+  /* "wsfast_bufferutil.pyx":329
  *         size = PyBytes_GET_SIZE(data)
  *     else:
  *         _acquire(data, &view, PyBUF_SIMPLE, "data")             # <<<<<<<<<<<<<<
@@ -5481,10 +6106,10 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
  *         p = <const unsigned char *>view.buf
 */
   /*else*/ {
-    __pyx_t_3 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_data, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_data); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 278, __pyx_L1_error)
+    __pyx_t_3 = __pyx_f_17wsfast_bufferutil__acquire(__pyx_v_data, (&__pyx_v_view), PyBUF_SIMPLE, __pyx_mstate_global->__pyx_n_u_data); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 329, __pyx_L1_error)
 
 
-    /* "wsfast_bufferutil.pyx":279
+    /* "wsfast_bufferutil.pyx":330
  *     else:
  *         _acquire(data, &view, PyBUF_SIMPLE, "data")
  *         held = True             # <<<<<<<<<<<<<<
@@ -5493,7 +6118,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
     __pyx_v_held = 1;
 
-    /* "wsfast_bufferutil.pyx":280
+    /* "wsfast_bufferutil.pyx":331
  *         _acquire(data, &view, PyBUF_SIMPLE, "data")
  *         held = True
  *         p = <const unsigned char *>view.buf             # <<<<<<<<<<<<<<
@@ -5502,7 +6127,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
     __pyx_v_p = ((unsigned char const *)__pyx_v_view.buf);
 
-    /* "wsfast_bufferutil.pyx":281
+    /* "wsfast_bufferutil.pyx":332
  *         held = True
  *         p = <const unsigned char *>view.buf
  *         size = view.len             # <<<<<<<<<<<<<<
@@ -5515,7 +6140,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
   }
   __pyx_L3:;
 
-  /* "wsfast_bufferutil.pyx":282
+  /* "wsfast_bufferutil.pyx":333
  *         p = <const unsigned char *>view.buf
  *         size = view.len
  *     try:             # <<<<<<<<<<<<<<
@@ -5524,7 +6149,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
   /*try:*/ {
 
-    /* "wsfast_bufferutil.pyx":283
+    /* "wsfast_bufferutil.pyx":334
  *         size = view.len
  *     try:
  *         if pos < 0:             # <<<<<<<<<<<<<<
@@ -5536,7 +6161,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "wsfast_bufferutil.pyx":284
+      /* "wsfast_bufferutil.pyx":335
  *     try:
  *         if pos < 0:
  *             raise ValueError("pos must not be negative")             # <<<<<<<<<<<<<<
@@ -5549,14 +6174,14 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_pos_must_not_be_negative};
         __pyx_t_5 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 284, __pyx_L5_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 335, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       __Pyx_Raise(__pyx_t_5, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __PYX_ERR(0, 284, __pyx_L5_error)
+      __PYX_ERR(0, 335, __pyx_L5_error)
 
-      /* "wsfast_bufferutil.pyx":283
+      /* "wsfast_bufferutil.pyx":334
  *         size = view.len
  *     try:
  *         if pos < 0:             # <<<<<<<<<<<<<<
@@ -5565,7 +6190,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
     }
 
-    /* "wsfast_bufferutil.pyx":285
+    /* "wsfast_bufferutil.pyx":336
  *         if pos < 0:
  *             raise ValueError("pos must not be negative")
  *         while size - pos >= 2:             # <<<<<<<<<<<<<<
@@ -5578,7 +6203,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 
       if (!__pyx_t_2) break;
 
-      /* "wsfast_bufferutil.pyx":286
+      /* "wsfast_bufferutil.pyx":337
  *             raise ValueError("pos must not be negative")
  *         while size - pos >= 2:
  *             b0 = p[pos]             # <<<<<<<<<<<<<<
@@ -5587,7 +6212,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
       __pyx_v_b0 = (__pyx_v_p[__pyx_v_pos]);
 
-      /* "wsfast_bufferutil.pyx":287
+      /* "wsfast_bufferutil.pyx":338
  *         while size - pos >= 2:
  *             b0 = p[pos]
  *             b1 = p[pos + 1]             # <<<<<<<<<<<<<<
@@ -5596,7 +6221,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
       __pyx_v_b1 = (__pyx_v_p[(__pyx_v_pos + 1)]);
 
-      /* "wsfast_bufferutil.pyx":288
+      /* "wsfast_bufferutil.pyx":339
  *             b0 = p[pos]
  *             b1 = p[pos + 1]
  *             if (b0 != 0x81 and b0 != 0x82) or (b1 & 0x80) != mask_bit:             # <<<<<<<<<<<<<<
@@ -5629,7 +6254,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
       if (__pyx_t_2) {
 
 
-        /* "wsfast_bufferutil.pyx":289
+        /* "wsfast_bufferutil.pyx":340
  *             b1 = p[pos + 1]
  *             if (b0 != 0x81 and b0 != 0x82) or (b1 & 0x80) != mask_bit:
  *                 break             # <<<<<<<<<<<<<<
@@ -5638,7 +6263,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         goto __pyx_L9_break;
 
-        /* "wsfast_bufferutil.pyx":288
+        /* "wsfast_bufferutil.pyx":339
  *             b0 = p[pos]
  *             b1 = p[pos + 1]
  *             if (b0 != 0x81 and b0 != 0x82) or (b1 & 0x80) != mask_bit:             # <<<<<<<<<<<<<<
@@ -5647,7 +6272,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
       }
 
-      /* "wsfast_bufferutil.pyx":290
+      /* "wsfast_bufferutil.pyx":341
  *             if (b0 != 0x81 and b0 != 0x82) or (b1 & 0x80) != mask_bit:
  *                 break
  *             length = b1 & 0x7F             # <<<<<<<<<<<<<<
@@ -5656,7 +6281,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
       __pyx_v_length = (__pyx_v_b1 & 0x7F);
 
-      /* "wsfast_bufferutil.pyx":291
+      /* "wsfast_bufferutil.pyx":342
  *                 break
  *             length = b1 & 0x7F
  *             start = pos + 2             # <<<<<<<<<<<<<<
@@ -5665,7 +6290,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
       __pyx_v_start = (__pyx_v_pos + 2);
 
-      /* "wsfast_bufferutil.pyx":292
+      /* "wsfast_bufferutil.pyx":343
  *             length = b1 & 0x7F
  *             start = pos + 2
  *             if length == 126:             # <<<<<<<<<<<<<<
@@ -5675,7 +6300,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
       switch (__pyx_v_length) {
         case 0x7E:
 
-        /* "wsfast_bufferutil.pyx":293
+        /* "wsfast_bufferutil.pyx":344
  *             start = pos + 2
  *             if length == 126:
  *                 if size - start < 2:             # <<<<<<<<<<<<<<
@@ -5687,7 +6312,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         if (__pyx_t_2) {
 
 
-          /* "wsfast_bufferutil.pyx":294
+          /* "wsfast_bufferutil.pyx":345
  *             if length == 126:
  *                 if size - start < 2:
  *                     break             # <<<<<<<<<<<<<<
@@ -5696,7 +6321,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
           goto __pyx_L9_break;
 
-          /* "wsfast_bufferutil.pyx":293
+          /* "wsfast_bufferutil.pyx":344
  *             start = pos + 2
  *             if length == 126:
  *                 if size - start < 2:             # <<<<<<<<<<<<<<
@@ -5705,7 +6330,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         }
 
-        /* "wsfast_bufferutil.pyx":295
+        /* "wsfast_bufferutil.pyx":346
  *                 if size - start < 2:
  *                     break
  *                 length = (<Py_ssize_t>p[start] << 8) | p[start + 1]             # <<<<<<<<<<<<<<
@@ -5714,7 +6339,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         __pyx_v_length = ((((Py_ssize_t)(__pyx_v_p[__pyx_v_start])) << 8) | (__pyx_v_p[(__pyx_v_start + 1)]));
 
-        /* "wsfast_bufferutil.pyx":296
+        /* "wsfast_bufferutil.pyx":347
  *                     break
  *                 length = (<Py_ssize_t>p[start] << 8) | p[start + 1]
  *                 start += 2             # <<<<<<<<<<<<<<
@@ -5723,7 +6348,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         __pyx_v_start = (__pyx_v_start + 2);
 
-        /* "wsfast_bufferutil.pyx":292
+        /* "wsfast_bufferutil.pyx":343
  *             length = b1 & 0x7F
  *             start = pos + 2
  *             if length == 126:             # <<<<<<<<<<<<<<
@@ -5733,7 +6358,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         break;
         case 0x7F:
 
-        /* "wsfast_bufferutil.pyx":298
+        /* "wsfast_bufferutil.pyx":349
  *                 start += 2
  *             elif length == 127:
  *                 break             # <<<<<<<<<<<<<<
@@ -5742,7 +6367,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         goto __pyx_L9_break;
 
-        /* "wsfast_bufferutil.pyx":297
+        /* "wsfast_bufferutil.pyx":348
  *                 length = (<Py_ssize_t>p[start] << 8) | p[start + 1]
  *                 start += 2
  *             elif length == 127:             # <<<<<<<<<<<<<<
@@ -5753,7 +6378,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         default: break;
       }
 
-      /* "wsfast_bufferutil.pyx":299
+      /* "wsfast_bufferutil.pyx":350
  *             elif length == 127:
  *                 break
  *             if max_payload > 0 and length > max_payload:             # <<<<<<<<<<<<<<
@@ -5779,7 +6404,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
       if (__pyx_t_2) {
 
 
-        /* "wsfast_bufferutil.pyx":300
+        /* "wsfast_bufferutil.pyx":351
  *                 break
  *             if max_payload > 0 and length > max_payload:
  *                 break             # <<<<<<<<<<<<<<
@@ -5788,7 +6413,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         goto __pyx_L9_break;
 
-        /* "wsfast_bufferutil.pyx":299
+        /* "wsfast_bufferutil.pyx":350
  *             elif length == 127:
  *                 break
  *             if max_payload > 0 and length > max_payload:             # <<<<<<<<<<<<<<
@@ -5797,7 +6422,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
       }
 
-      /* "wsfast_bufferutil.pyx":301
+      /* "wsfast_bufferutil.pyx":352
  *             if max_payload > 0 and length > max_payload:
  *                 break
  *             if masked:             # <<<<<<<<<<<<<<
@@ -5806,7 +6431,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
       if (__pyx_v_masked) {
 
-        /* "wsfast_bufferutil.pyx":302
+        /* "wsfast_bufferutil.pyx":353
  *                 break
  *             if masked:
  *                 if size - start < 4 + length:             # <<<<<<<<<<<<<<
@@ -5818,7 +6443,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         if (__pyx_t_2) {
 
 
-          /* "wsfast_bufferutil.pyx":303
+          /* "wsfast_bufferutil.pyx":354
  *             if masked:
  *                 if size - start < 4 + length:
  *                     break             # <<<<<<<<<<<<<<
@@ -5827,7 +6452,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
           goto __pyx_L9_break;
 
-          /* "wsfast_bufferutil.pyx":302
+          /* "wsfast_bufferutil.pyx":353
  *                 break
  *             if masked:
  *                 if size - start < 4 + length:             # <<<<<<<<<<<<<<
@@ -5836,7 +6461,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         }
 
-        /* "wsfast_bufferutil.pyx":304
+        /* "wsfast_bufferutil.pyx":355
  *                 if size - start < 4 + length:
  *                     break
  *                 memcpy(&key, p + start, 4)             # <<<<<<<<<<<<<<
@@ -5845,7 +6470,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         (void)(memcpy((&__pyx_v_key), (__pyx_v_p + __pyx_v_start), 4));
 
-        /* "wsfast_bufferutil.pyx":305
+        /* "wsfast_bufferutil.pyx":356
  *                     break
  *                 memcpy(&key, p + start, 4)
  *                 src = p + start + 4             # <<<<<<<<<<<<<<
@@ -5854,7 +6479,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         __pyx_v_src = ((__pyx_v_p + __pyx_v_start) + 4);
 
-        /* "wsfast_bufferutil.pyx":306
+        /* "wsfast_bufferutil.pyx":357
  *                 memcpy(&key, p + start, 4)
  *                 src = p + start + 4
  *                 end = start + 4 + length             # <<<<<<<<<<<<<<
@@ -5863,7 +6488,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         __pyx_v_end = ((__pyx_v_start + 4) + __pyx_v_length);
 
-        /* "wsfast_bufferutil.pyx":301
+        /* "wsfast_bufferutil.pyx":352
  *             if max_payload > 0 and length > max_payload:
  *                 break
  *             if masked:             # <<<<<<<<<<<<<<
@@ -5873,7 +6498,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         goto __pyx_L17;
       }
 
-      /* "wsfast_bufferutil.pyx":308
+      /* "wsfast_bufferutil.pyx":359
  *                 end = start + 4 + length
  *             else:
  *                 if size - start < length:             # <<<<<<<<<<<<<<
@@ -5886,7 +6511,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         if (__pyx_t_2) {
 
 
-          /* "wsfast_bufferutil.pyx":309
+          /* "wsfast_bufferutil.pyx":360
  *             else:
  *                 if size - start < length:
  *                     break             # <<<<<<<<<<<<<<
@@ -5895,7 +6520,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
           goto __pyx_L9_break;
 
-          /* "wsfast_bufferutil.pyx":308
+          /* "wsfast_bufferutil.pyx":359
  *                 end = start + 4 + length
  *             else:
  *                 if size - start < length:             # <<<<<<<<<<<<<<
@@ -5904,7 +6529,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         }
 
-        /* "wsfast_bufferutil.pyx":310
+        /* "wsfast_bufferutil.pyx":361
  *                 if size - start < length:
  *                     break
  *                 src = p + start             # <<<<<<<<<<<<<<
@@ -5913,7 +6538,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         __pyx_v_src = (__pyx_v_p + __pyx_v_start);
 
-        /* "wsfast_bufferutil.pyx":311
+        /* "wsfast_bufferutil.pyx":362
  *                     break
  *                 src = p + start
  *                 end = start + length             # <<<<<<<<<<<<<<
@@ -5924,7 +6549,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
       }
       __pyx_L17:;
 
-      /* "wsfast_bufferutil.pyx":312
+      /* "wsfast_bufferutil.pyx":363
  *                 src = p + start
  *                 end = start + length
  *             if b0 == 0x82:             # <<<<<<<<<<<<<<
@@ -5936,19 +6561,19 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
       if (__pyx_t_2) {
 
 
-        /* "wsfast_bufferutil.pyx":313
+        /* "wsfast_bufferutil.pyx":364
  *                 end = start + length
  *             if b0 == 0x82:
  *                 payload = PyBytes_FromStringAndSize(NULL, length)             # <<<<<<<<<<<<<<
  *                 if masked:
  *                     wsf_mask_run(src, <unsigned char *>PyBytes_AS_STRING(payload),
 */
-        __pyx_t_5 = PyBytes_FromStringAndSize(NULL, __pyx_v_length); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 313, __pyx_L5_error)
+        __pyx_t_5 = PyBytes_FromStringAndSize(NULL, __pyx_v_length); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 364, __pyx_L5_error)
         __Pyx_GOTREF(__pyx_t_5);
         __Pyx_XDECREF_SET(__pyx_v_payload, ((PyObject*)__pyx_t_5));
         __pyx_t_5 = 0;
 
-        /* "wsfast_bufferutil.pyx":314
+        /* "wsfast_bufferutil.pyx":365
  *             if b0 == 0x82:
  *                 payload = PyBytes_FromStringAndSize(NULL, length)
  *                 if masked:             # <<<<<<<<<<<<<<
@@ -5957,7 +6582,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         if (__pyx_v_masked) {
 
-          /* "wsfast_bufferutil.pyx":315
+          /* "wsfast_bufferutil.pyx":366
  *                 payload = PyBytes_FromStringAndSize(NULL, length)
  *                 if masked:
  *                     wsf_mask_run(src, <unsigned char *>PyBytes_AS_STRING(payload),             # <<<<<<<<<<<<<<
@@ -5966,7 +6591,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
           wsf_mask_run(__pyx_v_src, ((unsigned char *)PyBytes_AS_STRING(__pyx_v_payload)), ((size_t)__pyx_v_length), __pyx_v_key);
 
-          /* "wsfast_bufferutil.pyx":314
+          /* "wsfast_bufferutil.pyx":365
  *             if b0 == 0x82:
  *                 payload = PyBytes_FromStringAndSize(NULL, length)
  *                 if masked:             # <<<<<<<<<<<<<<
@@ -5976,7 +6601,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
           goto __pyx_L21;
         }
 
-        /* "wsfast_bufferutil.pyx":317
+        /* "wsfast_bufferutil.pyx":368
  *                     wsf_mask_run(src, <unsigned char *>PyBytes_AS_STRING(payload),
  *                                  <size_t>length, key)
  *                 elif length:             # <<<<<<<<<<<<<<
@@ -5988,7 +6613,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         if (__pyx_t_2) {
 
 
-          /* "wsfast_bufferutil.pyx":318
+          /* "wsfast_bufferutil.pyx":369
  *                                  <size_t>length, key)
  *                 elif length:
  *                     memcpy(PyBytes_AS_STRING(payload), src, <size_t>length)             # <<<<<<<<<<<<<<
@@ -5997,7 +6622,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
           (void)(memcpy(PyBytes_AS_STRING(__pyx_v_payload), __pyx_v_src, ((size_t)__pyx_v_length)));
 
-          /* "wsfast_bufferutil.pyx":317
+          /* "wsfast_bufferutil.pyx":368
  *                     wsf_mask_run(src, <unsigned char *>PyBytes_AS_STRING(payload),
  *                                  <size_t>length, key)
  *                 elif length:             # <<<<<<<<<<<<<<
@@ -6007,17 +6632,17 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         }
         __pyx_L21:;
 
-        /* "wsfast_bufferutil.pyx":319
+        /* "wsfast_bufferutil.pyx":370
  *                 elif length:
  *                     memcpy(PyBytes_AS_STRING(payload), src, <size_t>length)
  *                 PyList_Append(out, payload)             # <<<<<<<<<<<<<<
  *             else:
  *                 tmp = NULL
 */
-        __pyx_t_3 = PyList_Append(__pyx_v_out, __pyx_v_payload); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 319, __pyx_L5_error)
+        __pyx_t_3 = PyList_Append(__pyx_v_out, __pyx_v_payload); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(0, 370, __pyx_L5_error)
 
 
-        /* "wsfast_bufferutil.pyx":312
+        /* "wsfast_bufferutil.pyx":363
  *                 src = p + start
  *                 end = start + length
  *             if b0 == 0x82:             # <<<<<<<<<<<<<<
@@ -6027,7 +6652,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         goto __pyx_L20;
       }
 
-      /* "wsfast_bufferutil.pyx":321
+      /* "wsfast_bufferutil.pyx":372
  *                 PyList_Append(out, payload)
  *             else:
  *                 tmp = NULL             # <<<<<<<<<<<<<<
@@ -6037,7 +6662,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
       /*else*/ {
         __pyx_v_tmp = NULL;
 
-        /* "wsfast_bufferutil.pyx":322
+        /* "wsfast_bufferutil.pyx":373
  *             else:
  *                 tmp = NULL
  *                 if masked and length:             # <<<<<<<<<<<<<<
@@ -6059,7 +6684,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         if (__pyx_t_2) {
 
 
-          /* "wsfast_bufferutil.pyx":324
+          /* "wsfast_bufferutil.pyx":375
  *                 if masked and length:
  *                     # Unmasked into a scratch buffer: the decoder makes the only object.
  *                     if length <= _STACK_TEXT:             # <<<<<<<<<<<<<<
@@ -6071,7 +6696,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
           if (__pyx_t_2) {
 
 
-            /* "wsfast_bufferutil.pyx":325
+            /* "wsfast_bufferutil.pyx":376
  *                     # Unmasked into a scratch buffer: the decoder makes the only object.
  *                     if length <= _STACK_TEXT:
  *                         tmp = stack             # <<<<<<<<<<<<<<
@@ -6080,7 +6705,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
             __pyx_v_tmp = __pyx_v_stack;
 
-            /* "wsfast_bufferutil.pyx":324
+            /* "wsfast_bufferutil.pyx":375
  *                 if masked and length:
  *                     # Unmasked into a scratch buffer: the decoder makes the only object.
  *                     if length <= _STACK_TEXT:             # <<<<<<<<<<<<<<
@@ -6090,7 +6715,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
             goto __pyx_L25;
           }
 
-          /* "wsfast_bufferutil.pyx":327
+          /* "wsfast_bufferutil.pyx":378
  *                         tmp = stack
  *                     else:
  *                         tmp = <unsigned char *>PyMem_Malloc(<size_t>length)             # <<<<<<<<<<<<<<
@@ -6100,7 +6725,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
           /*else*/ {
             __pyx_v_tmp = ((unsigned char *)PyMem_Malloc(((size_t)__pyx_v_length)));
 
-            /* "wsfast_bufferutil.pyx":328
+            /* "wsfast_bufferutil.pyx":379
  *                     else:
  *                         tmp = <unsigned char *>PyMem_Malloc(<size_t>length)
  *                         if tmp == NULL:             # <<<<<<<<<<<<<<
@@ -6112,16 +6737,16 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
             if (unlikely(__pyx_t_2)) {
 
 
-              /* "wsfast_bufferutil.pyx":329
+              /* "wsfast_bufferutil.pyx":380
  *                         tmp = <unsigned char *>PyMem_Malloc(<size_t>length)
  *                         if tmp == NULL:
  *                             raise MemoryError()             # <<<<<<<<<<<<<<
  *                     wsf_mask_run(src, tmp, <size_t>length, key)
  *                     src = tmp
 */
-              PyErr_NoMemory(); __PYX_ERR(0, 329, __pyx_L5_error)
+              PyErr_NoMemory(); __PYX_ERR(0, 380, __pyx_L5_error)
 
-              /* "wsfast_bufferutil.pyx":328
+              /* "wsfast_bufferutil.pyx":379
  *                     else:
  *                         tmp = <unsigned char *>PyMem_Malloc(<size_t>length)
  *                         if tmp == NULL:             # <<<<<<<<<<<<<<
@@ -6132,7 +6757,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
           }
           __pyx_L25:;
 
-          /* "wsfast_bufferutil.pyx":330
+          /* "wsfast_bufferutil.pyx":381
  *                         if tmp == NULL:
  *                             raise MemoryError()
  *                     wsf_mask_run(src, tmp, <size_t>length, key)             # <<<<<<<<<<<<<<
@@ -6141,7 +6766,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
           wsf_mask_run(__pyx_v_src, __pyx_v_tmp, ((size_t)__pyx_v_length), __pyx_v_key);
 
-          /* "wsfast_bufferutil.pyx":331
+          /* "wsfast_bufferutil.pyx":382
  *                             raise MemoryError()
  *                     wsf_mask_run(src, tmp, <size_t>length, key)
  *                     src = tmp             # <<<<<<<<<<<<<<
@@ -6150,7 +6775,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
           __pyx_v_src = __pyx_v_tmp;
 
-          /* "wsfast_bufferutil.pyx":322
+          /* "wsfast_bufferutil.pyx":373
  *             else:
  *                 tmp = NULL
  *                 if masked and length:             # <<<<<<<<<<<<<<
@@ -6159,7 +6784,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         }
 
-        /* "wsfast_bufferutil.pyx":332
+        /* "wsfast_bufferutil.pyx":383
  *                     wsf_mask_run(src, tmp, <size_t>length, key)
  *                     src = tmp
  *                 try:             # <<<<<<<<<<<<<<
@@ -6176,19 +6801,19 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
             __Pyx_XGOTREF(__pyx_t_11);
             /*try:*/ {
 
-              /* "wsfast_bufferutil.pyx":333
+              /* "wsfast_bufferutil.pyx":384
  *                     src = tmp
  *                 try:
  *                     text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)             # <<<<<<<<<<<<<<
  *                 except UnicodeDecodeError:
  *                     text = None
 */
-              __pyx_t_5 = PyUnicode_DecodeUTF8(((char const *)__pyx_v_src), __pyx_v_length, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 333, __pyx_L32_error)
+              __pyx_t_5 = PyUnicode_DecodeUTF8(((char const *)__pyx_v_src), __pyx_v_length, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 384, __pyx_L32_error)
               __Pyx_GOTREF(__pyx_t_5);
               __Pyx_XDECREF_SET(__pyx_v_text, __pyx_t_5);
               __pyx_t_5 = 0;
 
-              /* "wsfast_bufferutil.pyx":332
+              /* "wsfast_bufferutil.pyx":383
  *                     wsf_mask_run(src, tmp, <size_t>length, key)
  *                     src = tmp
  *                 try:             # <<<<<<<<<<<<<<
@@ -6204,7 +6829,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
             __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
             __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-            /* "wsfast_bufferutil.pyx":334
+            /* "wsfast_bufferutil.pyx":385
  *                 try:
  *                     text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
  *                 except UnicodeDecodeError:             # <<<<<<<<<<<<<<
@@ -6215,7 +6840,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
             if (__pyx_t_3) {
               __Pyx_ErrRestore(0,0,0);
 
-              /* "wsfast_bufferutil.pyx":335
+              /* "wsfast_bufferutil.pyx":386
  *                     text = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
  *                 except UnicodeDecodeError:
  *                     text = None             # <<<<<<<<<<<<<<
@@ -6228,7 +6853,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
             }
             goto __pyx_L34_except_error;
 
-            /* "wsfast_bufferutil.pyx":332
+            /* "wsfast_bufferutil.pyx":383
  *                     wsf_mask_run(src, tmp, <size_t>length, key)
  *                     src = tmp
  *                 try:             # <<<<<<<<<<<<<<
@@ -6250,7 +6875,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
           }
         }
 
-        /* "wsfast_bufferutil.pyx":337
+        /* "wsfast_bufferutil.pyx":388
  *                     text = None
  *                 finally:
  *                     if tmp != NULL and tmp != stack:             # <<<<<<<<<<<<<<
@@ -6278,7 +6903,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
             if (__pyx_t_2) {
 
 
-              /* "wsfast_bufferutil.pyx":338
+              /* "wsfast_bufferutil.pyx":389
  *                 finally:
  *                     if tmp != NULL and tmp != stack:
  *                         PyMem_Free(tmp)             # <<<<<<<<<<<<<<
@@ -6287,7 +6912,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
               PyMem_Free(__pyx_v_tmp);
 
-              /* "wsfast_bufferutil.pyx":337
+              /* "wsfast_bufferutil.pyx":388
  *                     text = None
  *                 finally:
  *                     if tmp != NULL and tmp != stack:             # <<<<<<<<<<<<<<
@@ -6333,7 +6958,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
               if (__pyx_t_2) {
 
 
-                /* "wsfast_bufferutil.pyx":338
+                /* "wsfast_bufferutil.pyx":389
  *                 finally:
  *                     if tmp != NULL and tmp != stack:
  *                         PyMem_Free(tmp)             # <<<<<<<<<<<<<<
@@ -6342,7 +6967,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
                 PyMem_Free(__pyx_v_tmp);
 
-                /* "wsfast_bufferutil.pyx":337
+                /* "wsfast_bufferutil.pyx":388
  *                     text = None
  *                 finally:
  *                     if tmp != NULL and tmp != stack:             # <<<<<<<<<<<<<<
@@ -6366,7 +6991,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
           __pyx_L31:;
         }
 
-        /* "wsfast_bufferutil.pyx":339
+        /* "wsfast_bufferutil.pyx":390
  *                     if tmp != NULL and tmp != stack:
  *                         PyMem_Free(tmp)
  *                 if text is None:             # <<<<<<<<<<<<<<
@@ -6377,7 +7002,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
         if (__pyx_t_2) {
 
 
-          /* "wsfast_bufferutil.pyx":340
+          /* "wsfast_bufferutil.pyx":391
  *                         PyMem_Free(tmp)
  *                 if text is None:
  *                     break  # invalid UTF-8: the general parser fails the connection (1007)             # <<<<<<<<<<<<<<
@@ -6386,7 +7011,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
           goto __pyx_L9_break;
 
-          /* "wsfast_bufferutil.pyx":339
+          /* "wsfast_bufferutil.pyx":390
  *                     if tmp != NULL and tmp != stack:
  *                         PyMem_Free(tmp)
  *                 if text is None:             # <<<<<<<<<<<<<<
@@ -6395,19 +7020,19 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         }
 
-        /* "wsfast_bufferutil.pyx":341
+        /* "wsfast_bufferutil.pyx":392
  *                 if text is None:
  *                     break  # invalid UTF-8: the general parser fails the connection (1007)
  *                 PyList_Append(out, text)             # <<<<<<<<<<<<<<
  *             pos = end
  *     finally:
 */
-        __pyx_t_12 = PyList_Append(__pyx_v_out, __pyx_v_text); if (unlikely(__pyx_t_12 == ((int)-1))) __PYX_ERR(0, 341, __pyx_L5_error)
+        __pyx_t_12 = PyList_Append(__pyx_v_out, __pyx_v_text); if (unlikely(__pyx_t_12 == ((int)-1))) __PYX_ERR(0, 392, __pyx_L5_error)
 
       }
       __pyx_L20:;
 
-      /* "wsfast_bufferutil.pyx":342
+      /* "wsfast_bufferutil.pyx":393
  *                     break  # invalid UTF-8: the general parser fails the connection (1007)
  *                 PyList_Append(out, text)
  *             pos = end             # <<<<<<<<<<<<<<
@@ -6419,7 +7044,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
     __pyx_L9_break:;
   }
 
-  /* "wsfast_bufferutil.pyx":344
+  /* "wsfast_bufferutil.pyx":395
  *             pos = end
  *     finally:
  *         if held:             # <<<<<<<<<<<<<<
@@ -6430,7 +7055,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
     /*normal exit:*/{
       if (__pyx_v_held) {
 
-        /* "wsfast_bufferutil.pyx":345
+        /* "wsfast_bufferutil.pyx":396
  *     finally:
  *         if held:
  *             PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -6439,7 +7064,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
         PyBuffer_Release((&__pyx_v_view));
 
-        /* "wsfast_bufferutil.pyx":344
+        /* "wsfast_bufferutil.pyx":395
  *             pos = end
  *     finally:
  *         if held:             # <<<<<<<<<<<<<<
@@ -6468,7 +7093,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
       {
         if (__pyx_v_held) {
 
-          /* "wsfast_bufferutil.pyx":345
+          /* "wsfast_bufferutil.pyx":396
  *     finally:
  *         if held:
  *             PyBuffer_Release(&view)             # <<<<<<<<<<<<<<
@@ -6477,7 +7102,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
 */
           PyBuffer_Release((&__pyx_v_view));
 
-          /* "wsfast_bufferutil.pyx":344
+          /* "wsfast_bufferutil.pyx":395
  *             pos = end
  *     finally:
  *         if held:             # <<<<<<<<<<<<<<
@@ -6501,14 +7126,14 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
     __pyx_L6:;
   }
 
-  /* "wsfast_bufferutil.pyx":346
+  /* "wsfast_bufferutil.pyx":397
  *         if held:
  *             PyBuffer_Release(&view)
  *     return pos             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_pos); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 346, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_pos); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 397, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   {
     PyObject *__pyx_temp;
@@ -6521,7 +7146,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
   __pyx_t_5 = 0;
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":252
+  /* "wsfast_bufferutil.pyx":303
  * 
  * 
  * def scan_frames(data, Py_ssize_t pos, bint masked, Py_ssize_t max_payload, list out):             # <<<<<<<<<<<<<<
@@ -6558,7 +7183,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_8scan_frames(CYTHON_UNUSED PyObjec
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":349
+/* "wsfast_bufferutil.pyx":400
  * 
  * 
  * def _kernel():             # <<<<<<<<<<<<<<
@@ -6593,15 +7218,15 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_10_kernel(CYTHON_UNUSED PyObject *
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_kernel", 0);
 
-  /* "wsfast_bufferutil.pyx":352
+  /* "wsfast_bufferutil.pyx":403
  *     """Name of the masking kernel in use (``avx2``, ``sse2``, ``neon``, ``words``, or a pinned
  *     ``avx512``); with AVX-512 present, copies of 256 KiB and more use it regardless."""
  *     return wsf_mask_impl_name.decode()             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = __Pyx_ssize_strlen(wsf_mask_impl_name); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 352, __pyx_L1_error)
-  __pyx_t_2 = __Pyx_decode_c_string(wsf_mask_impl_name, 0, __pyx_t_1, NULL, NULL, NULL); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 352, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_ssize_strlen(wsf_mask_impl_name); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 403, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_decode_c_string(wsf_mask_impl_name, 0, __pyx_t_1, NULL, NULL, NULL); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 403, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
   {
@@ -6615,7 +7240,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_10_kernel(CYTHON_UNUSED PyObject *
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":349
+  /* "wsfast_bufferutil.pyx":400
  * 
  * 
  * def _kernel():             # <<<<<<<<<<<<<<
@@ -6634,7 +7259,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_10_kernel(CYTHON_UNUSED PyObject *
   return __pyx_r;
 }
 
-/* "wsfast_bufferutil.pyx":355
+/* "wsfast_bufferutil.pyx":406
  * 
  * 
  * def _use_kernel(name=None):             # <<<<<<<<<<<<<<
@@ -6682,24 +7307,24 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_name,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 355, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 406, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 355, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 406, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_use_kernel", 0) < (0)) __PYX_ERR(0, 355, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_use_kernel", 0) < (0)) __PYX_ERR(0, 406, __pyx_L3_error)
       if (!values[0]) values[0] = __Pyx_NewRef(((PyObject *)Py_None));
     } else {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 355, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 406, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
@@ -6710,7 +7335,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_use_kernel", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 355, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_use_kernel", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 406, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -6746,7 +7371,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_use_kernel", 0);
 
-  /* "wsfast_bufferutil.pyx":357
+  /* "wsfast_bufferutil.pyx":408
  * def _use_kernel(name=None):
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:             # <<<<<<<<<<<<<<
@@ -6757,7 +7382,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
   if (__pyx_t_1) {
 
 
-    /* "wsfast_bufferutil.pyx":358
+    /* "wsfast_bufferutil.pyx":409
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:
  *         wsf_mask_init(NULL)             # <<<<<<<<<<<<<<
@@ -6766,7 +7391,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
 */
     wsf_mask_init(NULL);
 
-    /* "wsfast_bufferutil.pyx":357
+    /* "wsfast_bufferutil.pyx":408
  * def _use_kernel(name=None):
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:             # <<<<<<<<<<<<<<
@@ -6776,7 +7401,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
     goto __pyx_L3;
   }
 
-  /* "wsfast_bufferutil.pyx":360
+  /* "wsfast_bufferutil.pyx":411
  *         wsf_mask_init(NULL)
  *     else:
  *         b = name.encode()             # <<<<<<<<<<<<<<
@@ -6791,31 +7416,31 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
       PyObject *__pyx_callargs[2] = {__pyx_t_3, NULL};
       __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_encode, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 360, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 411, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __pyx_v_b = __pyx_t_2;
     __pyx_t_2 = 0;
 
-    /* "wsfast_bufferutil.pyx":361
+    /* "wsfast_bufferutil.pyx":412
  *     else:
  *         b = name.encode()
  *         wsf_mask_init(b)             # <<<<<<<<<<<<<<
  *     return _kernel()
 */
-    __pyx_t_5 = __Pyx_PyObject_AsString(__pyx_v_b); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 361, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_AsString(__pyx_v_b); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 412, __pyx_L1_error)
     wsf_mask_init(__pyx_t_5);
 
   }
   __pyx_L3:;
 
-  /* "wsfast_bufferutil.pyx":362
+  /* "wsfast_bufferutil.pyx":413
  *         b = name.encode()
  *         wsf_mask_init(b)
  *     return _kernel()             # <<<<<<<<<<<<<<
 */
   __pyx_t_3 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_kernel); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 362, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_kernel); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 413, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __pyx_t_4 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -6834,7 +7459,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
     __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_6, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 362, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 413, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
   {
@@ -6848,7 +7473,7 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "wsfast_bufferutil.pyx":355
+  /* "wsfast_bufferutil.pyx":406
  * 
  * 
  * def _use_kernel(name=None):             # <<<<<<<<<<<<<<
@@ -6871,6 +7496,233 @@ static PyObject *__pyx_pf_17wsfast_bufferutil_12_use_kernel(CYTHON_UNUSED PyObje
 }
 /* #### Code section: module_exttypes ### */
 
+static PyObject *__pyx_tp_new__initialisation_17wsfast_bufferutil_PayloadBuffer(PyObject *o, 
+#if CYTHON_VECTORCALL_TPNEW
+    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
+#else
+    PyObject *a, PyObject *k
+#endif
+) {
+  struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *p = ((struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *)o);
+  p->_data = ((PyObject*)Py_None); Py_INCREF(Py_None);
+  {
+    int cinit_result = __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_1__cinit__(o, 
+#if CYTHON_VECTORCALL_TPNEW
+    args, nargs, kwnames
+#else
+    a, k
+#endif
+);
+    if (unlikely(cinit_result)) goto bad;
+  }
+  return o;
+  bad:
+  Py_DECREF(o); o = 0;
+  return NULL;
+}
+
+static PyObject *__pyx_tp_new_vectorcall_17wsfast_bufferutil_PayloadBuffer(PyTypeObject *t, 
+#if CYTHON_VECTORCALL_TPNEW
+    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
+#else
+    PyObject *a, PyObject *k
+#endif
+) {
+  PyObject *o;
+  o = __Pyx_AllocateExtensionType(t, 0);
+  if (unlikely(!o)) return 0;
+  return __pyx_tp_new__initialisation_17wsfast_bufferutil_PayloadBuffer(o, 
+#if CYTHON_VECTORCALL_TPNEW
+    args, nargs, kwnames
+#else
+    a, k
+#endif
+);
+}
+
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_new_17wsfast_bufferutil_PayloadBuffer(PyTypeObject *t, PyObject *a, PyObject *k) {
+  return __Pyx_CallTpnewAsVectorcall(__pyx_tp_new_vectorcall_17wsfast_bufferutil_PayloadBuffer, t, a, k);
+}
+#endif
+
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__pyx_tp_vectorcall_17wsfast_bufferutil_PayloadBuffer(PyObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+  if (unlikely((PyTypeObject*)t != __pyx_mstate_global->__pyx_ptype_17wsfast_bufferutil_PayloadBuffer || __Pyx_PyType_HasFeature((PyTypeObject*)t, Py_TPFLAGS_IS_ABSTRACT))) {
+    return __Pyx_CallNewInitFromVectorcall((PyTypeObject*)t, args, nargsf, kwnames);
+  }
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  PyObject *o = __pyx_tp_new_vectorcall_17wsfast_bufferutil_PayloadBuffer((PyTypeObject*)t, args, nargs, kwnames);
+  return o;
+}
+#endif
+
+static void __pyx_tp_dealloc_17wsfast_bufferutil_PayloadBuffer(PyObject *o) {
+  struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *p = (struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer *)o;
+  #if CYTHON_USE_TP_FINALIZE
+  if (unlikely(__Pyx_PyObject_GetSlot(o, tp_finalize, destructor)) && (!PyType_IS_GC(Py_TYPE(o)) || !__Pyx_PyObject_GC_IsFinalized(o))) {
+    if (__Pyx_PyObject_GetSlot(o, tp_dealloc, destructor) == __pyx_tp_dealloc_17wsfast_bufferutil_PayloadBuffer) {
+      if (PyObject_CallFinalizerFromDealloc(o)) return;
+    }
+  }
+  #endif
+  Py_CLEAR(p->_data);
+  PyTypeObject *tp = Py_TYPE(o);
+  #if CYTHON_USE_TYPE_SLOTS
+  (*tp->tp_free)(o);
+  #else
+  {
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    if (tp_free) tp_free(o);
+  }
+  #endif
+  #if CYTHON_USE_TYPE_SPECS
+  Py_DECREF(tp);
+  #endif
+}
+
+static PyMethodDef __pyx_methods_17wsfast_bufferutil_PayloadBuffer[] = {
+  {"take", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_17wsfast_bufferutil_13PayloadBuffer_9take, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_17wsfast_bufferutil_13PayloadBuffer_8take},
+  {0, 0, 0, 0}
+};
+#if CYTHON_USE_TYPE_SPECS
+#if !CYTHON_COMPILING_IN_LIMITED_API
+
+static PyBufferProcs __pyx_tp_as_buffer_PayloadBuffer = {
+  __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_5__getbuffer__, /*bf_getbuffer*/
+  __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_7__releasebuffer__, /*bf_releasebuffer*/
+};
+#endif
+static PyType_Slot __pyx_type_17wsfast_bufferutil_PayloadBuffer_slots[] = {
+  {Py_tp_dealloc, (void *)__pyx_tp_dealloc_17wsfast_bufferutil_PayloadBuffer},
+  {Py_sq_length, (void *)__pyx_pw_17wsfast_bufferutil_13PayloadBuffer_3__len__},
+  {Py_mp_length, (void *)__pyx_pw_17wsfast_bufferutil_13PayloadBuffer_3__len__},
+  #if defined(Py_bf_getbuffer)
+  {Py_bf_getbuffer, (void *)__pyx_pw_17wsfast_bufferutil_13PayloadBuffer_5__getbuffer__},
+  #endif
+  #if defined(Py_bf_releasebuffer)
+  {Py_bf_releasebuffer, (void *)__pyx_pw_17wsfast_bufferutil_13PayloadBuffer_7__releasebuffer__},
+  #endif
+  {Py_tp_doc, (void *)PyDoc_STR("A new ``bytes`` of ``size`` bytes, written in place before anyone else sees it.\n\n    The object exports a writable buffer over the ``bytes``\047 storage, which is not zero-filled:\n    a socket reads a frame\047s payload straight into it (``recv_into``, an asyncio\n    ``BufferedProtocol``), it is unmasked in place, and :meth:`take` hands it over as an\n    ordinary ``bytes``, the payload\047s one and only copy. After :meth:`take` no new buffer is\n    exported; the caller must be done writing through the ones it still holds (they keep the\n    storage alive, so a late write cannot touch freed memory, but it would change the\n    ``bytes``).\n    ")},
+  {Py_tp_methods, (void *)__pyx_methods_17wsfast_bufferutil_PayloadBuffer},
+  {Py_tp_new, (void *)__pyx_tp_new_17wsfast_bufferutil_PayloadBuffer},
+  #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
+  #if CYTHON_VECTORCALL_TPNEW
+  {Py_tp_vectorcall, (void *)__pyx_tp_vectorcall_17wsfast_bufferutil_PayloadBuffer},
+  #endif
+  #endif
+  {0, 0},
+};
+static PyType_Spec __pyx_type_17wsfast_bufferutil_PayloadBuffer_spec = {
+  "wsfast_bufferutil.PayloadBuffer",
+  sizeof(struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer),
+  0,
+  Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG|Py_TPFLAGS_BASETYPE,
+  __pyx_type_17wsfast_bufferutil_PayloadBuffer_slots,
+};
+#else
+
+static PySequenceMethods __pyx_tp_as_sequence_PayloadBuffer = {
+  __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_3__len__, /*sq_length*/
+  0, /*sq_concat*/
+  0, /*sq_repeat*/
+  0, /*sq_item*/
+  0, /*sq_slice*/
+  0, /*sq_ass_item*/
+  0, /*sq_ass_slice*/
+  0, /*sq_contains*/
+  0, /*sq_inplace_concat*/
+  0, /*sq_inplace_repeat*/
+};
+
+static PyMappingMethods __pyx_tp_as_mapping_PayloadBuffer = {
+  __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_3__len__, /*mp_length*/
+  0, /*mp_subscript*/
+  0, /*mp_ass_subscript*/
+};
+
+static PyBufferProcs __pyx_tp_as_buffer_PayloadBuffer = {
+  __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_5__getbuffer__, /*bf_getbuffer*/
+  __pyx_pw_17wsfast_bufferutil_13PayloadBuffer_7__releasebuffer__, /*bf_releasebuffer*/
+};
+
+static PyTypeObject __pyx_type_17wsfast_bufferutil_PayloadBuffer = {
+  PyVarObject_HEAD_INIT(0, 0)
+  "wsfast_bufferutil.""PayloadBuffer", /*tp_name*/
+  sizeof(struct __pyx_obj_17wsfast_bufferutil_PayloadBuffer), /*tp_basicsize*/
+  0, /*tp_itemsize*/
+  __pyx_tp_dealloc_17wsfast_bufferutil_PayloadBuffer, /*tp_dealloc*/
+  0, /*tp_vectorcall_offset*/
+  0, /*tp_getattr*/
+  0, /*tp_setattr*/
+  0, /*tp_as_async*/
+  0, /*tp_repr*/
+  0, /*tp_as_number*/
+  &__pyx_tp_as_sequence_PayloadBuffer, /*tp_as_sequence*/
+  &__pyx_tp_as_mapping_PayloadBuffer, /*tp_as_mapping*/
+  0, /*tp_hash*/
+  0, /*tp_call*/
+  0, /*tp_str*/
+  0, /*tp_getattro*/
+  0, /*tp_setattro*/
+  &__pyx_tp_as_buffer_PayloadBuffer, /*tp_as_buffer*/
+  Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG|Py_TPFLAGS_BASETYPE, /*tp_flags*/
+  PyDoc_STR("A new ``bytes`` of ``size`` bytes, written in place before anyone else sees it.\n\n    The object exports a writable buffer over the ``bytes``\047 storage, which is not zero-filled:\n    a socket reads a frame\047s payload straight into it (``recv_into``, an asyncio\n    ``BufferedProtocol``), it is unmasked in place, and :meth:`take` hands it over as an\n    ordinary ``bytes``, the payload\047s one and only copy. After :meth:`take` no new buffer is\n    exported; the caller must be done writing through the ones it still holds (they keep the\n    storage alive, so a late write cannot touch freed memory, but it would change the\n    ``bytes``).\n    "), /*tp_doc*/
+  0, /*tp_traverse*/
+  0, /*tp_clear*/
+  0, /*tp_richcompare*/
+  0, /*tp_weaklistoffset*/
+  0, /*tp_iter*/
+  0, /*tp_iternext*/
+  __pyx_methods_17wsfast_bufferutil_PayloadBuffer, /*tp_methods*/
+  0, /*tp_members*/
+  0, /*tp_getset*/
+  0, /*tp_base*/
+  0, /*tp_dict*/
+  0, /*tp_descr_get*/
+  0, /*tp_descr_set*/
+  #if !CYTHON_USE_TYPE_SPECS
+  0, /*tp_dictoffset*/
+  #endif
+  0, /*tp_init*/
+  0, /*tp_alloc*/
+  __pyx_tp_new_17wsfast_bufferutil_PayloadBuffer, /*tp_new*/
+  0, /*tp_free*/
+  0, /*tp_is_gc*/
+  0, /*tp_bases*/
+  0, /*tp_mro*/
+  0, /*tp_cache*/
+  0, /*tp_subclasses*/
+  0, /*tp_weaklist*/
+  0, /*tp_del*/
+  0, /*tp_version_tag*/
+  #if CYTHON_USE_TP_FINALIZE
+  0, /*tp_finalize*/
+  #else
+  NULL, /*tp_finalize*/
+  #endif
+  #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM >= 0x07030800) && (!CYTHON_COMPILING_IN_LIMITED_API || __PYX_LIMITED_VERSION_HEX >= 0x030E0000)
+  #if CYTHON_VECTORCALL_TPNEW
+  __pyx_tp_vectorcall_17wsfast_bufferutil_PayloadBuffer, /*tp_vectorcall*/
+  #else
+  NULL, /*tp_vectorcall*/
+  #endif
+  #endif
+  #if __PYX_NEED_TP_PRINT_SLOT == 1
+  0, /*tp_print*/
+  #endif
+  #if PY_VERSION_HEX >= 0x030C0000
+  0, /*tp_watched*/
+  #endif
+  #if PY_VERSION_HEX >= 0x030d00A4
+  0, /*tp_versions_used*/
+  #endif
+  #if CYTHON_COMPILING_IN_PYPY && PY_VERSION_HEX < 0x030a0000
+  0, /*tp_pypy_flags*/
+  #endif
+};
+#endif
+
 static PyMethodDef __pyx_methods[] = {
   {0, 0, 0, 0}
 };
@@ -6883,6 +7735,7 @@ static CYTHON_SMALL_CODE int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate)
 static CYTHON_SMALL_CODE int __Pyx_modinit_Global_init_code(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Variable_export_code(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Function_export_code(__pyx_mstatetype *__pyx_mstate); /*proto*/
+static CYTHON_SMALL_CODE int __Pyx_modinit_Exttype___pyx_obj_17wsfast_bufferutil_PayloadBuffer(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Type_import_code(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Variable_import_code(__pyx_mstatetype *__pyx_mstate); /*proto*/
 static CYTHON_SMALL_CODE int __Pyx_modinit_Function_import_code(__pyx_mstatetype *__pyx_mstate); /*proto*/
@@ -6914,6 +7767,49 @@ static int __Pyx_modinit_Function_export_code(__pyx_mstatetype *__pyx_mstate) {
   /*--- Function export code ---*/
   __Pyx_RefNannyFinishContext();
   return 0;
+}
+
+static int __Pyx_modinit_Exttype___pyx_obj_17wsfast_bufferutil_PayloadBuffer(__pyx_mstatetype *__pyx_mstate) {
+  __Pyx_RefNannyDeclarations
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  CYTHON_UNUSED_VAR(__pyx_mstate);
+  __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_17wsfast_bufferutil_PayloadBuffer", 0);
+  /*--- Exttype __pyx_obj_17wsfast_bufferutil_PayloadBuffer ---*/
+  #if CYTHON_USE_TYPE_SPECS
+  __pyx_mstate->__pyx_ptype_17wsfast_bufferutil_PayloadBuffer = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_17wsfast_bufferutil_PayloadBuffer_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_17wsfast_bufferutil_PayloadBuffer)) __PYX_ERR(0, 258, __pyx_L1_error)
+  #if !CYTHON_COMPILING_IN_LIMITED_API
+  __pyx_mstate->__pyx_ptype_17wsfast_bufferutil_PayloadBuffer->tp_as_buffer = &__pyx_tp_as_buffer_PayloadBuffer;
+  #elif defined(Py_bf_getbuffer) && defined(Py_bf_releasebuffer)
+  /* PY_VERSION_HEX >= 0x03090000 || Py_LIMITED_API >= 0x030B0000 */
+  #elif defined(_MSC_VER)
+  #pragma message ("The buffer protocol is not supported in the Limited C-API < 3.11.")
+  #else
+  #warning "The buffer protocol is not supported in the Limited C-API < 3.11."
+  #endif
+  #else
+  __pyx_mstate->__pyx_ptype_17wsfast_bufferutil_PayloadBuffer = &__pyx_type_17wsfast_bufferutil_PayloadBuffer;
+  #endif
+  #if !CYTHON_COMPILING_IN_LIMITED_API
+  #endif
+  #if !CYTHON_USE_TYPE_SPECS
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_17wsfast_bufferutil_PayloadBuffer) < (0)) __PYX_ERR(0, 258, __pyx_L1_error)
+  #endif
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_17wsfast_bufferutil_PayloadBuffer);
+  #endif
+  #if !CYTHON_COMPILING_IN_LIMITED_API
+  if ((CYTHON_USE_TYPE_SLOTS && CYTHON_USE_PYTYPE_LOOKUP) && likely(!__pyx_mstate->__pyx_ptype_17wsfast_bufferutil_PayloadBuffer->tp_dictoffset && __pyx_mstate->__pyx_ptype_17wsfast_bufferutil_PayloadBuffer->tp_getattro == PyObject_GenericGetAttr)) {
+    __pyx_mstate->__pyx_ptype_17wsfast_bufferutil_PayloadBuffer->tp_getattro = PyObject_GenericGetAttr;
+  }
+  #endif
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_PayloadBuffer, (PyObject *) __pyx_mstate->__pyx_ptype_17wsfast_bufferutil_PayloadBuffer) < (0)) __PYX_ERR(0, 258, __pyx_L1_error)
+  __Pyx_RefNannyFinishContext();
+  return 0;
+  __pyx_L1_error:;
+  __Pyx_RefNannyFinishContext();
+  return -1;
 }
 
 static int __Pyx_modinit_Type_import_code(__pyx_mstatetype *__pyx_mstate) {
@@ -7237,38 +8133,39 @@ __Pyx_RefNannySetupContext("PyInit_wsfast_bufferutil", 0);
   (void)__Pyx_modinit_Variable_export_code(__pyx_mstate);
   (void)__Pyx_modinit_Function_export_code(__pyx_mstate);
   /*--- Type init code ---*/
+  if (unlikely((__Pyx_modinit_Exttype___pyx_obj_17wsfast_bufferutil_PayloadBuffer(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   if (unlikely((__Pyx_modinit_Type_import_code(__pyx_mstate) < 0))) __PYX_ERR(0, 1, __pyx_L1_error)
   (void)__Pyx_modinit_Variable_import_code(__pyx_mstate);
   (void)__Pyx_modinit_Function_import_code(__pyx_mstate);
   if (__Pyx_InitAfterSharedUtility() < (0)) __PYX_ERR(0, 1, __pyx_L1_error)
   /*--- Execution code ---*/
 
-  /* "wsfast_bufferutil.pyx":50
+  /* "wsfast_bufferutil.pyx":53
  *                          unsigned char *dst, uint32_t key) noexcept nogil
  * 
  * __version__ = "0.1.0"             # <<<<<<<<<<<<<<
- * __all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "scan_frames", "__version__"]
- * 
+ * __all__ = [
+ *     "mask",
 */
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_version, __pyx_mstate_global->__pyx_kp_u_0_1_0) < (0)) __PYX_ERR(0, 50, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_version, __pyx_mstate_global->__pyx_kp_u_0_1_0) < (0)) __PYX_ERR(0, 53, __pyx_L1_error)
 
-  /* "wsfast_bufferutil.pyx":51
+  /* "wsfast_bufferutil.pyx":54
  * 
  * __version__ = "0.1.0"
- * __all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "scan_frames", "__version__"]             # <<<<<<<<<<<<<<
- * 
- * wsf_mask_init(NULL)
+ * __all__ = [             # <<<<<<<<<<<<<<
+ *     "mask",
+ *     "unmask",
 */
   {
-    PyObject* __pyx_temp[6] = {__pyx_mstate_global->__pyx_n_u_mask, __pyx_mstate_global->__pyx_n_u_unmask, __pyx_mstate_global->__pyx_n_u_unmasked, __pyx_mstate_global->__pyx_n_u_concat_unmasked, __pyx_mstate_global->__pyx_n_u_scan_frames, __pyx_mstate_global->__pyx_n_u_version};
-    __pyx_t_2 = __Pyx_PyList_FromArray(__pyx_temp, 6); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 51, __pyx_L1_error)
+    PyObject* __pyx_temp[7] = {__pyx_mstate_global->__pyx_n_u_mask, __pyx_mstate_global->__pyx_n_u_unmask, __pyx_mstate_global->__pyx_n_u_unmasked, __pyx_mstate_global->__pyx_n_u_concat_unmasked, __pyx_mstate_global->__pyx_n_u_PayloadBuffer, __pyx_mstate_global->__pyx_n_u_scan_frames, __pyx_mstate_global->__pyx_n_u_version};
+    __pyx_t_2 = __Pyx_PyList_FromArray(__pyx_temp, 7); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 54, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_all, __pyx_t_2) < (0)) __PYX_ERR(0, 51, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_all, __pyx_t_2) < (0)) __PYX_ERR(0, 54, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":53
- * __all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "scan_frames", "__version__"]
+  /* "wsfast_bufferutil.pyx":64
+ * ]
  * 
  * wsf_mask_init(NULL)             # <<<<<<<<<<<<<<
  * 
@@ -7276,88 +8173,88 @@ __Pyx_RefNannySetupContext("PyInit_wsfast_bufferutil", 0);
 */
   wsf_mask_init(NULL);
 
-  /* "wsfast_bufferutil.pyx":83
+  /* "wsfast_bufferutil.pyx":94
  * 
  * 
  * def mask(source, mask, output, offset, length):             # <<<<<<<<<<<<<<
  *     """Write ``source[:length]`` XOR ``mask`` into ``output[offset:offset + length]``.
  * 
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_1mask, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 83, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_1mask, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 94, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_mask, __pyx_t_2) < (0)) __PYX_ERR(0, 83, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_mask, __pyx_t_2) < (0)) __PYX_ERR(0, 94, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":147
+  /* "wsfast_bufferutil.pyx":158
  * 
  * 
  * def unmask(buffer, mask):             # <<<<<<<<<<<<<<
  *     """XOR ``buffer`` with ``mask`` in place. ``buffer`` must be writable (else TypeError)."""
  *     cdef uint32_t key
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_3unmask, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 147, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_3unmask, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 158, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_unmask, __pyx_t_2) < (0)) __PYX_ERR(0, 147, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_unmask, __pyx_t_2) < (0)) __PYX_ERR(0, 158, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":163
+  /* "wsfast_bufferutil.pyx":174
  * 
  * 
  * def unmasked(data, mask):             # <<<<<<<<<<<<<<
  *     """A new ``bytes`` holding ``data`` XOR ``mask``; ``data`` (any buffer) is left as it is.
  * 
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_5unmasked, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 163, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_5unmasked, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 174, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_unmasked, __pyx_t_2) < (0)) __PYX_ERR(0, 163, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_unmasked, __pyx_t_2) < (0)) __PYX_ERR(0, 174, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":192
+  /* "wsfast_bufferutil.pyx":203
  * 
  * 
  * def concat_unmasked(chunks, mask):             # <<<<<<<<<<<<<<
  *     """A new ``bytes`` holding the concatenation of ``chunks`` XOR ``mask``, in one pass.
  * 
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_7concat_unmasked, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 192, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_7concat_unmasked, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 203, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_concat_unmasked, __pyx_t_2) < (0)) __PYX_ERR(0, 192, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_concat_unmasked, __pyx_t_2) < (0)) __PYX_ERR(0, 203, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":252
+  /* "wsfast_bufferutil.pyx":303
  * 
  * 
  * def scan_frames(data, Py_ssize_t pos, bint masked, Py_ssize_t max_payload, list out):             # <<<<<<<<<<<<<<
  *     """Parse the whole, simple data frames of ``data`` from ``pos``; returns where they end.
  * 
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_9scan_frames, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 252, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_9scan_frames, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 303, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_scan_frames, __pyx_t_2) < (0)) __PYX_ERR(0, 252, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_scan_frames, __pyx_t_2) < (0)) __PYX_ERR(0, 303, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":349
+  /* "wsfast_bufferutil.pyx":400
  * 
  * 
  * def _kernel():             # <<<<<<<<<<<<<<
  *     """Name of the masking kernel in use (``avx2``, ``sse2``, ``neon``, ``words``, or a pinned
  *     ``avx512``); with AVX-512 present, copies of 256 KiB and more use it regardless."""
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_11_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 349, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_11_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 400, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 349, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 400, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "wsfast_bufferutil.pyx":355
+  /* "wsfast_bufferutil.pyx":406
  * 
  * 
  * def _use_kernel(name=None):             # <<<<<<<<<<<<<<
  *     """Pin a kernel by name (tests exercise each); None picks the best one again."""
  *     if name is None:
 */
-  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_13_use_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 355, __pyx_L1_error)
+  __pyx_t_2 = PyCFunction_NewEx(&__pyx_mdef_17wsfast_bufferutil_13_use_kernel, NULL, __pyx_mstate_global->__pyx_n_u_wsfast_bufferutil); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 406, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_use_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 355, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_use_kernel, __pyx_t_2) < (0)) __PYX_ERR(0, 406, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
   /* "wsfast_bufferutil.pyx":1
@@ -7433,31 +8330,31 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{28},{38},{5},{1},{4},{179},{8},{16},{21},{25},{36},{24},{20},{7},{8},{10},{8},{12},{8},{11},{7},{11},{6},{5},{6},{18},{15},{4},{6},{5},{6},{4},{6},{11},{4},{6},{3},{6},{3},{3},{11},{10},{6},{6},{8},{6},{17}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{28},{38},{5},{1},{4},{179},{8},{16},{7},{6},{2},{9},{21},{25},{36},{24},{25},{21},{13},{20},{7},{8},{10},{8},{12},{8},{11},{7},{11},{6},{5},{6},{18},{15},{4},{6},{5},{6},{4},{6},{11},{4},{6},{3},{6},{3},{3},{11},{10},{4},{6},{6},{8},{6},{17}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 0
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (394 bytes) */
-static const char cstring[] = "x\332eQ\313\216\3330\014\374\025\336\366\322\246[ \207\336z\350\003\330K\020\364\007\004Z\242m52\351\212T6\376\373R\361\246-P\303\006i\220\303\231!aij0\020 Da\313S\223\2460\264q\244\n\177k\2575\033\016\205\336\375\337\365|\370xx\376|\022\246\223\030\201\315h\360e\263Y\030\262B\242\222\007\252hT6P\2539\232\017\366&\206\363\267\363\373\343\247# \047\250\364\223\242)h\033bAUR\220\321\tr\261\314`\333Jz\200\227\0216i\300D\tL`\365\276\177\0016\023\203\222\365\004\236\220Y\014-\013\007\207g\236\236 \345\352$\371J\035\375\035\213\322\001S\n\336Gqn|\361\021\"P\260NT\210\047\233\201n\321\311\234EZ\215\264\240^\376\354\344\010\303f\316Z\204\047\031G\347\375\360\006\222f]|E\236\250\047\376\277\372+\272c\235\256\343\231&\354ZB8o7\377\276\372f\302\211n\366\203\306\020\260\224\340\317\202\231\357QR+\3243\306\345\036\1775,\217\334eX\217W\252\332\375\206p\241\312TBSzK\367S\335]\356Vc\311L\301\247[\305H\003\306\213\0376\242\205\306\335&\245\204\206\304Q\022e\243Ewo\275\264\227\027\274\205\025\267\"\230\272\214}\003\356\364avu\277\032\221\303X\275\354\367\261D#\266b\373*w\226\007\327\025K#}\325\021\335\310.\265Y.\277\001<\240\001\274";
-    PyObject *data = __Pyx_DecompressString(cstring, 394, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (430 bytes) */
+static const char cstring[] = "x\332mR\313\216\3330\014\374\025\336\366\322M\267@\016\275\025\350\013\350%\010\366\007\004Z\242\035\3252\345\212T\022\367\353KEI[\2405l\223\026_3C\303REa @\360\2315N5W\201\241\216#\025\370\023\273\224\2508$z\363o\326\313\356\335\356\345\303!3\035\262\022\350\t\025>mz\312\014Q P\212\003\025TJ\033\210\226\350\325\032[\022\303\361\313\361y\377~\017\310\001\n}\047\257\002R\007\237P\204\004\362h\003b\322\310\240\333J\262\203o#l\271\002\023\005\320\014\253\345\375]\240\047b\020\322\346\300\0232gE\215\231\235\225G\236\236 \304bC\342\231Z\365WLB;\014\301Y\036\371S\345\331Z\344\014\t\313D!J\243K\334\336\223\217\322\275\220\210\047=\001]\275\201\260\351\271\026O\013\312\374[\253=\014\233\032\232\224y\312\343hx\336\336\213r\325F\252 O\324\034\373^\355\316\322k\rF\253g\232\260a\224\370\223\376\033h\354V\334R\306\000\0274\3148\023\037\373\301\307\333F\234;nW{>\233\330\356@W}\245\3219L\311\331\265`\344\233\315\241&j\036\343r\263?*\246\207o\014\264\3313\025i\022:7SaJ\256\n\335\335\276\375\233p]=\237\"\223\263\356Z\320\323\200~\266\177\305\243\272\312M!\n\001\025\211}\016\024\225\026\351\262\264P\017/xuwb\rF\027\317Dz\350\264\232T\342\221\335X,l+\327@#\326\244M\252\276\211>\3511\357\214\251\222\\dD#\323\341V\215\351\027\305\022#\237";
+    PyObject *data = __Pyx_DecompressString(cstring, 430, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (668 bytes) */
-static const char bytes[] = " must be a contiguous buffer must be a writable, contiguous buffer0.1.0?NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notechunks too largelength exceeds sourcemask must be 4 bytes longoffset/length out of range of outputpos must not be negative__Pyx_PyDict_NextRef__all____main____module____name____qualname____test____version___kernel_use_kernelbufferchunkchunkscline_in_tracebackconcat_unmaskeddataencodeitemslengthmaskmaskedmax_payloadnameoffsetoutoutputpopposscan_framessetdefaultsourceunmaskunmaskedvalueswsfast_bufferutil";
+    #else /* compression: none (755 bytes) */
+static const char bytes[] = " must be a contiguous buffer must be a writable, contiguous buffer0.1.0?NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notechunks too largedisableenablegcisenabledlength exceeds sourcemask must be 4 bytes longoffset/length out of range of outputpos must not be negativesize must not be negativethe payload was takenPayloadBuffer__Pyx_PyDict_NextRef__all____main____module____name____qualname____test____version___kernel_use_kernelbufferchunkchunkscline_in_tracebackconcat_unmaskeddataencodeitemslengthmaskmaskedmax_payloadnameoffsetoutoutputpopposscan_framessetdefaultsizesourceunmaskunmaskedvalueswsfast_bufferutil";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 47; i++) {
+    for (int i = 0; i < 55; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
-      if (likely(string) && i >= 12) PyUnicode_InternInPlace(&string);
+      if (likely(string) && i >= 18) PyUnicode_InternInPlace(&string);
       if (unlikely(!string)) {
         Py_XDECREF(data);
         __PYX_ERR(0, 1, __pyx_L1_error)
@@ -7466,7 +8363,7 @@ static const char bytes[] = " must be a contiguous buffer must be a writable, co
       pos += bytes_length;
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 47; i++) {
+    for (Py_ssize_t i = 0; i < 55; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
@@ -9206,6 +10103,33 @@ static CYTHON_INLINE PyObject *__Pyx__GetModuleGlobalName(PyObject *name)
     return __Pyx_GetBuiltinName(name);
 }
 
+/* RejectKeywords */
+static void __Pyx_RejectKeywords(const char* function_name, PyObject *kwds) {
+    PyObject *key = NULL;
+    if (CYTHON_VECTORCALL && likely(PyTuple_Check(kwds))) {
+        key = __Pyx_PySequence_ITEM(kwds, 0);
+    } else {
+#if CYTHON_AVOID_BORROWED_REFS
+        PyObject *pos = NULL;
+#else
+        Py_ssize_t pos = 0;
+#endif
+#if !CYTHON_COMPILING_IN_PYPY || defined(PyArg_ValidateKeywordArguments)
+        if (unlikely(!PyArg_ValidateKeywordArguments(kwds))) return;
+#endif
+        __Pyx_PyDict_NextRef(kwds, &pos, &key, NULL);
+#if CYTHON_AVOID_BORROWED_REFS
+        Py_XDECREF(pos);
+#endif
+    }
+    if (likely(key)) {
+        PyErr_Format(PyExc_TypeError,
+            "%s() got an unexpected keyword argument '%U'",
+            function_name, key);
+        Py_DECREF(key);
+    }
+}
+
 /* ArgTypeTestError (used by ArgTypeTest) */
 static void __Pyx_ArgTypeError(PyObject *obj, PyTypeObject *type, const char *name, int exact)
 {
@@ -9326,6 +10250,447 @@ static PyObject *__Pyx_PyObject_FastCallMethod(PyObject *name, PyObject *const *
     return result;
 }
 #endif
+
+/* AllocateExtensionType */
+static PyObject *__Pyx_AllocateExtensionType(PyTypeObject *t, int is_final) {
+    if (is_final || likely(!__Pyx_PyType_HasFeature(t, Py_TPFLAGS_IS_ABSTRACT))) {
+        allocfunc alloc_func = __Pyx_PyType_GetSlot(t, tp_alloc, allocfunc);
+        return alloc_func(t, 0);
+    } else {
+        newfunc tp_new = __Pyx_PyType_TryGetSlot(&PyBaseObject_Type, tp_new, newfunc);
+    #if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030A0000
+        if (!tp_new) {
+            PyObject *new_str = PyUnicode_FromString("__new__");
+            if (likely(new_str)) {
+                PyObject *o = PyObject_CallMethodObjArgs((PyObject *)&PyBaseObject_Type, new_str, t, NULL);
+                Py_DECREF(new_str);
+                return o;
+            } else
+                return NULL;
+        } else
+    #endif
+        return tp_new(t, __pyx_mstate_global->__pyx_empty_tuple, 0);
+    }
+}
+
+/* CallSlotAsVectorcallUnpackDict (used by CallSlotAsVectorcall) */
+static CYTHON_INLINE int __Pyx_CallSlotAsVectorcallUnpackDict(Py_ssize_t args_size, PyObject *keys_dict, PyObject **args, PyObject *kwnames) {
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(keys_dict, &pos, &key, &value)) {
+        Py_INCREF(value);
+        args[args_size+i] = value;
+        Py_INCREF(key);
+        if (unlikely(__Pyx_PyTuple_SET_ITEM(kwnames, i, key) == -1)) {
+            return -1;
+        }
+        ++i;
+    }
+    return 0;
+}
+
+/* CallSlotAsVectorcall */
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject * __Pyx_CallTpnewAsVectorcall(__Pyx_tpnewvectorcallfunc f, PyTypeObject* o, PyObject *a, PyObject *k) {
+    Py_ssize_t k_size = k ? __Pyx_PyDict_GET_SIZE(k) : 0;
+#if !CYTHON_ASSUME_SAFE_SIZE
+    if (unlikely(k_size < 0)) return NULL;
+#endif
+    Py_ssize_t a_size = __Pyx_PyTuple_GET_SIZE(a);
+#if !CYTHON_ASSUME_SAFE_SIZE
+    if (unlikely(a_size < 0)) return NULL;
+#endif
+#if CYTHON_ASSUME_SAFE_MACROS
+    if (k_size == 0) {
+        return f(o, &PyTuple_GET_ITEM(a, 0), a_size, NULL);
+    }
+#else
+    if (k_size == 0 && a_size == 0) {
+        return f(o, NULL, 0, NULL);
+    }
+#endif
+    PyObject *stack_args[5];
+    PyObject **args = stack_args;
+    Py_ssize_t maxnargs = PY_SSIZE_T_MAX / sizeof(PyObject*) - 1;
+    if (a_size > maxnargs - k_size) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    Py_ssize_t total_size = a_size + k_size;
+    if (total_size > 5) {
+        args = (PyObject**)PyMem_Malloc(((size_t)total_size)*sizeof(PyObject*));
+        if (unlikely(!args)) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+    }
+    PyObject * result = NULL;
+    PyObject *kwnames = NULL;
+    int unpack_dict_result;
+    Py_ssize_t i = 0;
+    for (; i < a_size; ++i) {
+        args[i] = __Pyx_PyTuple_GET_ITEM(a, i);
+#if !CYTHON_ASSUME_SAFE_MACROS
+        if (unlikely(!args[i])) goto cleanup;
+#endif
+    }
+#if !CYTHON_ASSUME_SAFE_MACROS
+    if (k)  // There's a specific shortcut earlier for ASSUME_SAFE_MACROS with no keywords
+#endif
+    {
+        kwnames = PyTuple_New(k_size);
+        if (unlikely(!kwnames)) goto cleanup;
+        __Pyx_BEGIN_CRITICAL_SECTION(k);
+        unpack_dict_result = __Pyx_CallSlotAsVectorcallUnpackDict(a_size, k, args, kwnames);
+        __Pyx_END_CRITICAL_SECTION();
+        if (unlikely(unpack_dict_result == -1)) goto cleanup;
+    }
+    result = f(o, args, a_size, kwnames);
+  cleanup:
+    Py_XDECREF(kwnames);
+    for (i=a_size; i<total_size; ++i) {
+        Py_XDECREF(args[i]);
+    }
+    if (args != stack_args) {
+        PyMem_Free(args);
+    }
+    return result;
+}
+#endif
+
+/* FormatTypeName (used by RaiseErrorWithObjectType) */
+#if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030d0000
+static __Pyx_TypeName
+__Pyx_PyType_GetFullyQualifiedName(PyTypeObject* tp)
+{
+    PyObject *module = NULL, *name = NULL, *result = NULL;
+    #if __PYX_LIMITED_VERSION_HEX < 0x030b0000
+    name = __Pyx_PyObject_GetAttrStr((PyObject *)tp,
+                                               __pyx_mstate_global->__pyx_n_u_qualname);
+    #else
+    name = PyType_GetQualName(tp);
+    #endif
+    if (unlikely(name == NULL) || unlikely(!PyUnicode_Check(name))) goto bad;
+    module = __Pyx_PyObject_GetAttrStr((PyObject *)tp,
+                                               __pyx_mstate_global->__pyx_n_u_module);
+    if (unlikely(module == NULL) || unlikely(!PyUnicode_Check(module))) goto bad;
+    if (PyUnicode_CompareWithASCIIString(module, "builtins") == 0) {
+        result = name;
+        name = NULL;
+        goto done;
+    }
+    result = PyUnicode_FromFormat("%U.%U", module, name);
+    if (unlikely(result == NULL)) goto bad;
+  done:
+    Py_XDECREF(name);
+    Py_XDECREF(module);
+    return result;
+  bad:
+    PyErr_Clear();
+    if (name) {
+        result = name;
+        name = NULL;
+    } else {
+        result = __Pyx_NewRef(__pyx_mstate_global->__pyx_kp_u_);
+    }
+    goto done;
+}
+#endif
+
+/* RaiseErrorWithObjectType (used by CallNewInitFromVectorcall) */
+static void __Pyx_RaiseErrorWithType(PyObject* exc_type, const char* message, PyTypeObject *type_obj) {
+    __Pyx_TypeName type_name = __Pyx_PyType_GetFullyQualifiedName(type_obj);
+    #if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030d0000
+    if (unlikely(!type_name)) return;
+    #endif
+    PyErr_Format(exc_type, message, type_name);
+    __Pyx_DECREF_TypeName(type_name);
+}
+
+/* CallNewInitFromVectorcall */
+#if CYTHON_VECTORCALL_TPNEW
+static PyObject *__Pyx_CallNewInitFromVectorcall(PyTypeObject *t, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    newfunc tp_new = __Pyx_PyType_GetSlot(t, tp_new, newfunc);
+    if (unlikely(!tp_new)) {
+        __Pyx_RaiseErrorWithType(PyExc_TypeError, "cannot create " __Pyx_FMT_TYPENAME " instances", t);
+        return NULL;
+    }
+    Py_ssize_t nargs = __Pyx_PyVectorcall_NARGS(nargsf);
+    PyObject *result = NULL, *args_tuple = NULL, *kwds_dict = NULL;
+    Py_ssize_t kw_size = kwnames ? __Pyx_PyTuple_GET_SIZE(kwnames) : 0;
+#if !CYTHON_ASSUME_SAFE_SIZE
+    if (unlikely(kw_size == -1)) {
+        return NULL;
+    }
+#endif
+    if (kw_size) {
+        kwds_dict = __Pyx_PyDict_NewPresized(kw_size);
+        if (unlikely(!kwds_dict)) {
+            return NULL;
+        }
+        for (Py_ssize_t i=0; i<kw_size; ++i) {
+            PyObject *v = args[nargs + i];
+            PyObject *k = __Pyx_PyTuple_GET_ITEM(kwnames, i);
+#if !CYTHON_ASSUME_SAFE_MACROS
+            if (unlikely(!k)) {
+                goto end;
+            }
+#endif
+            if (unlikely(PyDict_SetItem(kwds_dict, k, v) < 0)) {
+                goto end;
+            }
+        }
+    }
+    if (nargs) {
+        args_tuple = __Pyx_PyTuple_FromArray(args, nargs);
+        if (unlikely(!args_tuple)) {
+            goto end;
+        }
+    } else {
+        args_tuple = __Pyx_NewRef(__pyx_mstate_global->__pyx_empty_tuple);
+    }
+    result = tp_new(t, args_tuple, kwds_dict);
+    if (unlikely(!result)) {
+        goto end;
+    }
+    if (PyObject_TypeCheck(result, t)) {
+        initproc tp_init = __Pyx_PyObject_GetSlot(result, tp_init, initproc);
+        if (tp_init && unlikely(tp_init(result, args_tuple, kwds_dict) < 0)) {
+            Py_CLEAR(result);
+        }
+    }
+  end:
+    Py_XDECREF(args_tuple);
+    Py_XDECREF(kwds_dict);
+    return result;
+}
+#endif
+
+/* PyObjectCallMethod0 (used by PyType_Ready) */
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod0(PyObject* obj, PyObject* method_name) {
+#if CYTHON_VECTORCALL && (__PYX_LIMITED_VERSION_HEX >= 0x030C0000 || !CYTHON_COMPILING_IN_LIMITED_API)
+    return PyObject_VectorcallMethod(method_name, &obj, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+#elif CYTHON_COMPILING_IN_LIMITED_API
+    return PyObject_CallMethodObjArgs(obj, method_name, NULL);
+#else
+    return PyObject_CallMethodNoArgs(obj, method_name);
+#endif
+}
+
+/* GetTypeDictOffset (used by ValidateBasesTuple) */
+#if !CYTHON_USE_TYPE_SLOTS
+CYTHON_UNUSED static Py_ssize_t __Pyx_GetTypeDictOffset(PyObject *tp, int require_cython_valid_result) {
+    PyObject *tp_dictoffset_o;
+    Py_ssize_t tp_dictoffset;
+    tp_dictoffset_o = PyObject_GetAttrString(tp, "__dictoffset__");
+    if (unlikely(!tp_dictoffset_o)) return -1;
+    tp_dictoffset = PyLong_AsSsize_t(tp_dictoffset_o);
+    Py_DECREF(tp_dictoffset_o);
+    if (unlikely(require_cython_valid_result && tp_dictoffset == 0)) {
+        PyErr_SetString(
+            PyExc_TypeError,
+            "'type' doesn't have a dictoffset");
+        return -1;
+    } else if (unlikely(require_cython_valid_result && tp_dictoffset < 0)) {
+        PyErr_SetString(
+            PyExc_TypeError,
+            "'type' has an unexpected negative dictoffset. "
+            "Please report this as Cython bug");
+        return -1;
+    }
+    return tp_dictoffset;
+}
+#endif
+
+/* RaiseErrorWithObjectType1 (used by ValidateBasesTuple) */
+static void __Pyx_RaiseErrorWithType1(PyObject* exc_type, const char* message, const char *arg, PyTypeObject *type_obj) {
+    __Pyx_TypeName type_name = __Pyx_PyType_GetFullyQualifiedName(type_obj);
+    #if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030d0000
+    if (unlikely(!type_name)) return;
+    #endif
+    PyErr_Format(exc_type, message, arg, type_name);
+    __Pyx_DECREF_TypeName(type_name);
+}
+
+/* ValidateBasesTuple (used by PyType_Ready) */
+#if CYTHON_COMPILING_IN_CPYTHON || CYTHON_COMPILING_IN_LIMITED_API || CYTHON_USE_TYPE_SPECS
+static int __Pyx_validate_bases_tuple(const char *type_name, int has_dictoffset, PyObject *bases) {
+    Py_ssize_t i, n;
+#if CYTHON_ASSUME_SAFE_SIZE
+    n = PyTuple_GET_SIZE(bases);
+#else
+    n = PyTuple_Size(bases);
+    if (unlikely(n < 0)) return -1;
+#endif
+    if (!has_dictoffset) {
+        PyObject *b;
+#if CYTHON_AVOID_BORROWED_REFS
+        b = PySequence_GetItem(bases, 0);
+        if (!b) return -1;
+#elif CYTHON_ASSUME_SAFE_MACROS
+        b = PyTuple_GET_ITEM(bases, 0);
+#else
+        b = PyTuple_GetItem(bases, 0);
+        if (!b) return -1;
+#endif
+#if CYTHON_USE_TYPE_SLOTS
+        has_dictoffset = ((PyTypeObject*)b)->tp_dictoffset != 0;
+#else
+        Py_ssize_t dictoffset = __Pyx_GetTypeDictOffset(b, 0);
+        has_dictoffset = dictoffset != 0;
+#endif
+#if CYTHON_AVOID_BORROWED_REFS
+        Py_DECREF(b);
+#endif
+#if !CYTHON_USE_TYPE_SLOTS
+        if (dictoffset == -1 && PyErr_Occurred()) return -1;
+#endif
+    }
+    for (i = 1; i < n; i++)
+    {
+        PyTypeObject *b;
+#if CYTHON_AVOID_BORROWED_REFS
+        PyObject *b0 = PySequence_GetItem(bases, i);
+        if (!b0) return -1;
+#elif CYTHON_ASSUME_SAFE_MACROS
+        PyObject *b0 = PyTuple_GET_ITEM(bases, i);
+#else
+        PyObject *b0 = PyTuple_GetItem(bases, i);
+        if (!b0) return -1;
+#endif
+        b = (PyTypeObject*) b0;
+        if (!__Pyx_PyType_HasFeature(b, Py_TPFLAGS_HEAPTYPE))
+        {
+            __Pyx_RaiseErrorWithType(
+                PyExc_TypeError, "base class '" __Pyx_FMT_TYPENAME "' is not a heap type", b);
+#if CYTHON_AVOID_BORROWED_REFS
+            Py_DECREF(b0);
+#endif
+            return -1;
+        }
+        if (!has_dictoffset)
+        {
+            Py_ssize_t b_dictoffset = 0;
+#if CYTHON_USE_TYPE_SLOTS
+            b_dictoffset = b->tp_dictoffset;
+#else
+            b_dictoffset = __Pyx_GetTypeDictOffset((PyObject*)b, 0);
+            if (b_dictoffset == -1 && PyErr_Occurred()) goto dictoffset_return;
+#endif
+            if (b_dictoffset) {
+                __Pyx_RaiseErrorWithType1(
+                    PyExc_TypeError,
+                    "extension type '%.200s' has no __dict__ slot, "
+                    "but base type '" __Pyx_FMT_TYPENAME "' has: "
+                    "either add 'cdef dict __dict__' to the extension type "
+                    "or add '__slots__ = [...]' to the base type",
+                    type_name, b);
+#if !CYTHON_USE_TYPE_SLOTS
+              dictoffset_return:
+#endif
+#if CYTHON_AVOID_BORROWED_REFS
+                Py_DECREF(b0);
+#endif
+                return -1;
+            }
+        }
+#if CYTHON_AVOID_BORROWED_REFS
+        Py_DECREF(b0);
+#endif
+    }
+    return 0;
+}
+#endif
+
+/* PyType_Ready */
+CYTHON_UNUSED static int __Pyx_PyType_HasMultipleInheritance(PyTypeObject *t) {
+    while (t) {
+        PyObject *bases = __Pyx_PyType_GetSlot(t, tp_bases, PyObject*);
+        if (bases) {
+            return 1;
+        }
+        t = __Pyx_PyType_GetSlot(t, tp_base, PyTypeObject*);
+    }
+    return 0;
+}
+static int __Pyx_PyType_Ready(PyTypeObject *t) {
+#if CYTHON_USE_TYPE_SPECS || !CYTHON_COMPILING_IN_CPYTHON
+    (void)&__Pyx_PyObject_CallMethod0;
+#if CYTHON_USE_TYPE_SPECS
+    (void)&__Pyx_validate_bases_tuple;
+#endif
+    return PyType_Ready(t);
+#else
+    int r;
+    if (!__Pyx_PyType_HasMultipleInheritance(t)) {
+        return PyType_Ready(t);
+    }
+    PyObject *bases = __Pyx_PyType_GetSlot(t, tp_bases, PyObject*);
+    if (bases && unlikely(__Pyx_validate_bases_tuple(t->tp_name, t->tp_dictoffset != 0, bases) == -1))
+        return -1;
+    {
+        int gc_was_enabled;
+    #if PY_VERSION_HEX >= 0x030A00b1
+        gc_was_enabled = PyGC_Disable();
+        (void)&__Pyx_PyObject_CallMethod0;
+    #else
+        PyObject *ret, *py_status;
+        PyObject *gc = NULL;
+        #if (!CYTHON_COMPILING_IN_PYPY || PYPY_VERSION_NUM+0 >= 0x07030400) &&\
+                !CYTHON_COMPILING_IN_GRAAL
+        gc = PyImport_GetModule(__pyx_mstate_global->__pyx_kp_u_gc);
+        #endif
+        if (unlikely(!gc)) gc = PyImport_Import(__pyx_mstate_global->__pyx_kp_u_gc);
+        if (unlikely(!gc)) return -1;
+        py_status = __Pyx_PyObject_CallMethod0(gc, __pyx_mstate_global->__pyx_kp_u_isenabled);
+        if (unlikely(!py_status)) {
+            Py_DECREF(gc);
+            return -1;
+        }
+        gc_was_enabled = __Pyx_PyObject_IsTrue(py_status);
+        Py_DECREF(py_status);
+        if (gc_was_enabled > 0) {
+            ret = __Pyx_PyObject_CallMethod0(gc, __pyx_mstate_global->__pyx_kp_u_disable);
+            if (unlikely(!ret)) {
+                Py_DECREF(gc);
+                return -1;
+            }
+            Py_DECREF(ret);
+        } else if (unlikely(gc_was_enabled == -1)) {
+            Py_DECREF(gc);
+            return -1;
+        }
+    #endif
+        t->tp_flags |= Py_TPFLAGS_HEAPTYPE;
+#if PY_VERSION_HEX >= 0x030A0000
+        t->tp_flags |= Py_TPFLAGS_IMMUTABLETYPE;
+#endif
+        r = PyType_Ready(t);
+        t->tp_flags &= ~Py_TPFLAGS_HEAPTYPE;
+    #if PY_VERSION_HEX >= 0x030A00b1
+        if (gc_was_enabled)
+            PyGC_Enable();
+    #else
+        if (gc_was_enabled) {
+            PyObject *tp, *v, *tb;
+            PyErr_Fetch(&tp, &v, &tb);
+            ret = __Pyx_PyObject_CallMethod0(gc, __pyx_mstate_global->__pyx_kp_u_enable);
+            if (likely(ret || r == -1)) {
+                Py_XDECREF(ret);
+                PyErr_Restore(tp, v, tb);
+            } else {
+                Py_XDECREF(tp);
+                Py_XDECREF(v);
+                Py_XDECREF(tb);
+                r = -1;
+            }
+        }
+        Py_DECREF(gc);
+    #endif
+    }
+    return r;
+#endif
+}
 
 /* TypeImport */
 #ifndef __PYX_HAVE_RT_ImportType_3_3_1
@@ -9741,173 +11106,7 @@ bad:
 }
 #endif
 
-/* FormatTypeName */
-#if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030d0000
-static __Pyx_TypeName
-__Pyx_PyType_GetFullyQualifiedName(PyTypeObject* tp)
-{
-    PyObject *module = NULL, *name = NULL, *result = NULL;
-    #if __PYX_LIMITED_VERSION_HEX < 0x030b0000
-    name = __Pyx_PyObject_GetAttrStr((PyObject *)tp,
-                                               __pyx_mstate_global->__pyx_n_u_qualname);
-    #else
-    name = PyType_GetQualName(tp);
-    #endif
-    if (unlikely(name == NULL) || unlikely(!PyUnicode_Check(name))) goto bad;
-    module = __Pyx_PyObject_GetAttrStr((PyObject *)tp,
-                                               __pyx_mstate_global->__pyx_n_u_module);
-    if (unlikely(module == NULL) || unlikely(!PyUnicode_Check(module))) goto bad;
-    if (PyUnicode_CompareWithASCIIString(module, "builtins") == 0) {
-        result = name;
-        name = NULL;
-        goto done;
-    }
-    result = PyUnicode_FromFormat("%U.%U", module, name);
-    if (unlikely(result == NULL)) goto bad;
-  done:
-    Py_XDECREF(name);
-    Py_XDECREF(module);
-    return result;
-  bad:
-    PyErr_Clear();
-    if (name) {
-        result = name;
-        name = NULL;
-    } else {
-        result = __Pyx_NewRef(__pyx_mstate_global->__pyx_kp_u_);
-    }
-    goto done;
-}
-#endif
-
-/* PyObjectVectorcallKwds (used by PyObjectVectorcallMethodKwds) */
-#if CYTHON_VECTORCALL
-CYTHON_UNUSED static int __Pyx_CheckVectorcallKwarg(PyObject *kwnames, Py_ssize_t i) {
-    PyObject *key = __Pyx_PyTuple_GET_ITEM(kwnames, i);
-#if !CYTHON_ASSUME_SAFE_MACROS
-    if (unlikely(!key)) return -1;
-#endif
-    if (unlikely(!PyUnicode_Check(key))) {
-        PyErr_SetString(PyExc_TypeError, "keywords must be strings");
-        return -1;
-    }
-    return 0;
-}
-#else
-CYTHON_UNUSED static PyObject *__Pyx_MakeKwargDict(PyObject **keys, PyObject **values, Py_ssize_t n) {
-    PyObject *out = PyDict_New();
-    if (unlikely(!out)) return NULL;
-    for (Py_ssize_t i=0; i<n; ++i) {
-        if (unlikely(PyDict_SetItem(out, keys[i], values[i]) < 0)) {
-            Py_DECREF(out);
-            return NULL;
-        }
-    }
-    return out;
-}
-CYTHON_UNUSED static int __Pyx_CheckVectorcallKwarg(PyObject **kwnames, Py_ssize_t i) {
-    PyObject *key = kwnames[i];
-    if (unlikely(!PyUnicode_Check(key))) {
-        PyErr_SetString(PyExc_TypeError, "keywords must be strings");
-        return -1;
-    }
-    return 0;
-}
-#endif
-
-/* PyObjectVectorcallMethodKwds (used by CIntToPy) */
-#if !CYTHON_VECTORCALL
-static PyObject *__Pyx_Object_VectorcallMethodKwds(PyObject *name, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-    PyObject *result;
-    PyObject *obj = PyObject_GetAttr(args[0], name);
-    if (unlikely(!obj))
-        return NULL;
-    result = __Pyx_Object_VectorcallKwds(obj, args+1, nargsf-1, kwnames);
-    Py_DECREF(obj);
-    return result;
-}
-#endif
-
-/* CIntToPy */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_long(long value) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const long neg_one = (long) -1, const_zero = (long) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    if (is_unsigned) {
-        if (sizeof(long) < sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(long) <= sizeof(unsigned long)) {
-            return PyLong_FromUnsignedLong((unsigned long) value);
-#if !CYTHON_COMPILING_IN_PYPY
-        } else if (sizeof(long) <= sizeof(unsigned PY_LONG_LONG)) {
-            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
-#endif
-        }
-    } else {
-        if (sizeof(long) <= sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(long) <= sizeof(PY_LONG_LONG)) {
-            return PyLong_FromLongLong((PY_LONG_LONG) value);
-        }
-    }
-    {
-        unsigned char *bytes = (unsigned char *)&value;
-#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
-        if (is_unsigned) {
-            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
-        } else {
-            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
-        }
-#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        return _PyLong_FromByteArray(bytes, sizeof(long),
-                                     little, !is_unsigned);
-#else
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        PyObject *result = NULL, *kwds = NULL;
-        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
-        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(long));
-        if (!py_bytes) goto limited_bad;
-        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
-        if (!from_bytes_str) goto limited_bad;
-        order_str = PyUnicode_FromString(little ? "little" : "big");
-        if (!order_str) goto limited_bad;
-        {
-            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
-            if (!is_unsigned) {
-                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
-                if (!signed_str) goto limited_bad;
-#if CYTHON_VECTORCALL
-                kwds = PyTuple_Pack(1, signed_str);
-#else
-                {
-                    PyObject *keys[] = {signed_str};
-                    PyObject *values[] = {Py_True};
-                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
-                }
-#endif
-                Py_DECREF(signed_str);
-                if (unlikely(!kwds)) goto limited_bad;
-            }
-            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
-        }
-        limited_bad:
-        Py_XDECREF(kwds);
-        Py_XDECREF(order_str);
-        Py_XDECREF(py_bytes);
-        Py_XDECREF(from_bytes_str);
-        return result;
-#endif
-    }
-}
-
-/* CIntFromPyVerify (used by CIntFromPy) */
+/* CIntFromPyVerify */
 #define __PYX_VERIFY_RETURN_INT(target_type, func_type, func_value)\
     __PYX__VERIFY_RETURN_INT(target_type, func_type, func_value, 0)
 #define __PYX_VERIFY_RETURN_INT_EXC(target_type, func_type, func_value)\
@@ -9928,307 +11127,6 @@ static CYTHON_INLINE PyObject* __Pyx_PyLong_From_long(long value) {
         }\
         return (target_type) value;\
     }
-
-/* CIntFromPy */
-static long __Pyx_LargePyLong___Pyx_PyLong_As_long(PyObject *x);
-static long __Pyx_raise_neg_overflow___Pyx_PyLong_As_long(void) {
-    const char* type_name = "long";
-    PyErr_Format(PyExc_OverflowError,
-        "can't convert negative value to %.200s", type_name);
-    return (long) -1;
-}
-static long __Pyx_raise_overflow___Pyx_PyLong_As_long(void) {
-    const char* type_name = "long";
-    PyErr_Format(PyExc_OverflowError,
-        "value too large to convert to %.200s", type_name);
-    return (long) -1;
-}
-static CYTHON_INLINE long __Pyx_PyULong___Pyx_PyLong_As_long(PyObject *x) {
-    const int is_unsigned = 1;
-#if CYTHON_USE_PYLONG_INTERNALS
-    {
-        const digit* digits = __Pyx_PyLong_Digits(x);
-        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
-        if (size == 2 && (8 * sizeof(long) > 1 * PyLong_SHIFT)) {
-            if ((8 * sizeof(unsigned long) > 2 * PyLong_SHIFT)) {
-                __PYX_VERIFY_RETURN_INT(long, unsigned long, (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
-            } else if ((8 * sizeof(long) >= 2 * PyLong_SHIFT)) {
-                return (long) (((((long)digits[1]) << PyLong_SHIFT) | (long)digits[0]));
-            }
-        } else
-        if (size == 3 && (8 * sizeof(long) > 2 * PyLong_SHIFT)) {
-            if ((8 * sizeof(unsigned long) > 3 * PyLong_SHIFT)) {
-                __PYX_VERIFY_RETURN_INT(long, unsigned long, (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
-            } else if ((8 * sizeof(long) >= 3 * PyLong_SHIFT)) {
-                return (long) (((((((long)digits[2]) << PyLong_SHIFT) | (long)digits[1]) << PyLong_SHIFT) | (long)digits[0]));
-            }
-        } else
-        if (size == 4 && (8 * sizeof(long) > 3 * PyLong_SHIFT)) {
-            if ((8 * sizeof(unsigned long) > 4 * PyLong_SHIFT)) {
-                __PYX_VERIFY_RETURN_INT(long, unsigned long, (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
-            } else if ((8 * sizeof(long) >= 4 * PyLong_SHIFT)) {
-                return (long) (((((((((long)digits[3]) << PyLong_SHIFT) | (long)digits[2]) << PyLong_SHIFT) | (long)digits[1]) << PyLong_SHIFT) | (long)digits[0]));
-            }
-        } else
-        {}
-    }
-#elif CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX < 0x030C00A7
-    if (unlikely(Py_SIZE(x) < 0)) {
-        goto raise_neg_overflow;
-    }
-#else
-    {
-        int result = PyObject_RichCompareBool(x, Py_False, Py_LT);
-        if (unlikely(result < 0))
-            return (long) -1;
-        if (unlikely(result == 1))
-            goto raise_neg_overflow;
-    }
-#endif
-    if ((sizeof(long) <= sizeof(unsigned long))) {
-        __PYX_VERIFY_RETURN_INT_EXC(long, unsigned long, PyLong_AsUnsignedLong(x))
-    } else if ((sizeof(long) <= sizeof(unsigned PY_LONG_LONG))) {
-        __PYX_VERIFY_RETURN_INT_EXC(long, unsigned PY_LONG_LONG, PyLong_AsUnsignedLongLong(x))
-    }
-    return __Pyx_LargePyLong___Pyx_PyLong_As_long(x);
-raise_neg_overflow:
-    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_long();
-raise_overflow:
-    return __Pyx_raise_overflow___Pyx_PyLong_As_long();
-}
-static CYTHON_INLINE long __Pyx_PySLong___Pyx_PyLong_As_long(PyObject *x) {
-    const int is_unsigned = 0;
-#if CYTHON_USE_PYLONG_INTERNALS
-    if (__Pyx_PyLong_IsNeg(x)) {
-        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
-        const digit* digits = __Pyx_PyLong_Digits(x);
-        if (size == 2 && (8 * sizeof(long) > 1 * PyLong_SHIFT)) {
-            if ((8 * sizeof(long) > 2 * PyLong_SHIFT)) {
-                long ival = - (long) (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
-                __PYX_VERIFY_RETURN_INT(long, long, ival)
-            } else if ((8 * sizeof(long) - 1 > 2 * PyLong_SHIFT)) {
-                return (long) (((long) -1) * (((((long)digits[1]) << PyLong_SHIFT) | (long)digits[0])));
-            }
-        } else
-        if (size == 3 && (8 * sizeof(long) > 2 * PyLong_SHIFT)) {
-            if ((8 * sizeof(long) > 3 * PyLong_SHIFT)) {
-                long ival = - (long) (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
-                __PYX_VERIFY_RETURN_INT(long, long, ival)
-            } else if ((8 * sizeof(long) - 1 > 3 * PyLong_SHIFT)) {
-                return (long) (((long) -1) * (((((((long)digits[2]) << PyLong_SHIFT) | (long)digits[1]) << PyLong_SHIFT) | (long)digits[0])));
-            }
-        } else
-        if (size == 4 && (8 * sizeof(long) > 3 * PyLong_SHIFT)) {
-            if ((8 * sizeof(long) > 4 * PyLong_SHIFT)) {
-                long ival = - (long) (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
-                __PYX_VERIFY_RETURN_INT(long, long, ival)
-            } else if ((8 * sizeof(long) - 1 > 4 * PyLong_SHIFT)) {
-                return (long) (((long) -1) * (((((((((long)digits[3]) << PyLong_SHIFT) | (long)digits[2]) << PyLong_SHIFT) | (long)digits[1]) << PyLong_SHIFT) | (long)digits[0])));
-            }
-        } else
-        {}
-    } else {
-        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
-        const digit* digits = __Pyx_PyLong_Digits(x);
-        if (size == 2 && (8 * sizeof(long) > 1 * PyLong_SHIFT)) {
-            if ((8 * sizeof(long) > 2 * PyLong_SHIFT)) {
-                __PYX_VERIFY_RETURN_INT(long, unsigned long, (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
-            } else if ((8 * sizeof(long) - 1 > 2 * PyLong_SHIFT)) {
-                return (long) (((((long)digits[1]) << PyLong_SHIFT) | (long)digits[0]));
-            }
-        } else
-        if (size == 3 && (8 * sizeof(long) > 2 * PyLong_SHIFT)) {
-            if ((8 * sizeof(long) > 3 * PyLong_SHIFT)) {
-                __PYX_VERIFY_RETURN_INT(long, unsigned long, (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
-            } else if ((8 * sizeof(long) - 1 > 3 * PyLong_SHIFT)) {
-                return (long) (((((((long)digits[2]) << PyLong_SHIFT) | (long)digits[1]) << PyLong_SHIFT) | (long)digits[0]));
-            }
-        } else
-        if (size == 4 && (8 * sizeof(long) > 3 * PyLong_SHIFT)) {
-            if ((8 * sizeof(long) > 4 * PyLong_SHIFT)) {
-                __PYX_VERIFY_RETURN_INT(long, unsigned long, (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
-            } else if ((8 * sizeof(long) - 1 > 4 * PyLong_SHIFT)) {
-                return (long) (((((((((long)digits[3]) << PyLong_SHIFT) | (long)digits[2]) << PyLong_SHIFT) | (long)digits[1]) << PyLong_SHIFT) | (long)digits[0]));
-            }
-        } else
-        {}
-    }
-#endif
-    #if __PYX_LIMITED_VERSION_HEX >= 0x030d0000
-    if ((sizeof(long) <= sizeof(int)) && (sizeof(int) < sizeof(long))) {
-        __PYX_VERIFY_RETURN_INT_EXC(long, int, PyLong_AsInt(x))
-    } else
-    #endif
-    if ((sizeof(long) <= sizeof(long))) {
-        __PYX_VERIFY_RETURN_INT_EXC(long, long, PyLong_AsLong(x))
-    } else if ((sizeof(long) <= sizeof(PY_LONG_LONG))) {
-        __PYX_VERIFY_RETURN_INT_EXC(long, PY_LONG_LONG, PyLong_AsLongLong(x))
-    }
-    return __Pyx_LargePyLong___Pyx_PyLong_As_long(x);
-raise_neg_overflow:
-    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_long();
-raise_overflow:
-    return __Pyx_raise_overflow___Pyx_PyLong_As_long();
-}
-static long __Pyx_LargePyLong___Pyx_PyLong_As_long(PyObject *x) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const long neg_one = (long) -1, const_zero = (long) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    long val;
-    int ret = -1;
-#if PY_VERSION_HEX >= 0x030d00A6 && !CYTHON_COMPILING_IN_LIMITED_API
-    Py_ssize_t bytes_copied = PyLong_AsNativeBytes(
-        x, &val, sizeof(val), Py_ASNATIVEBYTES_NATIVE_ENDIAN | (is_unsigned ? Py_ASNATIVEBYTES_UNSIGNED_BUFFER | Py_ASNATIVEBYTES_REJECT_NEGATIVE : 0));
-    if (unlikely(bytes_copied == -1)) {
-    } else if (unlikely(bytes_copied > (Py_ssize_t) sizeof(val))) {
-        goto raise_overflow;
-    } else {
-        ret = 0;
-    }
-#elif PY_VERSION_HEX < 0x030d0000 && !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_LIMITED_API) || defined(_PyLong_AsByteArray)
-    int one = 1; int is_little = (int)*(unsigned char *)&one;
-    unsigned char *bytes = (unsigned char *)&val;
-    ret = _PyLong_AsByteArray((PyLongObject *)x,
-                                bytes, sizeof(val),
-                                is_little, !is_unsigned);
-    if ((0)) goto raise_overflow;
-#else
-    PyObject *v;
-    PyObject *stepval = NULL, *mask = NULL, *shift = NULL;
-    int bits, remaining_bits, is_negative = 0;
-    int chunk_size = (sizeof(long) < 8) ? 30 : 62;
-    if (likely(PyLong_CheckExact(x))) {
-        v = __Pyx_NewRef(x);
-    } else {
-        v = PyNumber_Long(x);
-        if (unlikely(!v)) return (long) -1;
-        assert(PyLong_CheckExact(v));
-    }
-    {
-        int result = PyObject_RichCompareBool(v, Py_False, Py_LT);
-        if (unlikely(result < 0)) {
-            Py_DECREF(v);
-            return (long) -1;
-        }
-        is_negative = result == 1;
-    }
-    if (is_unsigned && unlikely(is_negative)) {
-        Py_DECREF(v);
-        PyErr_SetString(PyExc_OverflowError,
-            "can't convert negative value to long");
-        return (long) -1;
-    } else if (is_negative) {
-        stepval = PyNumber_Invert(v);
-        Py_DECREF(v);
-        if (unlikely(!stepval))
-            return (long) -1;
-    } else {
-        stepval = v;
-    }
-    v = NULL;
-    val = (long) 0;
-    mask = PyLong_FromLong((1L << chunk_size) - 1); if (unlikely(!mask)) goto done;
-    shift = PyLong_FromLong(chunk_size); if (unlikely(!shift)) goto done;
-    for (bits = 0; bits < (int) sizeof(long) * 8 - chunk_size; bits += chunk_size) {
-        PyObject *tmp, *digit;
-        long idigit;
-        digit = PyNumber_And(stepval, mask);
-        if (unlikely(!digit)) goto done;
-        idigit = PyLong_AsLong(digit);
-        Py_DECREF(digit);
-        if (unlikely(idigit < 0)) goto done;
-        val |= ((long) idigit) << bits;
-        tmp = PyNumber_Rshift(stepval, shift);
-        if (unlikely(!tmp)) goto done;
-        Py_DECREF(stepval); stepval = tmp;
-    }
-    Py_DECREF(shift); shift = NULL;
-    Py_DECREF(mask); mask = NULL;
-    {
-        long idigit = PyLong_AsLong(stepval);
-        if (unlikely(idigit < 0)) goto done;
-        remaining_bits = ((int) sizeof(long) * 8) - bits - (is_unsigned ? 0 : 1);
-        if (unlikely(idigit >= (1L << remaining_bits)))
-            goto raise_overflow;
-        val |= ((long) idigit) << bits;
-    }
-    if (!is_unsigned) {
-        if (unlikely(val & (((long) 1) << (sizeof(long) * 8 - 1))))
-            goto raise_overflow;
-        if (is_negative)
-            val = ~val;
-    }
-    ret = 0;
-done:
-    Py_XDECREF(shift);
-    Py_XDECREF(mask);
-    Py_XDECREF(stepval);
-#endif
-    if (unlikely(ret))
-        return (long) -1;
-    return val;
-raise_overflow:
-    return __Pyx_raise_overflow___Pyx_PyLong_As_long();
-}
-static CYTHON_INLINE long __Pyx_PyLong___Pyx_PyLong_As_long(PyObject *x) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const long neg_one = (long) -1, const_zero = (long) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    if (is_unsigned) {
-        #if CYTHON_USE_PYLONG_INTERNALS
-        if (unlikely(__Pyx_PyLong_IsNeg(x))) {
-            goto raise_neg_overflow;
-        } else if (__Pyx_PyLong_IsCompact(x)) {
-            __PYX_VERIFY_RETURN_INT(long, __Pyx_compact_upylong, __Pyx_PyLong_CompactValueUnsigned(x))
-        } else
-        #endif
-        {
-            return __Pyx_PyULong___Pyx_PyLong_As_long(x);
-        }
-    } else {
-        #if CYTHON_USE_PYLONG_INTERNALS
-        if (__Pyx_PyLong_IsCompact(x)) {
-            __PYX_VERIFY_RETURN_INT(long, __Pyx_compact_pylong, __Pyx_PyLong_CompactValue(x))
-        } else
-        #endif
-        {
-            return __Pyx_PySLong___Pyx_PyLong_As_long(x);
-        }
-    }
-#if CYTHON_USE_PYLONG_INTERNALS
-raise_neg_overflow:
-    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_long();
-raise_overflow:
-    return __Pyx_raise_overflow___Pyx_PyLong_As_long();
-#endif
-}
-static long __Pyx_NonPyLong___Pyx_PyLong_As_long(PyObject *x) {
-    long val;
-    PyObject *tmp = __Pyx_PyNumber_Long(x);
-    if (!tmp) return (long) -1;
-    val = __Pyx_PyLong_As_long(tmp);
-    Py_DECREF(tmp);
-    return val;
-}
-static CYTHON_INLINE long __Pyx_PyLong_As_long(PyObject *x) {
-    if (likely(PyLong_Check(x))) {
-        return __Pyx_PyLong___Pyx_PyLong_As_long(x);
-    } else {
-        return __Pyx_NonPyLong___Pyx_PyLong_As_long(x);
-    }
-}
 
 /* CIntFromPy */
 static int __Pyx_LargePyLong___Pyx_PyLong_As_int(PyObject *x);
@@ -10528,6 +11426,434 @@ static CYTHON_INLINE int __Pyx_PyLong_As_int(PyObject *x) {
         return __Pyx_PyLong___Pyx_PyLong_As_int(x);
     } else {
         return __Pyx_NonPyLong___Pyx_PyLong_As_int(x);
+    }
+}
+
+/* PyObjectVectorcallKwds (used by PyObjectVectorcallMethodKwds) */
+#if CYTHON_VECTORCALL
+CYTHON_UNUSED static int __Pyx_CheckVectorcallKwarg(PyObject *kwnames, Py_ssize_t i) {
+    PyObject *key = __Pyx_PyTuple_GET_ITEM(kwnames, i);
+#if !CYTHON_ASSUME_SAFE_MACROS
+    if (unlikely(!key)) return -1;
+#endif
+    if (unlikely(!PyUnicode_Check(key))) {
+        PyErr_SetString(PyExc_TypeError, "keywords must be strings");
+        return -1;
+    }
+    return 0;
+}
+#else
+CYTHON_UNUSED static PyObject *__Pyx_MakeKwargDict(PyObject **keys, PyObject **values, Py_ssize_t n) {
+    PyObject *out = PyDict_New();
+    if (unlikely(!out)) return NULL;
+    for (Py_ssize_t i=0; i<n; ++i) {
+        if (unlikely(PyDict_SetItem(out, keys[i], values[i]) < 0)) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+CYTHON_UNUSED static int __Pyx_CheckVectorcallKwarg(PyObject **kwnames, Py_ssize_t i) {
+    PyObject *key = kwnames[i];
+    if (unlikely(!PyUnicode_Check(key))) {
+        PyErr_SetString(PyExc_TypeError, "keywords must be strings");
+        return -1;
+    }
+    return 0;
+}
+#endif
+
+/* PyObjectVectorcallMethodKwds (used by CIntToPy) */
+#if !CYTHON_VECTORCALL
+static PyObject *__Pyx_Object_VectorcallMethodKwds(PyObject *name, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    PyObject *result;
+    PyObject *obj = PyObject_GetAttr(args[0], name);
+    if (unlikely(!obj))
+        return NULL;
+    result = __Pyx_Object_VectorcallKwds(obj, args+1, nargsf-1, kwnames);
+    Py_DECREF(obj);
+    return result;
+}
+#endif
+
+/* CIntToPy */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_long(long value) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const long neg_one = (long) -1, const_zero = (long) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        if (sizeof(long) < sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(long) <= sizeof(unsigned long)) {
+            return PyLong_FromUnsignedLong((unsigned long) value);
+#if !CYTHON_COMPILING_IN_PYPY
+        } else if (sizeof(long) <= sizeof(unsigned PY_LONG_LONG)) {
+            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
+#endif
+        }
+    } else {
+        if (sizeof(long) <= sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(long) <= sizeof(PY_LONG_LONG)) {
+            return PyLong_FromLongLong((PY_LONG_LONG) value);
+        }
+    }
+    {
+        unsigned char *bytes = (unsigned char *)&value;
+#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
+        if (is_unsigned) {
+            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
+        } else {
+            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
+        }
+#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        return _PyLong_FromByteArray(bytes, sizeof(long),
+                                     little, !is_unsigned);
+#else
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        PyObject *result = NULL, *kwds = NULL;
+        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
+        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(long));
+        if (!py_bytes) goto limited_bad;
+        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
+        if (!from_bytes_str) goto limited_bad;
+        order_str = PyUnicode_FromString(little ? "little" : "big");
+        if (!order_str) goto limited_bad;
+        {
+            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
+            if (!is_unsigned) {
+                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
+                if (!signed_str) goto limited_bad;
+#if CYTHON_VECTORCALL
+                kwds = PyTuple_Pack(1, signed_str);
+#else
+                {
+                    PyObject *keys[] = {signed_str};
+                    PyObject *values[] = {Py_True};
+                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
+                }
+#endif
+                Py_DECREF(signed_str);
+                if (unlikely(!kwds)) goto limited_bad;
+            }
+            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
+        }
+        limited_bad:
+        Py_XDECREF(kwds);
+        Py_XDECREF(order_str);
+        Py_XDECREF(py_bytes);
+        Py_XDECREF(from_bytes_str);
+        return result;
+#endif
+    }
+}
+
+/* CIntFromPy */
+static long __Pyx_LargePyLong___Pyx_PyLong_As_long(PyObject *x);
+static long __Pyx_raise_neg_overflow___Pyx_PyLong_As_long(void) {
+    const char* type_name = "long";
+    PyErr_Format(PyExc_OverflowError,
+        "can't convert negative value to %.200s", type_name);
+    return (long) -1;
+}
+static long __Pyx_raise_overflow___Pyx_PyLong_As_long(void) {
+    const char* type_name = "long";
+    PyErr_Format(PyExc_OverflowError,
+        "value too large to convert to %.200s", type_name);
+    return (long) -1;
+}
+static CYTHON_INLINE long __Pyx_PyULong___Pyx_PyLong_As_long(PyObject *x) {
+    const int is_unsigned = 1;
+#if CYTHON_USE_PYLONG_INTERNALS
+    {
+        const digit* digits = __Pyx_PyLong_Digits(x);
+        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
+        if (size == 2 && (8 * sizeof(long) > 1 * PyLong_SHIFT)) {
+            if ((8 * sizeof(unsigned long) > 2 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(long, unsigned long, (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(long) >= 2 * PyLong_SHIFT)) {
+                return (long) (((((long)digits[1]) << PyLong_SHIFT) | (long)digits[0]));
+            }
+        } else
+        if (size == 3 && (8 * sizeof(long) > 2 * PyLong_SHIFT)) {
+            if ((8 * sizeof(unsigned long) > 3 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(long, unsigned long, (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(long) >= 3 * PyLong_SHIFT)) {
+                return (long) (((((((long)digits[2]) << PyLong_SHIFT) | (long)digits[1]) << PyLong_SHIFT) | (long)digits[0]));
+            }
+        } else
+        if (size == 4 && (8 * sizeof(long) > 3 * PyLong_SHIFT)) {
+            if ((8 * sizeof(unsigned long) > 4 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(long, unsigned long, (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(long) >= 4 * PyLong_SHIFT)) {
+                return (long) (((((((((long)digits[3]) << PyLong_SHIFT) | (long)digits[2]) << PyLong_SHIFT) | (long)digits[1]) << PyLong_SHIFT) | (long)digits[0]));
+            }
+        } else
+        {}
+    }
+#elif CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX < 0x030C00A7
+    if (unlikely(Py_SIZE(x) < 0)) {
+        goto raise_neg_overflow;
+    }
+#else
+    {
+        int result = PyObject_RichCompareBool(x, Py_False, Py_LT);
+        if (unlikely(result < 0))
+            return (long) -1;
+        if (unlikely(result == 1))
+            goto raise_neg_overflow;
+    }
+#endif
+    if ((sizeof(long) <= sizeof(unsigned long))) {
+        __PYX_VERIFY_RETURN_INT_EXC(long, unsigned long, PyLong_AsUnsignedLong(x))
+    } else if ((sizeof(long) <= sizeof(unsigned PY_LONG_LONG))) {
+        __PYX_VERIFY_RETURN_INT_EXC(long, unsigned PY_LONG_LONG, PyLong_AsUnsignedLongLong(x))
+    }
+    return __Pyx_LargePyLong___Pyx_PyLong_As_long(x);
+raise_neg_overflow:
+    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_long();
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_long();
+}
+static CYTHON_INLINE long __Pyx_PySLong___Pyx_PyLong_As_long(PyObject *x) {
+    const int is_unsigned = 0;
+#if CYTHON_USE_PYLONG_INTERNALS
+    if (__Pyx_PyLong_IsNeg(x)) {
+        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
+        const digit* digits = __Pyx_PyLong_Digits(x);
+        if (size == 2 && (8 * sizeof(long) > 1 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 2 * PyLong_SHIFT)) {
+                long ival = - (long) (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+                __PYX_VERIFY_RETURN_INT(long, long, ival)
+            } else if ((8 * sizeof(long) - 1 > 2 * PyLong_SHIFT)) {
+                return (long) (((long) -1) * (((((long)digits[1]) << PyLong_SHIFT) | (long)digits[0])));
+            }
+        } else
+        if (size == 3 && (8 * sizeof(long) > 2 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 3 * PyLong_SHIFT)) {
+                long ival = - (long) (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+                __PYX_VERIFY_RETURN_INT(long, long, ival)
+            } else if ((8 * sizeof(long) - 1 > 3 * PyLong_SHIFT)) {
+                return (long) (((long) -1) * (((((((long)digits[2]) << PyLong_SHIFT) | (long)digits[1]) << PyLong_SHIFT) | (long)digits[0])));
+            }
+        } else
+        if (size == 4 && (8 * sizeof(long) > 3 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 4 * PyLong_SHIFT)) {
+                long ival = - (long) (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0]));
+                __PYX_VERIFY_RETURN_INT(long, long, ival)
+            } else if ((8 * sizeof(long) - 1 > 4 * PyLong_SHIFT)) {
+                return (long) (((long) -1) * (((((((((long)digits[3]) << PyLong_SHIFT) | (long)digits[2]) << PyLong_SHIFT) | (long)digits[1]) << PyLong_SHIFT) | (long)digits[0])));
+            }
+        } else
+        {}
+    } else {
+        const Py_ssize_t size = __Pyx_PyLong_DigitCount(x);
+        const digit* digits = __Pyx_PyLong_Digits(x);
+        if (size == 2 && (8 * sizeof(long) > 1 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 2 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(long, unsigned long, (((((unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(long) - 1 > 2 * PyLong_SHIFT)) {
+                return (long) (((((long)digits[1]) << PyLong_SHIFT) | (long)digits[0]));
+            }
+        } else
+        if (size == 3 && (8 * sizeof(long) > 2 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 3 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(long, unsigned long, (((((((unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(long) - 1 > 3 * PyLong_SHIFT)) {
+                return (long) (((((((long)digits[2]) << PyLong_SHIFT) | (long)digits[1]) << PyLong_SHIFT) | (long)digits[0]));
+            }
+        } else
+        if (size == 4 && (8 * sizeof(long) > 3 * PyLong_SHIFT)) {
+            if ((8 * sizeof(long) > 4 * PyLong_SHIFT)) {
+                __PYX_VERIFY_RETURN_INT(long, unsigned long, (((((((((unsigned long)digits[3]) << PyLong_SHIFT) | (unsigned long)digits[2]) << PyLong_SHIFT) | (unsigned long)digits[1]) << PyLong_SHIFT) | (unsigned long)digits[0])))
+            } else if ((8 * sizeof(long) - 1 > 4 * PyLong_SHIFT)) {
+                return (long) (((((((((long)digits[3]) << PyLong_SHIFT) | (long)digits[2]) << PyLong_SHIFT) | (long)digits[1]) << PyLong_SHIFT) | (long)digits[0]));
+            }
+        } else
+        {}
+    }
+#endif
+    #if __PYX_LIMITED_VERSION_HEX >= 0x030d0000
+    if ((sizeof(long) <= sizeof(int)) && (sizeof(int) < sizeof(long))) {
+        __PYX_VERIFY_RETURN_INT_EXC(long, int, PyLong_AsInt(x))
+    } else
+    #endif
+    if ((sizeof(long) <= sizeof(long))) {
+        __PYX_VERIFY_RETURN_INT_EXC(long, long, PyLong_AsLong(x))
+    } else if ((sizeof(long) <= sizeof(PY_LONG_LONG))) {
+        __PYX_VERIFY_RETURN_INT_EXC(long, PY_LONG_LONG, PyLong_AsLongLong(x))
+    }
+    return __Pyx_LargePyLong___Pyx_PyLong_As_long(x);
+raise_neg_overflow:
+    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_long();
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_long();
+}
+static long __Pyx_LargePyLong___Pyx_PyLong_As_long(PyObject *x) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const long neg_one = (long) -1, const_zero = (long) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    long val;
+    int ret = -1;
+#if PY_VERSION_HEX >= 0x030d00A6 && !CYTHON_COMPILING_IN_LIMITED_API
+    Py_ssize_t bytes_copied = PyLong_AsNativeBytes(
+        x, &val, sizeof(val), Py_ASNATIVEBYTES_NATIVE_ENDIAN | (is_unsigned ? Py_ASNATIVEBYTES_UNSIGNED_BUFFER | Py_ASNATIVEBYTES_REJECT_NEGATIVE : 0));
+    if (unlikely(bytes_copied == -1)) {
+    } else if (unlikely(bytes_copied > (Py_ssize_t) sizeof(val))) {
+        goto raise_overflow;
+    } else {
+        ret = 0;
+    }
+#elif PY_VERSION_HEX < 0x030d0000 && !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_LIMITED_API) || defined(_PyLong_AsByteArray)
+    int one = 1; int is_little = (int)*(unsigned char *)&one;
+    unsigned char *bytes = (unsigned char *)&val;
+    ret = _PyLong_AsByteArray((PyLongObject *)x,
+                                bytes, sizeof(val),
+                                is_little, !is_unsigned);
+    if ((0)) goto raise_overflow;
+#else
+    PyObject *v;
+    PyObject *stepval = NULL, *mask = NULL, *shift = NULL;
+    int bits, remaining_bits, is_negative = 0;
+    int chunk_size = (sizeof(long) < 8) ? 30 : 62;
+    if (likely(PyLong_CheckExact(x))) {
+        v = __Pyx_NewRef(x);
+    } else {
+        v = PyNumber_Long(x);
+        if (unlikely(!v)) return (long) -1;
+        assert(PyLong_CheckExact(v));
+    }
+    {
+        int result = PyObject_RichCompareBool(v, Py_False, Py_LT);
+        if (unlikely(result < 0)) {
+            Py_DECREF(v);
+            return (long) -1;
+        }
+        is_negative = result == 1;
+    }
+    if (is_unsigned && unlikely(is_negative)) {
+        Py_DECREF(v);
+        PyErr_SetString(PyExc_OverflowError,
+            "can't convert negative value to long");
+        return (long) -1;
+    } else if (is_negative) {
+        stepval = PyNumber_Invert(v);
+        Py_DECREF(v);
+        if (unlikely(!stepval))
+            return (long) -1;
+    } else {
+        stepval = v;
+    }
+    v = NULL;
+    val = (long) 0;
+    mask = PyLong_FromLong((1L << chunk_size) - 1); if (unlikely(!mask)) goto done;
+    shift = PyLong_FromLong(chunk_size); if (unlikely(!shift)) goto done;
+    for (bits = 0; bits < (int) sizeof(long) * 8 - chunk_size; bits += chunk_size) {
+        PyObject *tmp, *digit;
+        long idigit;
+        digit = PyNumber_And(stepval, mask);
+        if (unlikely(!digit)) goto done;
+        idigit = PyLong_AsLong(digit);
+        Py_DECREF(digit);
+        if (unlikely(idigit < 0)) goto done;
+        val |= ((long) idigit) << bits;
+        tmp = PyNumber_Rshift(stepval, shift);
+        if (unlikely(!tmp)) goto done;
+        Py_DECREF(stepval); stepval = tmp;
+    }
+    Py_DECREF(shift); shift = NULL;
+    Py_DECREF(mask); mask = NULL;
+    {
+        long idigit = PyLong_AsLong(stepval);
+        if (unlikely(idigit < 0)) goto done;
+        remaining_bits = ((int) sizeof(long) * 8) - bits - (is_unsigned ? 0 : 1);
+        if (unlikely(idigit >= (1L << remaining_bits)))
+            goto raise_overflow;
+        val |= ((long) idigit) << bits;
+    }
+    if (!is_unsigned) {
+        if (unlikely(val & (((long) 1) << (sizeof(long) * 8 - 1))))
+            goto raise_overflow;
+        if (is_negative)
+            val = ~val;
+    }
+    ret = 0;
+done:
+    Py_XDECREF(shift);
+    Py_XDECREF(mask);
+    Py_XDECREF(stepval);
+#endif
+    if (unlikely(ret))
+        return (long) -1;
+    return val;
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_long();
+}
+static CYTHON_INLINE long __Pyx_PyLong___Pyx_PyLong_As_long(PyObject *x) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const long neg_one = (long) -1, const_zero = (long) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        #if CYTHON_USE_PYLONG_INTERNALS
+        if (unlikely(__Pyx_PyLong_IsNeg(x))) {
+            goto raise_neg_overflow;
+        } else if (__Pyx_PyLong_IsCompact(x)) {
+            __PYX_VERIFY_RETURN_INT(long, __Pyx_compact_upylong, __Pyx_PyLong_CompactValueUnsigned(x))
+        } else
+        #endif
+        {
+            return __Pyx_PyULong___Pyx_PyLong_As_long(x);
+        }
+    } else {
+        #if CYTHON_USE_PYLONG_INTERNALS
+        if (__Pyx_PyLong_IsCompact(x)) {
+            __PYX_VERIFY_RETURN_INT(long, __Pyx_compact_pylong, __Pyx_PyLong_CompactValue(x))
+        } else
+        #endif
+        {
+            return __Pyx_PySLong___Pyx_PyLong_As_long(x);
+        }
+    }
+#if CYTHON_USE_PYLONG_INTERNALS
+raise_neg_overflow:
+    return __Pyx_raise_neg_overflow___Pyx_PyLong_As_long();
+raise_overflow:
+    return __Pyx_raise_overflow___Pyx_PyLong_As_long();
+#endif
+}
+static long __Pyx_NonPyLong___Pyx_PyLong_As_long(PyObject *x) {
+    long val;
+    PyObject *tmp = __Pyx_PyNumber_Long(x);
+    if (!tmp) return (long) -1;
+    val = __Pyx_PyLong_As_long(tmp);
+    Py_DECREF(tmp);
+    return val;
+}
+static CYTHON_INLINE long __Pyx_PyLong_As_long(PyObject *x) {
+    if (likely(PyLong_Check(x))) {
+        return __Pyx_PyLong___Pyx_PyLong_As_long(x);
+    } else {
+        return __Pyx_NonPyLong___Pyx_PyLong_As_long(x);
     }
 }
 

@@ -7,6 +7,7 @@ arguments skip the buffer protocol altogether: at 16 bytes acquiring and releasi
 costs more than the XOR itself.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.ref cimport PyObject
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
@@ -34,6 +35,8 @@ cdef extern from "Python.h":
     void PyMem_Free(void *p)
     object PyUnicode_DecodeUTF8(const char *s, Py_ssize_t size, const char *errors)
     int PyList_Append(object lst, object item) except -1
+    int PyBuffer_FillInfo(Py_buffer *view, object obj, void *buf, Py_ssize_t len, int readonly,
+                          int flags) except -1
     const Py_ssize_t PY_SSIZE_T_MAX
 
 cdef extern from "wsfast_mask.h":
@@ -48,7 +51,15 @@ cdef extern from "wsfast_mask.h":
                          unsigned char *dst, uint32_t key) noexcept nogil
 
 __version__ = "0.1.0"
-__all__ = ["mask", "unmask", "unmasked", "concat_unmasked", "scan_frames", "__version__"]
+__all__ = [
+    "mask",
+    "unmask",
+    "unmasked",
+    "concat_unmasked",
+    "PayloadBuffer",
+    "scan_frames",
+    "__version__",
+]
 
 wsf_mask_init(NULL)
 
@@ -242,6 +253,46 @@ def concat_unmasked(chunks, mask):
         PyMem_Free(ptrs)
         PyMem_Free(lens)
     return out
+
+
+@cython.auto_pickle(False)
+cdef class PayloadBuffer:
+    """A new ``bytes`` of ``size`` bytes, written in place before anyone else sees it.
+
+    The object exports a writable buffer over the ``bytes``' storage, which is not zero-filled:
+    a socket reads a frame's payload straight into it (``recv_into``, an asyncio
+    ``BufferedProtocol``), it is unmasked in place, and :meth:`take` hands it over as an
+    ordinary ``bytes``, the payload's one and only copy. After :meth:`take` no new buffer is
+    exported; the caller must be done writing through the ones it still holds (they keep the
+    storage alive, so a late write cannot touch freed memory, but it would change the
+    ``bytes``).
+    """
+
+    cdef bytes _data
+    cdef bint _taken
+
+    def __cinit__(self, Py_ssize_t size):
+        if size < 0:
+            raise ValueError("size must not be negative")
+        self._data = PyBytes_FromStringAndSize(NULL, size)
+        self._taken = False
+
+    def __len__(self):
+        return PyBytes_GET_SIZE(self._data)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if self._taken:
+            raise BufferError("the payload was taken")
+        PyBuffer_FillInfo(view, self, PyBytes_AS_STRING(self._data),
+                          PyBytes_GET_SIZE(self._data), 0, flags)
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def take(self):
+        """The ``bytes``, filled; the buffer exports no more views."""
+        self._taken = True
+        return self._data
 
 
 #: Text payloads up to this size are unmasked on the stack before decoding.

@@ -353,3 +353,38 @@ def test_checked_in_c_matches_the_pyx(tmp_path):
         check=True,
     )
     assert out.read_text() == checked_in.read_text(), "regenerate the C file (README)"
+
+
+# -- PayloadBuffer -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 4096, 1 << 20])
+def test_payload_buffer_is_written_in_place_and_taken_as_bytes(size):
+    key = b"\x12\x34\x56\x78"
+    plain = random.Random(size).randbytes(size)
+    masked = bytes(b ^ key[i & 3] for i, b in enumerate(plain)) if size < 4096 else None
+    sink = wsfast_bufferutil.PayloadBuffer(size)
+    assert len(sink) == size
+    view = memoryview(sink)
+    assert not view.readonly and view.nbytes == size
+    if masked is None:
+        masked = wsfast_bufferutil.unmasked(plain, key)
+    # Filled in two pieces, as two reads would, then unmasked in place with the key's phase.
+    half = size // 2
+    view[:half] = masked[:half]
+    view[half:] = masked[half:]
+    wsfast_bufferutil.unmask(view, key)
+    view.release()
+    data = sink.take()
+    assert type(data) is bytes
+    assert data == plain
+
+
+def test_payload_buffer_exports_nothing_once_taken():
+    sink = wsfast_bufferutil.PayloadBuffer(8)
+    memoryview(sink)[:] = b"abcdefgh"
+    assert sink.take() == b"abcdefgh"
+    with pytest.raises(BufferError):
+        memoryview(sink)
+    with pytest.raises(ValueError):
+        wsfast_bufferutil.PayloadBuffer(-1)
