@@ -36,7 +36,11 @@ def no_cycle_collector() -> Iterator[None]:
 
 
 @pytest.mark.parametrize("end", ["close", "terminate"])
-async def test_a_closed_connection_is_freed_at_once(no_cycle_collector: None, end: str) -> None:
+# 1 MiB: read in place on both sides (websocket._PayloadReader, one more holder of the methods).
+@pytest.mark.parametrize("size", [1, 1 << 20], ids=["1B", "1MiB"])
+async def test_a_closed_connection_is_freed_at_once(
+    no_cycle_collector: None, end: str, size: int
+) -> None:
     server_side: list[weakref.ref[wsfast.WebSocket]] = []
 
     async def handler(ws: wsfast.WebSocket, request: Any) -> None:
@@ -47,8 +51,8 @@ async def test_a_closed_connection_is_freed_at_once(no_cycle_collector: None, en
     async with wsfast.serve(handler, "127.0.0.1", 0) as server:
         host, port = server.address()
         ws = await wait_for(wsfast.connect(f"ws://{host}:{port}", per_message_deflate=False))
-        await ws.send("x")
-        assert await wait_for(ws.recv()) == "x"
+        await ws.send("x" * size)
+        assert await wait_for(ws.recv()) == "x" * size
         if end == "close":
             await wait_for(ws.close())
         else:

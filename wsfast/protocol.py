@@ -227,14 +227,30 @@ class Protocol:
         try:
             self.receiver.feed(data)
         except WebSocketError as exc:
-            backlog = self.backlog
-            if backlog is not None and self.state is OPEN and backlog():
-                self.held = exc
-                self.receiver.stop()  # nothing after the invalid frame is parsed
-                self.timer = HELD_ERROR_TIMEOUT
-                self.pending = True
-            else:
-                self.fail(exc)
+            self._received_error(exc)
+
+    def payload_buffer(self) -> memoryview | None:
+        """Where to read the rest of a large payload in place, or None (see
+        :meth:`Receiver.payload_buffer`; the receiver's ``on_in_place`` says when it starts)."""
+        return self.receiver.payload_buffer()
+
+    def payload_written(self, count: int) -> None:
+        """``count`` bytes were read into :meth:`payload_buffer`'s view: :meth:`receive_data`
+        for bytes read in place, with the same callbacks and the same handling of errors."""
+        try:
+            self.receiver.payload_written(count)
+        except WebSocketError as exc:
+            self._received_error(exc)
+
+    def _received_error(self, exc: WebSocketError) -> None:
+        backlog = self.backlog
+        if backlog is not None and self.state is OPEN and backlog():
+            self.held = exc
+            self.receiver.stop()  # nothing after the invalid frame is parsed
+            self.timer = HELD_ERROR_TIMEOUT
+            self.pending = True
+        else:
+            self.fail(exc)
 
     def receive_eof(self) -> None:
         """The peer half-closed TCP: nothing more will arrive (ws' ``socketOnEnd``)."""

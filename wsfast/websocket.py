@@ -194,6 +194,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         "_queue_paused",
         "_write_paused",
         "_cork",
+        "_reader",
         "_batch",
         "_batch_bytes",
         "_drain_waiters",
@@ -269,6 +270,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._queue_paused = False
         self._write_paused = False
         self._cork: list[Any] | None = None
+        self._reader: _PayloadReader | None = None
         # Frames the application sends while more received messages wait in the recv() queue
         # (a pipelined burst) are written together at the next loop turn (_flush_batch).
         self._batch: list[Any] | None = None
@@ -490,6 +492,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             ),
         )
         self._proto.backlog = self._backlog
+        self._proto.receiver.on_in_place = self._read_in_place
         transport.set_protocol(self)
         if self._proto.pending:  # the keepalive timer
             self._apply(self._proto)
@@ -588,8 +591,55 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         try:
             proto.receive_data(data)
         except Exception as exc:  # a bug must not leave a half-parsed connection open
-            self._log.exception("unexpected error while parsing frames")
-            proto.fail(WebSocketError(f"internal error: {exc!r}", "WS_ERR_INTERNAL", 1011))
+            self._parser_failed(proto, exc)
+
+    def _parser_failed(self, proto: Protocol, exc: Exception) -> None:
+        self._log.exception("unexpected error while parsing frames")
+        proto.fail(WebSocketError(f"internal error: {exc!r}", "WS_ERR_INTERNAL", 1011))
+
+    # -- large payloads, read in place ---------------------------------------------------------
+
+    def _read_in_place(self) -> None:
+        """The receiver started a large payload (``receiver.on_in_place``): the socket reads the
+        rest of it straight into the message's buffer, through a ``BufferedProtocol``."""
+        reader = self._reader
+        if reader is None:
+            proto = self._proto
+            assert proto is not None
+            reader = self._reader = _PayloadReader(
+                self, proto.payload_buffer, self._payload_read, self._read_usual_way
+            )
+        self._switch_protocol(reader)
+
+    def _read_usual_way(self, data: bytes) -> None:
+        """A read the ``_PayloadReader`` took when nothing was left to read in place."""
+        self._switch_protocol(self)
+        self.data_received(data)
+
+    def _switch_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.set_protocol(protocol)
+        if transport.is_reading():
+            # uvloop picks its read callbacks (bytes or buffer) when reading starts.
+            transport.pause_reading()
+            transport.resume_reading()
+
+    def _payload_read(self, count: int) -> None:
+        """``count`` bytes were read in place (``_PayloadReader``): ``data_received`` for them."""
+        proto = self._proto
+        assert proto is not None
+        # No cork: a read in place completes one message at most, so listeners' answers are
+        # written as they come, which is what a cork of one frame would do.
+        try:
+            proto.payload_written(count)
+        except Exception as exc:
+            self._parser_failed(proto, exc)
+        if proto.pending:
+            self._apply(proto)
+        if proto.payload_buffer() is None:
+            self._switch_protocol(self)
 
     def _check_auto_pongs(self, proto: Protocol) -> None:
         transport = self._transport
@@ -1104,6 +1154,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if closed is not None and not closed.done():
             closed.set_result(None)
         self._keep_alive = None
+        self._reader = None  # it holds this connection's methods
         code = self.close_code
         if proto is not None and proto.is_server:
             # One INFO line per connection at its end, whatever ended it (DESIGN: a peer
@@ -1259,6 +1310,55 @@ def accept(
 def start(ws: WebSocket, head: bytes) -> None:
     """Feed the bytes that followed the request head, then read the socket (unless paused)."""
     ws._start(head)
+
+
+class _PayloadReader(asyncio.BufferedProtocol):
+    """The transport's protocol while a large payload is read in place: the socket writes into
+    the message's own buffer (``Protocol.payload_buffer``), with no bytes object per read and no
+    join at the end. The connection switches back to itself when the payload is complete."""
+
+    __slots__ = ("_ws", "_buffer", "_read", "_usual", "_spare")
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        buffer: Callable[[], memoryview | None],
+        read: Callable[[int], None],
+        usual: Callable[[bytes], None],
+    ) -> None:
+        self._ws = ws
+        self._buffer = buffer
+        self._read = read
+        self._usual = usual
+        self._spare: memoryview | None = None
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        view = self._buffer()
+        if view is None:
+            # Nothing to read in place any more (the connection failed, or bytes were fed the
+            # usual way meanwhile): this read takes the usual way too.
+            view = self._spare = memoryview(bytearray(65536))
+        return view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        spare = self._spare
+        if spare is None:
+            self._read(nbytes)
+            return
+        self._spare = None
+        self._usual(bytes(spare[:nbytes]))
+
+    def eof_received(self) -> bool:
+        return self._ws.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ws.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._ws.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._ws.resume_writing()
 
 
 class _WaitClosed:
