@@ -1,10 +1,12 @@
-"""Large messages, without a fresh buffer per read.
+"""Large messages, without a fresh buffer per read or per send.
 
-A payload of ``IN_PLACE_MIN`` bytes or more is read straight into one buffer of its size
-(``Receiver.payload_buffer``, ``payload_written``, ``on_in_place``; the asyncio front end
+Receiving: a payload of ``IN_PLACE_MIN`` bytes or more is read straight into one buffer of its
+size (``Receiver.payload_buffer``, ``payload_written``, ``on_in_place``; the asyncio front end
 switches its transport to a ``BufferedProtocol``) instead of being collected from the socket's
-reads and joined. The bytes on the wire and the messages delivered must be exactly those of the
-usual path, on the default loop, on uvloop and over TLS.
+reads and joined. Sending: a client builds each large masked frame in the buffer of the one
+before once the transport has written it (``Sender.reuse``). The bytes on the wire and the
+messages delivered must be exactly those of the usual path, on the default loop, on uvloop and
+over TLS.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from wsfast import WebSocketError
 from wsfast import websocket as websocket_module
 from wsfast.constants import OP_BINARY, OP_CONTINUATION, OP_TEXT
 from wsfast.receiver import GET_DATA, GET_DATA_IN_PLACE, GET_INFO, IN_PLACE_MIN
-from wsfast.sender import frame
+from wsfast.sender import SPARE_MAX, SPLIT_SIZE, MaskedFrame, Sender, frame
 
 SIZE = IN_PLACE_MIN * 3 + 5  # odd: the key's phase must carry over between the reads
 
@@ -188,6 +190,19 @@ def test_max_payload_refuses_a_large_frame_from_its_header() -> None:
 # -- the asyncio front end: the transport switches to a BufferedProtocol and back ------------------
 
 
+def counted_reuses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Records the length of every frame handed back to a sender for reuse."""
+    reuses: list[int] = []
+    original = Sender.reuse
+
+    def reuse(self: Sender, frame: MaskedFrame) -> None:
+        reuses.append(len(frame))
+        original(self, frame)
+
+    monkeypatch.setattr(Sender, "reuse", reuse)
+    return reuses
+
+
 def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Records the size of every read that went into a payload buffer."""
     reads: list[int] = []
@@ -236,6 +251,7 @@ def test_large_messages_are_read_in_place_both_ways(
     loop_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads = counted_reads(monkeypatch)
+    reuses = counted_reuses(monkeypatch)
 
     async def main() -> list[Any]:
         async with echo_server() as server:
@@ -244,6 +260,8 @@ def test_large_messages_are_read_in_place_both_ways(
     assert run(loop_factory, main) == MESSAGES
     # Server and client each read the three large payloads at least partly in place.
     assert sum(reads) >= 2 * 3 * IN_PLACE_MIN
+    # The client's large frames after the first were masked in a reused buffer.
+    assert reuses
 
 
 @pytest.mark.parametrize("loop_factory", LOOPS)
@@ -355,3 +373,85 @@ def test_the_payload_reader_takes_the_usual_way_when_nothing_is_left_in_place() 
     view[:4] = b"next"
     reader.buffer_updated(4)
     assert (reads, usual) == ([3], [b"next"])
+
+
+# -- the sender: large masked frames built in the buffer of the one before -------------------------
+
+
+def unmask_frame(wire: Any) -> tuple[int, bytes]:
+    """(first byte, payload) of one masked frame with a 64-bit length, unmasked here."""
+    data = bytes(wire)
+    assert data[1] == 0xFF  # masked, 64-bit length
+    length = int.from_bytes(data[2:10], "big")
+    key, body = data[10:14], data[14:]
+    assert len(body) == length
+    key_run = (key * (length // 4 + 1))[:length]
+    plain = int.from_bytes(body, "big") ^ int.from_bytes(key_run, "big")
+    return data[0], plain.to_bytes(length, "big")
+
+
+def test_a_reused_frame_carries_the_next_message() -> None:
+    sender = Sender(is_client=True)
+    first = sender.message(payload(SPLIT_SIZE + 100, seed=4), True)
+    assert type(first) is MaskedFrame
+    sender.reuse(first)
+    second_data = payload(SPLIT_SIZE + 10, seed=5)  # smaller: built in the same buffer
+    second = sender.message(second_data, False)
+    assert second is first
+    assert unmask_frame(second) == (0x81, second_data)
+    sender.reuse(second)
+    third_data = payload(SPLIT_SIZE * 2, seed=6)  # larger: a new buffer
+    third = sender.message(third_data, True)
+    assert third is not first
+    assert unmask_frame(third) == (0x82, third_data)
+
+
+def test_a_frame_is_not_reused_unless_handed_back_or_above_the_cap() -> None:
+    sender = Sender(is_client=True)
+    first = sender.message(payload(SPLIT_SIZE), True)
+    assert sender.message(payload(SPLIT_SIZE), True) is not first
+    big = sender.message(payload(SPARE_MAX + 1), True)
+    sender.reuse(big)
+    assert sender.message(payload(SPARE_MAX + 1), True) is not big
+    # A server's frames are not masked: written as header and payload, never a MaskedFrame.
+    server = Sender(is_client=False)
+    assert type(server.message(payload(SPLIT_SIZE), True, split=True)) is tuple
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_large_frames_sent_faster_than_written_stay_intact(
+    loop_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sent in one go, most frames wait in the transport's buffer: none of those may be reused
+    # (each would be overwritten by the next message before it went out).
+    # Equal sizes and then shrinking ones: each could be built in the buffer before it.
+    messages = [payload(SPLIT_SIZE + 300_000, seed=i) for i in range(12)]
+    messages += [payload(SPLIT_SIZE + (12 - i) * 4099, seed=i) for i in range(12)]
+
+    async def main() -> list[Any]:
+        async with echo_server() as server:
+            async with wsfast.connect(ws_url(server), per_message_deflate=False) as ws:
+                for message in messages:
+                    ws.send(message)  # not awaited
+                return [await within(ws.recv(), 30) for _ in messages]
+
+    assert run(loop_factory, main) == messages
+
+
+def test_the_sync_client_masks_large_frames_in_a_reused_buffer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from test_sync import echo, running, url_of
+
+    from wsfast.sync import connect, serve
+
+    reuses = counted_reuses(monkeypatch)
+    messages = [payload(SPLIT_SIZE + 300_000, seed=i) for i in range(4)]
+    messages += [payload(SPLIT_SIZE + (4 - i) * 4099, seed=i) for i in range(4)]
+    with running(serve(echo, "127.0.0.1", 0)) as server:
+        with connect(url_of(server)) as ws:
+            for message in messages:
+                ws.send(message)
+            echoed = [ws.recv(timeout=20) for _ in messages]
+    assert echoed == messages
+    assert reuses  # sendall returned: each frame was handed back

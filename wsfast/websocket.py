@@ -46,7 +46,7 @@ from .protocol import CLOSED as STATE_CLOSED
 from .protocol import OPEN as STATE_OPEN
 from .protocol import Protocol
 from .receiver import DONE
-from .sender import PreparedMessage, coalesce
+from .sender import MaskedFrame, PreparedMessage, coalesce
 from .url import parse_url
 
 if TYPE_CHECKING:
@@ -679,6 +679,15 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             self._loop.call_soon(self._flush_batch)
             return
         transport.write(data)
+        if type(data) is MaskedFrame:
+            self._written_masked(transport, data)
+
+    def _written_masked(self, transport: asyncio.Transport, data: MaskedFrame) -> None:
+        # Written through and not held by the transport: the sender builds the next large
+        # masked frame in it (Sender.reuse).
+        proto = self._proto
+        if proto is not None and transport.get_write_buffer_size() == 0:
+            proto.sender.reuse(data)
 
     def _batch_full(self, batch: list[Any], data: Any, size: int) -> None:
         """``data`` takes the batch to its limit (``size`` bytes with it) or past it."""
@@ -710,7 +719,10 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if transport.is_closing():
             return
         if len(chunks) == 1:
-            transport.write(chunks[0])
+            only = chunks[0]
+            transport.write(only)
+            if type(only) is MaskedFrame:
+                self._written_masked(transport, only)
             return
         if sum(map(len, chunks)) <= _BATCH_LIMIT:
             transport.write(b"".join(chunks))
@@ -721,6 +733,8 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
                 # asyncio warn "socket.send() raised exception." for each chunk left.
                 return
             transport.write(chunk)
+            if type(chunk) is MaskedFrame:
+                self._written_masked(transport, chunk)
 
     def _apply(self, proto: Protocol) -> None:
         """Do what the protocol asked of the transport: abort, arm the timer, half-close."""

@@ -26,6 +26,7 @@ from ..options import ConnectionOptions
 from ..permessage_deflate import PerMessageDeflate
 from ..protocol import CLOSED, OPEN, Protocol, State
 from ..receiver import DONE
+from ..sender import MaskedFrame
 from .transport import Stream
 
 __all__ = ["Connection"]
@@ -296,13 +297,16 @@ class Connection:
             try:
                 if eof:
                     stream.shutdown_write()
-                elif len(chunks) == 1:
-                    stream.sendall(chunks[0])
                 elif sum(map(len, chunks)) <= _JOIN_LIMIT:
-                    stream.sendall(b"".join(chunks))
+                    stream.sendall(chunks[0] if len(chunks) == 1 else b"".join(chunks))
                 else:
                     for chunk in chunks:
                         stream.sendall(chunk)
+                        if type(chunk) is MaskedFrame:
+                            # Out of our hands (sendall returned): the sender may build the
+                            # next large masked frame in it (Sender.reuse).
+                            with self._lock:
+                                self._proto.sender.reuse(chunk)
             except OSError:
                 # The peer is gone: the reader sees it too and ends the connection.
                 with self._lock:
