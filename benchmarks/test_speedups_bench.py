@@ -10,7 +10,8 @@ text, and mixed text whose last byte is invalid. ``python -m wsfast bench`` prin
 comparison in a few seconds. ``test_scan_frames``: the frame scanner (one read of 100 masked
 frames into payloads), native against its pure-Python twin. ``test_permessage_deflate_zlib``:
 deflating and inflating one text message with zlib-ng (``wsfast[speedups]``) against the
-standard ``zlib`` module.
+standard ``zlib`` module. ``test_payload_read_in_place``: a large payload assembled from its reads
+in the native ``PayloadBuffer`` against the fallback's ``bytearray``.
 """
 
 from __future__ import annotations
@@ -116,6 +117,55 @@ def test_concat_unmasked(benchmark: Any, impl: str, size: int) -> None:
     else:
         benchmark(b"".join, chunks)
         return
+    assert result == buffer_util.py_unmasked(src, KEY)
+
+
+def _read_in_place(make: Any, unmask: Any, pieces: list[Any], size: int) -> Any:
+    """A payload read in place as the receiver does it (``IN_PLACE_READ`` pieces): each piece
+    written into the payload's buffer, unmasked there, then the buffer taken as the message."""
+    sink = make(size)
+    view = memoryview(sink)
+    pos = 0
+    for piece in pieces:
+        end = pos + len(piece)
+        view[pos:end] = piece
+        unmask(view[pos:end], KEY)  # the pieces are multiples of 4: the key's phase is 0
+        pos = end
+    view.release()
+    return sink.take()
+
+
+@pytest.mark.parametrize("size", [1024 * 1024, 16 * 1024 * 1024], ids=_size_id)
+def _read_and_join(concat: Any, pieces: list[Any]) -> Any:
+    """The route below 256 KiB: each read a new bytes (the copy out of the loop's read buffer),
+    kept to the end of the frame, then joined and unmasked in one pass."""
+    return concat([bytes(piece) for piece in pieces], KEY)
+
+
+@pytest.mark.parametrize("size", [1024 * 1024, 16 * 1024 * 1024], ids=_size_id)
+@pytest.mark.parametrize(
+    "impl", ["native", "fallback", "native, reads joined", "fallback, reads joined"]
+)
+def test_payload_read_in_place(benchmark: Any, impl: str, size: int) -> None:
+    # A large received payload from its 256 KiB reads to the message's bytes: the native
+    # PayloadBuffer (a bytes written in place, no zero fill, no copy after) and the fallback's
+    # bytearray (zero-filled, copied into bytes at the end), against the route they replace
+    # from 256 KiB on (the reads kept and joined). The socket's own copy into the buffer is the
+    # ``view[...] = piece`` step here, and the ``bytes(piece)`` copy in the joined route.
+    benchmark.group = f"payload read in place {_size_id(size)}"
+    src = random.Random(size).randbytes(size)
+    pieces = [memoryview(src)[start : start + 262144] for start in range(0, size, 262144)]
+    if impl == "native":
+        native = _native(native_bu)
+        result = benchmark(_read_in_place, native.PayloadBuffer, native.unmask, pieces, size)
+    elif impl == "fallback":
+        result = benchmark(
+            _read_in_place, buffer_util.PyPayloadBuffer, buffer_util.py_unmask, pieces, size
+        )
+    elif impl == "native, reads joined":
+        result = benchmark(_read_and_join, _native(native_bu).concat_unmasked, pieces)
+    else:
+        result = benchmark(_read_and_join, buffer_util.py_concat_unmasked, pieces)
     assert result == buffer_util.py_unmasked(src, KEY)
 
 
