@@ -36,7 +36,7 @@ def no_cycle_collector() -> Iterator[None]:
 
 
 @pytest.mark.parametrize("end", ["close", "terminate"])
-# 1 MiB: read in place on both sides (websocket._PayloadReader, one more holder of the methods).
+# 1 MiB: read in place on both sides (read_in_place.PayloadReader, one more holder of the methods).
 @pytest.mark.parametrize("size", [1, 1 << 20], ids=["1B", "1MiB"])
 async def test_a_closed_connection_is_freed_at_once(
     no_cycle_collector: None, end: str, size: int

@@ -20,12 +20,14 @@ import pytest
 from certs import client_context, make_certs, server_context
 from conftest import MASK
 from test_receiver import Events
-from test_transports import echo_server, within, ws_url
+from test_transports import echo_server, raw_server, within, ws_url
 
 import wsfast
 from wsfast import WebSocketError
 from wsfast import websocket as websocket_module
 from wsfast.constants import OP_BINARY, OP_CONTINUATION, OP_TEXT
+from wsfast.handshake import accept_key
+from wsfast.read_in_place import PayloadReader
 from wsfast.receiver import GET_DATA, GET_DATA_IN_PLACE, GET_INFO, IN_PLACE_MIN
 from wsfast.sender import SPARE_MAX, SPLIT_SIZE, MaskedFrame, Sender, frame
 
@@ -247,7 +249,7 @@ except ImportError:  # pragma: no cover - uvloop is a test dependency
 
 
 @pytest.mark.parametrize("loop_factory", LOOPS)
-def test_large_messages_are_read_in_place_both_ways(
+def test_a_client_reads_large_messages_in_place(
     loop_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads = counted_reads(monkeypatch)
@@ -258,8 +260,8 @@ def test_large_messages_are_read_in_place_both_ways(
             return await echo_all(ws_url(server))
 
     assert run(loop_factory, main) == MESSAGES
-    # Server and client each read the three large payloads at least partly in place.
-    assert sum(reads) >= 2 * 3 * IN_PLACE_MIN
+    # The client read the three large payloads at least partly in place (a server does not).
+    assert sum(reads) >= 3 * IN_PLACE_MIN
     # The client's large frames after the first were masked in a reused buffer.
     assert reuses
 
@@ -297,59 +299,75 @@ def test_a_large_compressed_message_is_read_in_place(
     assert sum(reads) >= IN_PLACE_MIN
 
 
-def test_a_peer_that_breaks_utf8_mid_payload_gets_1007(monkeypatch: pytest.MonkeyPatch) -> None:
-    reads = counted_reads(monkeypatch)
-    raw = bytearray(b"a" * SIZE)
-    raw[IN_PLACE_MIN + 1000] = 0xC0
-
-    async def main() -> tuple[int, bytes]:
-        async with echo_server() as server:
-            port = server.address()[1]
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(
-                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
-            await within(reader.readuntil(b"\r\n\r\n"))
-            writer.write(bytes(frame(bytes(raw), OP_TEXT, mask=MASK)))
-            head = await within(reader.readexactly(4))
-            writer.close()
-            return int.from_bytes(head[2:4], "big"), head
-
-    code, head = run(None, main)
-    assert head[0] == 0x88  # a close frame
-    assert code == 1007
-    assert reads
+async def upgrade_a_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The server's half of the opening handshake, by hand."""
+    head = await within(reader.readuntil(b"\r\n\r\n"))
+    key = next(
+        line.split(b":", 1)[1].strip().decode()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    writer.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n"
+    )
 
 
 @pytest.mark.parametrize("loop_factory", LOOPS)
-def test_a_peer_gone_mid_payload_closes_with_1006(loop_factory: Any) -> None:
+def test_a_server_that_breaks_utf8_mid_payload_gets_1007(
+    loop_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = counted_reads(monkeypatch)
+    raw = bytearray(b"a" * SIZE)
+    raw[IN_PLACE_MIN + 1000] = 0xC0
+    codes: list[int] = []
+
+    async def serve_it(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await upgrade_a_client(reader, writer)
+        writer.write(bytes(frame(bytes(raw), OP_TEXT)))
+        head = await within(reader.readexactly(8))  # the client's masked close frame
+        assert head[:2] == b"\x88\x82"
+        key = head[2:6]
+        codes.append(int.from_bytes(bytes(b ^ key[i] for i, b in enumerate(head[6:8])), "big"))
+
+    async def main() -> int:
+        async with raw_server(serve_it) as port:
+            ws = wsfast.WebSocket(f"ws://127.0.0.1:{port}/", per_message_deflate=False)
+            closed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            ws.on("close", lambda code, reason: closed.done() or closed.set_result(code))
+            ws.on("error", lambda error: None)
+            return await within(closed)
+
+    run(loop_factory, main)
+    assert codes == [1007]
+    assert reads  # the invalid byte was met in a read made in place
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_a_server_gone_mid_payload_closes_the_client_with_1006(
+    loop_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = counted_reads(monkeypatch)
+
+    async def serve_it(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await upgrade_a_client(reader, writer)
+        writer.write(bytes(frame(payload(), OP_BINARY))[: 2 * IN_PLACE_MIN])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+
     async def main() -> tuple[int, list[Any]]:
-        async with echo_server() as server:
+        async with raw_server(serve_it) as port:
+            ws = wsfast.WebSocket(f"ws://127.0.0.1:{port}/", per_message_deflate=False)
             closed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             errors: list[Any] = []
-
-            def on_connection(ws: wsfast.WebSocket, request: Any) -> None:
-                ws.on("close", lambda code, reason: closed.set_result(code))
-                ws.on("error", errors.append)
-
-            server.on("connection", on_connection)
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.address()[1])
-            writer.write(
-                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
-            await within(reader.readuntil(b"\r\n\r\n"))
-            wire = bytes(frame(payload(), OP_BINARY, mask=MASK))
-            writer.write(wire[: 2 * IN_PLACE_MIN])
-            await writer.drain()
-            await asyncio.sleep(0.05)
-            writer.close()
+            ws.on("close", lambda code, reason: closed.set_result(code))
+            ws.on("error", errors.append)
             return await within(closed), errors
 
     code, errors = run(loop_factory, main)
     assert code == 1006
     assert errors == []
+    assert reads  # it went while the payload was being read in place
 
 
 def test_the_payload_reader_takes_the_usual_way_when_nothing_is_left_in_place() -> None:
@@ -359,7 +377,7 @@ def test_the_payload_reader_takes_the_usual_way_when_nothing_is_left_in_place() 
     reads: list[int] = []
     target = bytearray(8)
     views = [memoryview(target), None]
-    reader = websocket_module._PayloadReader(
+    reader = PayloadReader(
         None,  # type: ignore[arg-type]
         lambda: views.pop(0),
         reads.append,
