@@ -249,7 +249,7 @@ except ImportError:  # pragma: no cover - uvloop is a test dependency
 
 
 @pytest.mark.parametrize("loop_factory", LOOPS)
-def test_a_client_reads_large_messages_in_place(
+def test_large_messages_are_read_in_place_both_ways(
     loop_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads = counted_reads(monkeypatch)
@@ -260,8 +260,8 @@ def test_a_client_reads_large_messages_in_place(
             return await echo_all(ws_url(server))
 
     assert run(loop_factory, main) == MESSAGES
-    # The client read the three large payloads at least partly in place (a server does not).
-    assert sum(reads) >= 3 * IN_PLACE_MIN
+    # Server and client each read the three large payloads at least partly in place.
+    assert sum(reads) >= 2 * 3 * IN_PLACE_MIN
     # The client's large frames after the first were masked in a reused buffer.
     assert reuses
 
@@ -297,6 +297,31 @@ def test_a_large_compressed_message_is_read_in_place(
 
     assert run(loop_factory, main) == data
     assert sum(reads) >= IN_PLACE_MIN
+
+
+def test_a_client_that_breaks_utf8_mid_payload_gets_1007(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = counted_reads(monkeypatch)
+    raw = bytearray(b"a" * SIZE)
+    raw[IN_PLACE_MIN + 1000] = 0xC0
+
+    async def main() -> tuple[int, bytes]:
+        async with echo_server() as server:
+            port = server.address()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            await within(reader.readuntil(b"\r\n\r\n"))
+            writer.write(bytes(frame(bytes(raw), OP_TEXT, mask=MASK)))
+            head = await within(reader.readexactly(4))
+            writer.close()
+            return int.from_bytes(head[2:4], "big"), head
+
+    code, head = run(None, main)
+    assert head[0] == 0x88  # a close frame
+    assert code == 1007
+    assert reads
 
 
 async def upgrade_a_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

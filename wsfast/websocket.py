@@ -493,12 +493,13 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
             ),
         )
         self._proto.backlog = self._backlog
-        if not is_server:
-            # A client reads large payloads in place (wsfast.read_in_place). A server does not:
-            # there it measured slower, 1 MiB echo medians of 6 alternating runs 1,844 against
-            # 1,680 msg/s (event API) and 1,825 against 1,620 (serve()), under uvicorn 1,520
-            # against 1,288; the client, with Sender.reuse, ~640 -> ~1,800 (no page faults).
-            self._proto.receiver.on_in_place = self._read_in_place
+        # Large payloads are read in place (wsfast.read_in_place), on both sides: one allocation
+        # of the payload's size per message. Collecting the reads (a new bytes each, then the
+        # joined copy) allocates about twice that, and in some runs glibc then trims the heap
+        # and faults it in again for every message: 1 MiB through a socketpair, recv(256 KiB)
+        # and concat_unmasked 1,175 us against 159 us read in place; the event API server fell
+        # to 634 msg/s at 1 MiB in a full benchmark run (1,616 for serve() in the same run).
+        self._proto.receiver.on_in_place = self._read_in_place
         transport.set_protocol(self)
         if self._proto.pending:  # the keepalive timer
             self._apply(self._proto)
