@@ -235,8 +235,20 @@ async def echo_all(url: str, **options: Any) -> list[Any]:
 
 
 def run(loop_factory: Any, main: Any) -> Any:
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(main())
+    """``main()`` on a new loop from ``loop_factory`` (asyncio's default when None), closed
+    after; what asyncio.Runner does, which Python 3.10 lacks."""
+    loop = (loop_factory or asyncio.new_event_loop)()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 LOOPS = [pytest.param(None, id="asyncio")]
