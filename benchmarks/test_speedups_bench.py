@@ -135,7 +135,6 @@ def _read_in_place(make: Any, unmask: Any, pieces: list[Any], size: int) -> Any:
     return sink.take()
 
 
-@pytest.mark.parametrize("size", [1024 * 1024, 16 * 1024 * 1024], ids=_size_id)
 def _read_and_join(concat: Any, pieces: list[Any]) -> Any:
     """The route below 256 KiB: each read a new bytes (the copy out of the loop's read buffer),
     kept to the end of the frame, then joined and unmasked in one pass."""

@@ -4,7 +4,8 @@ When the receiver starts a payload of ``IN_PLACE_MIN`` bytes or more (``on_in_pl
 asyncio front end hands its transport to a :class:`PayloadReader` for the rest of the frame: the
 socket then reads straight into the message's buffer, with no bytes object per read and no join
 at the end, and the front end takes the transport back once the payload is complete. Used by
-:class:`wsfast.WebSocket` and by the uvicorn engine (:mod:`wsfast.uvicorn`).
+:class:`wsfast.WebSocket`, as client and as server; the uvicorn engine and ``wsfast.sync`` still
+collect the reads.
 """
 
 from __future__ import annotations

@@ -281,10 +281,7 @@ class Receiver:
                             # the payload's only copy (data is immutable bytes).
                             chunk: Any = memoryview(data)[pos:] if available >= 4096 else data[pos:]
                             self._payload_needed = needed - available
-                            opcode = self._opcode
-                            if opcode == OP_TEXT or (
-                                opcode == OP_CONTINUATION and self._message_opcode == OP_TEXT
-                            ):
+                            if self._in_text_frame():
                                 chunk = self._validate_partial(chunk)
                             self._payload_chunks.append(chunk)
                         return
@@ -437,18 +434,20 @@ class Receiver:
             # phase carries on from the piece before.
             shift = start & 3
             unmask(view[start:end], self._mask[shift:] + self._mask[:shift])
-        if not self._compressed and (
-            self._opcode == OP_TEXT
-            or (self._opcode == OP_CONTINUATION and self._message_opcode == OP_TEXT)
-        ):
+        if self._in_text_frame() and not self._compressed and not self.skip_utf8_validation:
             # Fail-fast, as for a frame fed in pieces (_validate_partial).
             self._validate_fragment(view[start:end], False)
-            self._validated = end if not self.skip_utf8_validation else 0
+            self._validated = end
         if end == len(view):
             if self.paused:
                 self._sink_ready = end  # delivered by the feed() that follows resume()
                 return
             self._end_in_place()
+
+    def _in_text_frame(self) -> bool:
+        """Whether the current frame carries text: a text frame or a continuation of one."""
+        opcode = self._opcode
+        return opcode == OP_TEXT or (opcode == OP_CONTINUATION and self._message_opcode == OP_TEXT)
 
     def _end_in_place(self) -> None:
         sink = self._sink
