@@ -252,13 +252,15 @@ def test_pause_keeps_the_rest_buffered() -> None:
     receiver.feed(wire)
     assert events.events == [("message", "m0")]
     # The native scanner parsed all three and holds the two undelivered messages (their
-    # payload lengths count); the fallback parses one frame at a time and keeps raw bytes.
+    # payload lengths count, plus 1 while any is held); the fallback parses one frame at a time
+    # and keeps raw bytes.
     per_message = 2 if NATIVE_SCAN else len(wire) // 3
-    assert receiver.buffered == per_message * 2
+    held = 1 if NATIVE_SCAN else 0
+    assert receiver.buffered == per_message * 2 + held
     receiver.paused = False
     receiver.feed(b"")
     assert events.events == [("message", "m0"), ("message", "m1")]
-    assert receiver.buffered == per_message
+    assert receiver.buffered == per_message + held
     receiver.paused = False
     receiver.feed(b"")
     assert events.events == [("message", "m0"), ("message", "m1"), ("message", "m2")]
@@ -850,7 +852,8 @@ def test_input_fed_while_messages_are_held_comes_after_them() -> None:
     second = bytes(frame(b"p", OP_PING, mask=MASK)) + bytes(frame("t", OP_TEXT, mask=MASK))
     receiver.feed(first)
     assert got == [(b"a0", True), (b"a1", True)]
-    assert receiver.buffered == (6 if NATIVE_SCAN else 3 * 8)  # payloads held, or raw frames
+    # Payloads held (+1 while any is held), or raw frames.
+    assert receiver.buffered == (6 + 1 if NATIVE_SCAN else 3 * 8)
     receiver.feed(second)  # still paused: nothing is delivered
     assert len(got) == 2 and events.events == []
     while receiver.buffered:
@@ -858,6 +861,22 @@ def test_input_fed_while_messages_are_held_comes_after_them() -> None:
         receiver.feed(b"")
     assert got == [(b"a%d" % i, True) for i in range(5)] + [("t", False)]
     assert events.events == [("ping", b"p")]
+
+
+def test_an_empty_message_held_by_a_pause_is_delivered_on_resume() -> None:
+    # Found by fuzz_receiver (input HgCBAIEA): two empty text frames, a pause after the first.
+    # The front ends resume parsing only while ``buffered`` is non-zero; a held empty message
+    # counted 0 and stayed undelivered until more bytes came.
+    got: list[Any] = []
+    receiver = Receiver(is_server=False)
+    receiver.on_message = _paused_after(1, receiver, got)
+    receiver.feed(b"\x81\x00\x81\x00")
+    assert got == [("", False)]
+    assert receiver.buffered > 0
+    receiver.paused = False
+    receiver.feed(b"")
+    assert got == [("", False), ("", False)]
+    assert receiver.buffered == 0
 
 
 def test_stop_drops_the_held_messages() -> None:

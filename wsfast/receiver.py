@@ -227,8 +227,10 @@ class Receiver:
     def buffered(self) -> int:
         """What was received and not delivered yet (non-zero while paused): the bytes not
         parsed, plus the payload lengths (characters for text) of the messages parsed but held
-        back by a pause, or of a payload read in place and held back."""
-        return len(self._pending) + self._held_size + self._sink_ready
+        back by a pause, or of a payload read in place and held back; at least 1 while any
+        message is held, even an empty one, since the front ends resume parsing only when this
+        is non-zero (an empty message held back stayed undelivered until more bytes came)."""
+        return len(self._pending) + self._held_size + self._sink_ready + (self._held is not None)
 
     def feed(self, data: bytes) -> None:
         """Parse ``data``; calls the callbacks for every complete message or control frame.
