@@ -792,6 +792,39 @@ def test_pause_mid_batch_resumes_at_the_next_frame(is_server: bool) -> None:
         assert receiver.buffered == 0
 
 
+@pytest.mark.parametrize("feed_while_paused", [False, True], ids=["resume-empty", "feed-more"])
+def test_pauses_between_reads_deliver_every_message_once(feed_while_paused: bool) -> None:
+    # A paused receiver keeps the rest of a read by offset (Receiver._keep_rest), not as a
+    # copy. Reads split at awkward places, a listener that pauses after every 5th message,
+    # and input fed while paused (appended behind the kept rest): every message comes once,
+    # in order, and nothing stays buffered.
+    payloads = [bytes([65 + i % 26]) * (1024 if i % 3 == 0 else 3 + i) for i in range(60)]
+    wire = b"".join(bytes(frame(p, OP_BINARY, mask=MASK)) for p in payloads)
+    cuts = [0, 7, 1500, 1501, 4100, 9000, len(wire) - 3, len(wire)]
+    reads = [wire[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    events = Events(is_server=True)
+    receiver = events.receiver
+    got: list[Any] = []
+
+    def on_message(data: Any, is_binary: bool) -> None:
+        got.append(data)
+        if len(got) % 5 == 0:
+            receiver.paused = True
+
+    receiver.on_message = on_message
+    for read in reads:
+        if not feed_while_paused:
+            while receiver.paused:
+                receiver.paused = False
+                receiver.feed(b"")
+        receiver.feed(read)
+    while receiver.paused or receiver.buffered:
+        receiver.paused = False
+        receiver.feed(b"")
+    assert got == payloads
+    assert receiver.buffered == 0
+
+
 def test_a_slow_reader_keeps_the_scan_linear(monkeypatch: pytest.MonkeyPatch) -> None:
     # A read of 8,000 small frames taken 16 at a time (a reader that pauses after each 16, as
     # a full recv() queue does): every frame is delivered once, in order, and the native
