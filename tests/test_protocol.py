@@ -143,6 +143,25 @@ def test_send(
 
 
 @ROLES
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 1024, 4095, 4096, 65535, 65536, SPLIT_SIZE - 1])
+@pytest.mark.parametrize("kind", ["bytes", "str", "bytes-as-text", "str-as-binary"])
+def test_send_frames_every_length_as_frame_does(is_server: bool, size: int, kind: str) -> None:
+    # Protocol.send frames whole uncompressed messages itself (a server up to SPLIT_SIZE, a
+    # client up to MASK_INLINE); the bytes must be sender.frame()'s, with a real masking key,
+    # at each boundary of the 7-, 16- and 64-bit lengths.
+    conn = Conn(is_server, generate_mask=lambda: MASK)
+    raw = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    if kind.startswith("str"):
+        raw = b"a" * size
+    data: Any = raw.decode() if kind.startswith("str") else raw
+    binary = {"bytes-as-text": False, "str-as-binary": True}.get(kind)
+    conn.proto.send(data, binary)
+    text = kind in ("str", "bytes-as-text")
+    expected = bytes(frame(raw, 0x1 if text else 0x2, mask=None if is_server else MASK))
+    assert conn.written() == expected
+
+
+@ROLES
 def test_send_fragments(is_server: bool) -> None:
     conn = Conn(is_server)
     conn.proto.send("Hel", fin=False)

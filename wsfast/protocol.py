@@ -30,12 +30,21 @@ import enum
 from collections.abc import Callable
 from typing import Any
 
+from .buffer_util import unmasked
 from .constants import HELD_ERROR_TIMEOUT
 from .exceptions import WebSocketError
 from .options import ConnectionOptions
 from .permessage_deflate import PerMessageDeflate
 from .receiver import Receiver
-from .sender import PreparedMessage, Sender, close_payload
+from .sender import (
+    MASK_INLINE,
+    SPLIT_SIZE,
+    PreparedMessage,
+    Sender,
+    close_payload,
+    pack_16,
+    pack_64,
+)
 
 __all__ = ["State", "Protocol", "InvalidState"]
 
@@ -332,8 +341,11 @@ class Protocol:
             raise InvalidState(self.state)
         sender = self.sender
         if sender.plain and fin and mask is None and sender.first_fragment:
-            # Server side, no compression: a whole small message is framed here directly
-            # (RFC 6455 5.2: FIN + opcode, 7-bit length), without the general path's calls.
+            # Server side, no compression: a whole message is framed here directly (RFC 6455
+            # 5.2: FIN + opcode, then the length), without the general path's calls, up to the
+            # size where the payload is written apart from its header (bench_hotpath, 1 KiB
+            # at 100 per read, instructions per message: events 17,895 -> 11,926, asyncio
+            # 22,014 -> 15,586).
             kind = type(data)
             if kind is str or kind is bytes:
                 payload: Any = data.encode("utf-8") if kind is str else data
@@ -341,6 +353,30 @@ class Protocol:
                 if length < 126:
                     text = kind is str if binary is None else not binary
                     self.write(bytes((0x81 if text else 0x82, length)) + payload)
+                    return
+                if length < SPLIT_SIZE:
+                    text = kind is str if binary is None else not binary
+                    b0 = 0x81 if text else 0x82
+                    if length < 65536:
+                        self.write(pack_16(b0, 126, length) + payload)
+                    else:
+                        self.write(pack_64(b0, 127, length) + payload)
+                    return
+        elif sender.masking and fin and mask is None and sender.first_fragment:
+            # Client side, no compression: the same for a small masked frame (header, key,
+            # masked payload), up to the size where masking into a preallocated buffer wins.
+            kind = type(data)
+            if kind is str or kind is bytes:
+                payload = data.encode("utf-8") if kind is str else data
+                length = len(payload)
+                if length < MASK_INLINE:
+                    text = kind is str if binary is None else not binary
+                    b0 = 0x81 if text else 0x82
+                    key = sender.generate_mask()
+                    header = (
+                        bytes((b0, 0x80 | length)) if length < 126 else pack_16(b0, 254, length)
+                    )
+                    self.write(header + key + unmasked(payload, key))
                     return
         if not isinstance(data, (str, bytes, bytearray, memoryview)):
             # Any buffer is sent as its bytes (ws sends any ArrayBuffer view; Sender's

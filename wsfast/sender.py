@@ -31,8 +31,9 @@ __all__ = [
     "PreparedMessage",
 ]
 
-_pack_16 = struct.Struct("!BBH").pack
-_pack_64 = struct.Struct("!BBQ").pack
+#: A frame header's first two bytes and its 16-bit or 64-bit extended length (RFC 6455 5.2).
+pack_16 = struct.Struct("!BBH").pack
+pack_64 = struct.Struct("!BBQ").pack
 
 # Frames at least this large are written as header and payload separately (Sender.message),
 # so that the payload is not copied. Below it, header and payload are joined into one frame:
@@ -40,6 +41,9 @@ _pack_64 = struct.Struct("!BBQ").pack
 # than that second write (split.py, 64 KiB echo, server: 14.0k -> 16.1k msg/s median of five
 # alternating runs; server sys time 24 -> 19 us per message); at 1 MiB it would not.
 SPLIT_SIZE = 262144
+#: Masked frames below this size are joined from header, key and masked payload; from it on the
+#: payload is masked into a preallocated buffer (frame()).
+MASK_INLINE = 4096
 #: The largest masked frame a connection keeps to build the next one in (Sender.reuse).
 SPARE_MAX = 4 << 20
 #: Whole messages from this size on are sampled before compression (``_incompressible``); below
@@ -115,8 +119,8 @@ def frame_header(length: int, opcode: int, fin: bool, rsv1: bool, masked: bool) 
     if length < 126:
         return bytes((b0, m | length))
     if length < 65536:
-        return _pack_16(b0, m | 126, length)
-    return _pack_64(b0, m | 127, length)
+        return pack_16(b0, m | 126, length)
+    return pack_64(b0, m | 127, length)
 
 
 def frame(
@@ -137,7 +141,7 @@ def frame(
             return header
         unmasked_frame: bytes = header + data
         return unmasked_frame
-    if length < 4096:
+    if length < MASK_INLINE:
         # Small frames: three short concatenations beat filling a preallocated buffer through
         # mask(), whose argument checks dominate at this size.
         if not length:
@@ -238,6 +242,7 @@ class Sender:
         "deflate",
         "generate_mask",
         "plain",
+        "masking",
         "_compress_fragments",
         "first_fragment",
         "_spare",
@@ -255,6 +260,8 @@ class Sender:
         self.generate_mask = generate_mask or _default_mask
         #: Unmasked and uncompressed by default: WebSocket.send frames small messages itself.
         self.plain = not is_client and deflate is None
+        #: Masked and uncompressed: WebSocket.send frames small messages itself.
+        self.masking = is_client and deflate is None
         self._compress_fragments = False
         #: False while a message sent with ``fin=False`` is unfinished.
         self.first_fragment = True
