@@ -8,6 +8,8 @@ Servers (``python benchmarks/peers.py server NAME [--deflate] [--no-uvloop]`` pr
 ``PORT <n>`` once listening and serves until its standard input closes):
 
 - ``raw``: a TCP echo, the ceiling (no WebSocket at all; only the raw client can drive it).
+- ``floor``: the least a Python WebSocket echo server can do per message (``floor_server.py``),
+  driven by the same client as the others: no server written in Python on asyncio can beat it.
 - ``wsfast``: ws' event API, ``ws.on("message", lambda data, is_binary: ws.send(...))``.
 - ``wsfast-serve``: ``wsfast.serve`` with an ``async for message in ws`` handler.
 - ``websockets``, ``aiohttp``, ``picows``: the peers' own idiomatic echo servers.
@@ -33,6 +35,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import floor_server
+
 __all__ = [
     "SERVERS",
     "DEFLATE_SERVERS",
@@ -57,6 +61,7 @@ _SPEEDUPS = importlib.util.find_spec("wsfast_bufferutil") is not None
 _FALLBACK = ("wsfast-fallback",) if _SPEEDUPS else ()
 SERVERS = (
     "raw",
+    "floor",
     "wsfast",
     *_FALLBACK,
     "wsfast-serve",
@@ -92,6 +97,7 @@ _MODULES = {
     "uvicorn-websockets-sansio": "uvicorn",
     "uvicorn-wsproto": "wsproto",
     "raw": None,
+    "floor": None,
     "wsfast": "wsfast",
     "wsfast-fallback": "wsfast",
     "wsfast-level1": "wsfast",
@@ -319,6 +325,7 @@ async def _serve_uvicorn(engine: str, deflate: bool) -> tuple[int, Any]:
 
 _SERVE = {
     "raw": _serve_raw,
+    "floor": lambda deflate: floor_server.serve_floor(HOST),
     "wsfast": _serve_wsfast,
     "wsfast-fallback": _serve_wsfast,
     "wsfast-level1": lambda deflate: _serve_wsfast({"level": 1} if deflate else False),
