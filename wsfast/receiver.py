@@ -115,7 +115,6 @@ class Receiver:
         "_pending",
         "_pending_at",
         "_held",
-        "_held_size",
         "_held_at",
         "_fin",
         "_rsv1",
@@ -178,7 +177,6 @@ class Receiver:
         # Messages the native scanner parsed that a pause left undelivered (_scanned_frames):
         # they come first at the next feed, before the bytes in _pending.
         self._held: list[Any] | None = None
-        self._held_size = 0
         self._held_at = 0
         self._fin = False
         self._rsv1 = False
@@ -214,7 +212,6 @@ class Receiver:
         self._pending = b""
         self._pending_at = 0
         self._held = None
-        self._held_size = 0
         self._sink = self._sink_view = None
         self._sink_ready = 0
 
@@ -234,13 +231,18 @@ class Receiver:
         back by a pause, or of a payload read in place and held back; at least 1 while any
         message is held, even an empty one, since the front ends resume parsing only when this
         is non-zero (an empty message held back stayed undelivered until more bytes came)."""
-        return (
-            len(self._pending)
-            - self._pending_at
-            + self._held_size
-            + self._sink_ready
-            + (self._held is not None)
-        )
+        held = self._held
+        size = len(self._pending) - self._pending_at + self._sink_ready
+        if held is not None:
+            # Summed here, not kept up to date per message delivered (_deliver_held).
+            size += sum(map(len, held[self._held_at :])) + 1
+        return size
+
+    @property
+    def has_buffered(self) -> bool:
+        """Whether :attr:`buffered` is non-zero, without summing the held messages: what the
+        front ends ask before they resume parsing."""
+        return self._held is not None or bool(self._pending) or bool(self._sink_ready)
 
     def feed(self, data: bytes) -> None:
         """Parse ``data``; calls the callbacks for every complete message or control frame.
@@ -527,7 +529,6 @@ class Receiver:
                     if delivered < len(items):
                         self._held = items
                         self._held_at = delivered
-                        self._held_size = sum(map(len, items[delivered:]))
                     return end
             if stop >= size:
                 return end
@@ -551,10 +552,8 @@ class Receiver:
             at += 1
             if at < len(held):
                 self._held_at = at
-                self._held_size -= len(item)
             else:
                 self._held = None
-                self._held_size = 0
             on_message(item, type(item) is bytes)
             if self.paused or self.state == DONE:
                 return

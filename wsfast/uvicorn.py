@@ -700,6 +700,6 @@ class WebSocketProtocol(asyncio.Protocol):
         if proto is not None:
             receiver = proto.receiver
             receiver.paused = False
-            if receiver.buffered:
+            if receiver.has_buffered:
                 self.data_received(b"")
         self._resume_reading()

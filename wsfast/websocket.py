@@ -893,7 +893,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         if proto is not None and not self._paused:
             receiver = proto.receiver
             receiver.paused = False
-            if receiver.buffered:
+            if receiver.has_buffered:
                 self.data_received(b"")
         self._resume_reading()
 
@@ -955,7 +955,7 @@ class WebSocket(EventTarget, EventEmitter, asyncio.Protocol):
         self._paused = False
         receiver = proto.receiver
         receiver.paused = self._queue_paused
-        if receiver.buffered and not receiver.paused:
+        if receiver.has_buffered and not receiver.paused:
             self.data_received(b"")
         self._resume_reading()
 

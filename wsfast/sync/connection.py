@@ -444,7 +444,7 @@ class Connection:
                         break
                     # Once unpaused, what a full queue held back is parsed first (once: a
                     # stopped receiver keeps its unparsed bytes).
-                    parse = self._unpaused and receiver.buffered > 0
+                    parse = self._unpaused and receiver.has_buffered
                     self._unpaused = False
                     if parse:
                         self._feed(b"")
