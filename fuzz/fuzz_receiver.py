@@ -96,7 +96,9 @@ def run(flags: int, chunks: list[bytes], pausing: bool) -> tuple[list[Any], Any]
             # Resume as WebSocket.resume does: unpause, parse what was buffered.
             while receiver.paused and receiver.state != DONE:
                 receiver.paused = False
-                if receiver.buffered:
+                # The front ends ask has_buffered; it must agree with the count.
+                assert receiver.has_buffered == (receiver.buffered > 0)
+                if receiver.has_buffered:
                     receiver.feed(b"")
             receiver.paused = False
     except WebSocketError as exc:
