@@ -47,6 +47,9 @@ CASES: tuple[tuple[str, int, int, int], ...] = (
     ("1 MiB msg/s", 1024 * 1024, 1, 100),
 )
 IDLE_CONNECTIONS = 500
+# No memory row: raw is no WebSocket server, and floor's one 256 KiB read buffer per connection
+# says nothing of a real server.
+NO_MEMORY_ROW = ("raw", "floor")
 
 
 def case_id(case: tuple[str, int, int, int]) -> str:
@@ -203,8 +206,7 @@ def client_targets(clients: Sequence[str], server: str = "picows") -> list[tuple
 def memory_table(servers: Sequence[str], rounds: int, use_uvloop: bool = True) -> str:
     rows: dict[str, list[float | None]] = {}
     for server in servers:
-        # The floor's one 256 KiB read buffer per connection says nothing of a real server.
-        if server in ("raw", "floor") or not peers.available(server):
+        if server in NO_MEMORY_ROW or not peers.available(server):
             continue
         plain, shakes, deflated, used = [], [], [], []
         for _ in range(rounds):
@@ -355,7 +357,7 @@ if pytest is not None:
         run_case(benchmark, bench_loop, client, payloads_for(case[1]), case[2], case[3])
 
     @pytest.mark.parametrize(
-        "server", [s for s in peers.SERVERS if s not in ("raw", "floor") and peers.available(s)]
+        "server", [s for s in peers.SERVERS if s not in NO_MEMORY_ROW and peers.available(s)]
     )
     def test_idle_memory(benchmark: Any, server: str) -> None:
         """KiB per idle connection in ``extra_info``; the time is 500 sequential handshakes."""

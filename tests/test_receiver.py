@@ -805,13 +805,7 @@ def test_pauses_between_reads_deliver_every_message_once(feed_while_paused: bool
     events = Events(is_server=True)
     receiver = events.receiver
     got: list[Any] = []
-
-    def on_message(data: Any, is_binary: bool) -> None:
-        got.append(data)
-        if len(got) % 5 == 0:
-            receiver.paused = True
-
-    receiver.on_message = on_message
+    receiver.on_message = _paused_after(5, receiver, got)
     checked = 0
     for read in reads:
         if not feed_while_paused:
@@ -828,7 +822,7 @@ def test_pauses_between_reads_deliver_every_message_once(feed_while_paused: bool
         receiver.feed(b"")
         assert receiver.has_buffered == (receiver.buffered > 0)
         checked += 1
-    assert got == payloads
+    assert got == [(payload, True) for payload in payloads]
     assert receiver.buffered == 0 and not receiver.has_buffered
     assert checked >= 10
 

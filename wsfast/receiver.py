@@ -270,7 +270,7 @@ class Receiver:
             self._pending = b""
             self._pending_at = 0
             if data:
-                data = pending[pos:] + data if pos else pending + data
+                data = pending[pos:] + data  # (bytes[0:] is the same object: no copy)
                 pos = 0
             else:
                 data = pending  # resumed after a pause: go on from the offset, no copy

@@ -258,9 +258,9 @@ class Sender:
         self.is_client = is_client
         self.deflate = deflate
         self.generate_mask = generate_mask or _default_mask
-        #: Unmasked and uncompressed by default: WebSocket.send frames small messages itself.
+        #: Unmasked and uncompressed by default: Protocol.send frames small messages itself.
         self.plain = not is_client and deflate is None
-        #: Masked and uncompressed: WebSocket.send frames small messages itself.
+        #: Masked and uncompressed: Protocol.send frames small messages itself.
         self.masking = is_client and deflate is None
         self._compress_fragments = False
         #: False while a message sent with ``fin=False`` is unfinished.
