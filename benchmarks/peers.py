@@ -8,8 +8,8 @@ Servers (``python benchmarks/peers.py server NAME [--deflate] [--no-uvloop]`` pr
 ``PORT <n>`` once listening and serves until its standard input closes):
 
 - ``raw``: a TCP echo, the ceiling (no WebSocket at all; only the raw client can drive it).
-- ``floor``: the least a Python WebSocket echo server can do per message (``floor_server.py``),
-  driven by the same client as the others: no server written in Python on asyncio can beat it.
+- ``floor``: a minimal WebSocket echo in Python (``floor_server.py``): one reused buffer, no
+  message objects, no checks; driven by the same client as the others.
 - ``wsfast``: ws' event API, ``ws.on("message", lambda data, is_binary: ws.send(...))``.
 - ``wsfast-serve``: ``wsfast.serve`` with an ``async for message in ws`` handler.
 - ``websockets``, ``aiohttp``, ``picows``: the peers' own idiomatic echo servers.
